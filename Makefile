@@ -1,0 +1,27 @@
+# Fresh-machine entry points.  `make demo` and `make test` both install what they need into .venv.
+# On a GPU machine pick the CUDA build of torch you want, e.g. `make install TORCH=torch==2.13.0`
+# after configuring pip for your CUDA index; the default is the CPU build available on CPU machines.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+OUT ?= demo_out
+
+.PHONY: install test demo clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "$(TORCH)" -e '.[synth,s3prl,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m results.demo --out $(OUT)
+
+clean:
+	rm -rf $(VENV) $(OUT)
