@@ -1,0 +1,342 @@
+"""Pretraining data: length-bucketed batches of equal-length random crops, no padding (method.md §10).
+
+`build_loader(manifest, ...)` returns a DataLoader of {"wav": (B, S), "wav_lengths": (B,)} and its sampler.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from pretrain.manifest import SAMPLE_RATE, read_manifest
+
+NORM_EPS = 1e-5  # fairseq `normalize: true` is a layer-norm over the waveform with this eps
+
+# Streams drawn from np.random.default_rng([seed, epoch, stream]) so that each decision has its own generator
+_ORDER_STREAM, _DROP_STREAM, _BATCH_ORDER_STREAM, _CROP_SEED_STREAM = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRef:
+    """One item of a batch: which utterance, how long its crop is, and the seed of its crop offset."""
+
+    index: int
+    crop_length: int
+    crop_seed: int
+
+
+@dataclass(frozen=True)
+class _EpochPlan:
+    """Global batches of one epoch as arrays; SampleRefs are built only for the batches asked for."""
+
+    batches: list[np.ndarray]  # dataset indices of each global batch, rank r takes [r::world_size]
+    crop_lengths: list[int]
+    crop_seeds: np.ndarray  # (num_utterances,) uint64 indexed by dataset index
+    num_dropped: int
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on a uint64 array: a bijection that scrambles consecutive inputs."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def crop_seeds_for_epoch(seed: int, epoch: int, num_utterances: int) -> np.ndarray:
+    """(num_utterances,) uint64 seeds below 2**63, a pure function of (seed, epoch, index).
+
+    A SeedSequence key per (seed, epoch) starts a splitmix64 counter stream indexed by the utterance,
+    which is distinct per index and vectorised (one SeedSequence per utterance would take seconds).
+    """
+    key = np.random.SeedSequence([seed, epoch, _CROP_SEED_STREAM]).generate_state(1, np.uint64)[0]
+    counters = key + np.arange(num_utterances, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return _splitmix64(counters) >> np.uint64(1)
+
+
+class BucketBatchSampler:
+    """Greedy batches of length-sorted utterances, all cropped to the batch's shortest one.
+
+    A global batch of n utterances with crop c satisfies n * c <= max_batch_samples. With
+    world_size > 1 a global batch keeps a multiple of world_size items (the remainder is dropped and
+    counted in `num_dropped`) and rank r takes items r::world_size, so every rank crops to the same
+    length and the ranks together see exactly one global batch per step.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_batch_samples: int,
+        min_samples: int,
+        max_samples: int,
+        seed: int,
+        num_buckets: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        if not 0 < min_samples <= max_samples:
+            raise ValueError(f"need 0 < min_samples <= max_samples, got {min_samples} and {max_samples}")
+        if max_batch_samples < world_size * max_samples:
+            raise ValueError(
+                f"max_batch_samples ({max_batch_samples}) must be at least world_size * max_samples "
+                f"({world_size} * {max_samples}) so that every rank gets at least one full-length crop"
+            )
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if seed < 0 or num_buckets < 0:
+            raise ValueError(f"seed and num_buckets must be >= 0, got {seed} and {num_buckets}")
+        all_lengths = np.asarray(lengths, dtype=np.int64)
+        if all_lengths.ndim != 1:
+            raise ValueError(f"lengths must be a flat sequence of sample counts, got shape {all_lengths.shape}")
+        is_long_enough = all_lengths >= min_samples
+        if not is_long_enough.any():
+            raise ValueError(f"none of the {len(all_lengths)} utterances has at least min_samples={min_samples}")
+
+        self.max_batch_samples = max_batch_samples
+        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.num_utterances = len(all_lengths)
+        self.num_skipped_short = int((~is_long_enough).sum())
+        self._indices = np.flatnonzero(is_long_enough)  # (N,) dataset indices that can be cropped
+        self._sizes = np.minimum(all_lengths[self._indices], max_samples)  # (N,) effective sizes
+        if num_buckets > 0:
+            # quantile edges: equally populated buckets; items are shuffled freely inside a bucket
+            inner_edges = np.unique(np.quantile(self._sizes, np.linspace(0, 1, num_buckets + 1)[1:-1]))
+            self._bucket_keys = np.searchsorted(inner_edges, self._sizes, side="right")
+        else:
+            self._bucket_keys = self._sizes  # one bucket per distinct size: shuffled only among ties
+        self.epoch = 0
+        self._start_batch = 0
+        self._plan: tuple[int, _EpochPlan] | None = None
+
+    # ---- epoch planning (pure in (seed, epoch)) ----
+    def _epoch_plan(self, epoch: int) -> _EpochPlan:
+        if self._plan is not None and self._plan[0] == epoch:
+            return self._plan[1]
+        plan = self._make_plan(epoch)
+        self._plan = (epoch, plan)
+        return plan
+
+    def _make_plan(self, epoch: int) -> _EpochPlan:
+        if self.shuffle:
+            tie_break = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(len(self._sizes))
+            order = np.lexsort((tie_break, self._bucket_keys))
+        else:
+            order = np.lexsort((self._indices, self._sizes, self._bucket_keys))
+        bounds, crops = _greedy_batches(self._sizes[order], self.max_batch_samples)
+        if self.drop_last and (bounds[-1][1] - bounds[-1][0] + 1) * crops[-1] <= self.max_batch_samples:
+            bounds, crops = bounds[:-1], crops[:-1]  # the final batch ran out of items before the budget
+
+        if self.shuffle:
+            # ordered before any world-size drop, so every world size walks the formed batches in one order
+            batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(bounds))
+            bounds, crops = [bounds[i] for i in batch_order], [crops[i] for i in batch_order]
+
+        drop_rng = np.random.default_rng([self.seed, epoch, _DROP_STREAM])
+        batches, kept_crops = [], []
+        for (start, end), crop in zip(bounds, crops):
+            members = self._indices[order[start:end]]
+            remainder = len(members) % self.world_size
+            if remainder:
+                # random items each epoch (not always the longest), so no utterance is left out for good
+                if self.shuffle:
+                    keep = np.sort(drop_rng.permutation(len(members))[remainder:])
+                else:
+                    keep = np.arange(len(members) - remainder)
+                members = members[keep]
+            if len(members):  # only the greedy pass's last batch can hold fewer than world_size items
+                batches.append(members)
+                kept_crops.append(crop)  # the formed batch's minimum, so n * crop stays within budget
+        num_dropped = len(self._indices) - sum(len(b) for b in batches)
+        crop_seeds = crop_seeds_for_epoch(self.seed, epoch, self.num_utterances)
+        return _EpochPlan(batches, kept_crops, crop_seeds, num_dropped)
+
+    def _refs(self, plan: _EpochPlan, batch_index: int, rank: int | None) -> list[SampleRef]:
+        crop = plan.crop_lengths[batch_index]
+        members = plan.batches[batch_index]
+        if rank is not None:
+            members = members[rank :: self.world_size]
+        return [SampleRef(int(i), crop, int(plan.crop_seeds[i])) for i in members]
+
+    def global_batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
+        """All ranks' items of each step of the epoch; rank r's batch is global_batch[r::world_size]."""
+        plan = self._epoch_plan(epoch)
+        return [self._refs(plan, b, rank=None) for b in range(len(plan.batches))]
+
+    def batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
+        """This rank's batches of the whole epoch, in the order __iter__ yields them (ignores start_batch)."""
+        plan = self._epoch_plan(epoch)
+        return [self._refs(plan, b, self.rank) for b in range(len(plan.batches))]
+
+    # ---- iteration state ----
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch; start_batch > 0 skips that many batches of it (resume mid-epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        num_batches = len(self._epoch_plan(epoch).batches)
+        if not 0 <= start_batch <= num_batches:
+            raise ValueError(f"start_batch must be in [0, {num_batches}] for epoch {epoch}, got {start_batch}")
+        self.epoch, self._start_batch = epoch, start_batch
+
+    @property
+    def num_dropped(self) -> int:
+        """Utterances of the current epoch not yielded: world-size remainders and a drop_last batch."""
+        return self._epoch_plan(self.epoch).num_dropped
+
+    def __len__(self) -> int:
+        """Batches the next __iter__ yields: the epoch's batches after start_batch."""
+        return len(self._epoch_plan(self.epoch).batches) - self._start_batch
+
+    def __iter__(self) -> Iterator[list[SampleRef]]:
+        plan = self._epoch_plan(self.epoch)
+        for b in range(self._start_batch, len(plan.batches)):
+            yield self._refs(plan, b, self.rank)
+
+
+def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Split consecutive sizes into [start, end) runs with len * min(run) <= max_batch_samples.
+
+    Every prefix of a run also satisfies the bound, so dropping items from a run keeps it valid.
+    """
+    bounds, crops = [], []
+    start, run_min = 0, None
+    for pos, size in enumerate(sorted_sizes.tolist()):
+        new_min = size if run_min is None else min(run_min, size)
+        if (pos - start + 1) * new_min > max_batch_samples:
+            bounds.append((start, pos))
+            crops.append(run_min)
+            start, new_min = pos, size
+        run_min = new_min
+    bounds.append((start, len(sorted_sizes)))
+    crops.append(run_min)
+    return bounds, crops
+
+
+class AudioDataset(Dataset):
+    """Utterances of a manifest; item `ref` is the normalised utterance's crop chosen by ref.crop_seed."""
+
+    def __init__(self, manifest: Path, normalize: bool = True) -> None:
+        self.manifest = Path(manifest)
+        self.root, entries = read_manifest(self.manifest)
+        if not entries:
+            raise ValueError(f"{self.manifest}: the manifest lists no audio files")
+        self.relative_paths = [rel for rel, _ in entries]
+        self._lengths = [n for _, n in entries]
+        self.normalize = normalize
+
+    @property
+    def lengths(self) -> list[int]:
+        return self._lengths
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def __getitem__(self, ref: SampleRef) -> torch.Tensor:
+        path = self.root / self.relative_paths[ref.index]
+        wav, sr = read_audio(path)
+        check_audio(path, wav, sr, ref.crop_length)
+        x = torch.from_numpy(wav)  # (T,)
+        if self.normalize:
+            x = normalize_waveform(x)  # over the whole utterance, before cropping (method.md §3.1)
+        return crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """(float32 samples, sample rate); FileNotFoundError or ValueError naming the file when unreadable."""
+    try:
+        wav, sr = sf.read(str(path), dtype="float32")
+    except (sf.SoundFileError, RuntimeError) as err:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: audio file listed in the manifest does not exist") from None
+        raise ValueError(f"{path}: cannot decode audio: {err}") from None
+    return wav, sr
+
+
+def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
+    """Raise ValueError naming path unless wav is 1-D mono, 16 kHz, at least min_len samples, and finite."""
+    if wav.ndim != 1:
+        raise ValueError(f"{path}: expected mono audio, found {wav.shape[1]} channels (shape {wav.shape})")
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, found {sr} Hz")
+    if len(wav) < min_len:
+        raise ValueError(
+            f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of date?)"
+        )
+    if not np.isfinite(wav.sum(dtype=np.float64)):  # one pass: any NaN/inf makes the sum non-finite
+        raise ValueError(f"{path}: contains NaN or infinite samples")
+
+
+def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the whole (T,) utterance: fairseq `normalize: true` (eps 1e-5)."""
+    return F.layer_norm(x, x.shape, eps=NORM_EPS)
+
+
+def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Tensor:
+    """(crop_length,) window of the (T,) waveform at an offset drawn from default_rng(crop_seed)."""
+    if crop_length > len(x):
+        raise ValueError(f"crop_length {crop_length} exceeds the waveform length {len(x)}")
+    if crop_length == len(x):
+        return x
+    offset = int(np.random.default_rng(crop_seed).integers(0, len(x) - crop_length + 1))
+    # clone: a view would keep (and ship between processes) the whole utterance's storage
+    return x[offset : offset + crop_length].clone()
+
+
+def collate_batch(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stack equal-length (S,) crops: {"wav": (B, S) float32, "wav_lengths": (B,) long}."""
+    if not items:
+        raise ValueError("collate_batch got an empty batch")
+    shapes = sorted({tuple(t.shape) for t in items})
+    if len(shapes) != 1 or len(shapes[0]) != 1:
+        raise ValueError(f"collate_batch expects 1-D crops of one length (the sampler crops to the shortest), "
+                         f"got shapes {shapes}")
+    wav = torch.stack(items).to(torch.float32)  # (B, S)
+    return {"wav": wav, "wav_lengths": torch.full((len(items),), wav.shape[1], dtype=torch.long)}
+
+
+def _one_thread_per_worker(worker_id: int) -> None:
+    # N workers x default intra-op threads oversubscribe the cores (performance.md §5, fairseq #3342)
+    torch.set_num_threads(1)
+
+
+def build_loader(
+    manifest: Path,
+    max_batch_samples: int,
+    min_samples: int,
+    max_samples: int,
+    seed: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> tuple[DataLoader, BucketBatchSampler]:
+    """DataLoader over the manifest with the bucketed sampler; batches depend only on (seed, epoch).
+
+    Call sampler.set_epoch(epoch[, start_batch]) before each epoch. prefetch_factor applies only
+    when num_workers > 0 (a single-process loader prefetches nothing).
+    """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    dataset = AudioDataset(manifest, normalize=True)
+    sampler = BucketBatchSampler(
+        dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank, world_size=world_size
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_batch,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_one_thread_per_worker if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+    )
+    return loader, sampler

@@ -1,0 +1,58 @@
+"""Losses (method §8): per-frame L2 regression loss, the pairwise ranking loss of the predictor, Spearman rho."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+RANKING_NORMS = ("pair_mean", "sum", "flat_batch_mean")
+
+
+def regression_loss_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) fp32: sum_d (prediction - target)^2 / sqrt(D)."""
+    if prediction.shape != target.shape or prediction.dim() != 2:
+        raise ValueError(f"prediction and target must both be (N, D), got {tuple(prediction.shape)} "
+                         f"and {tuple(target.shape)}")
+    return (prediction.float() - target.float()).square().sum(dim=-1) / math.sqrt(prediction.shape[-1])
+
+
+def ranking_loss(scores: torch.Tensor, realised: torch.Tensor, norm: str = "pair_mean") -> torch.Tensor:
+    """Pairwise logistic (RankNet) loss over ordered pairs of a row's masked frames; ties contribute nothing.
+
+    norm: "pair_mean" = S / max(V, 1) (HPM, default), "sum" = S (release), "flat_batch_mean" = pairs over all
+    frames of the batch as one row, then averaged per valid pair (the authors' development fork).
+    """
+    if norm not in RANKING_NORMS:
+        raise ValueError(f"loss.aux_norm must be one of {RANKING_NORMS}, got {norm!r}")
+    if scores.shape != realised.shape or scores.dim() != 2:
+        raise ValueError(f"scores and realised must both be (R, M), got {tuple(scores.shape)} "
+                         f"and {tuple(realised.shape)}")
+    p, ell = scores.float(), realised.detach().float()
+    if norm == "flat_batch_mean":
+        p, ell = p.reshape(1, -1), ell.reshape(1, -1)
+    # [b, i, j] = value_j - value_i over ordered pairs within a row
+    order = torch.sign(ell[:, None, :] - ell[:, :, None])  # (R, M, M): +1 if l_j > l_i, -1 if l_j < l_i, 0 tie
+    margin = p[:, None, :] - p[:, :, None]  # (R, M, M)
+    total = -(F.logsigmoid(order * margin) * order.abs()).sum()  # log(1 - sigma(z)) = logsigmoid(-z)
+    if norm == "sum":
+        return total
+    return total / order.abs().sum().clamp(min=1.0)
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    # Double argsort: ties get distinct ranks in an arbitrary order (no averaging), unlike scipy.
+    return x.argsort(dim=1).argsort(dim=1).float()
+
+
+def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """0-dim tensor: mean over rows of the Spearman rank correlation of x and y (R, M). No host sync.
+
+    Tied values receive distinct, arbitrary ranks, so the result matches scipy only on tie-free rows.
+    """
+    if x.shape != y.shape or x.dim() != 2 or x.shape[1] < 2:
+        raise ValueError(f"x and y must both be (R, M) with M >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
+    rx, ry = _ranks(x.detach()), _ranks(y.detach())
+    rx, ry = rx - rx.mean(dim=1, keepdim=True), ry - ry.mean(dim=1, keepdim=True)
+    rho = (rx * ry).sum(dim=1) / (rx.square().sum(dim=1) * ry.square().sum(dim=1)).sqrt()
+    return rho.mean()

@@ -1,0 +1,208 @@
+"""Audio manifests in the fairseq format: line 1 the absolute root, then `relative/path<TAB>num_samples`.
+
+Run: python -m pretrain.manifest ROOT --out train.tsv [--valid-out valid.tsv --valid-fraction 0.01]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+_PROGRESS_EVERY = 20_000  # files between progress log lines; LibriSpeech 960 h has ~281 k
+
+
+@dataclass
+class ManifestSummary:
+    """What write_manifest found: files written per split and every skipped file with its reason."""
+
+    root: Path
+    num_candidates: int = 0  # files with a matching extension
+    num_train: int = 0
+    num_valid: int = 0
+    train_samples: int = 0
+    valid_samples: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def format(self) -> str:
+        """A few human-readable lines: counts, hours, and skip reasons grouped by kind."""
+        hours = (self.train_samples + self.valid_samples) / SAMPLE_RATE / 3600
+        lines = [
+            f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
+            f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"
+        ]
+        kinds = Counter(reason.split(":")[0] for _, reason in self.skipped)
+        lines += [f"  skipped {count:>7} x {kind}" for kind, count in sorted(kinds.items())]
+        return "\n".join(lines)
+
+
+def find_audio_files(root: Path, extensions: tuple[str, ...]) -> list[str]:
+    """Sorted POSIX paths relative to root of every file whose extension matches (case-insensitive)."""
+    wanted = {ext.lower().lstrip(".") for ext in extensions}
+    found = []
+    # followlinks: users commonly build a root of symlinks to LibriSpeech subsets
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in filenames:
+            if name.rsplit(".", 1)[-1].lower() in wanted and "." in name:
+                found.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(found)
+
+
+def probe_audio(path: Path) -> tuple[int | None, str]:
+    """(num_samples, "") for a usable 16 kHz mono file, else (None, reason)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        # libsndfile reports empty, truncated and non-audio files here
+        return None, f"unreadable: {err}"
+    if info.frames <= 0:
+        return None, "empty: no audio samples"
+    if info.samplerate != SAMPLE_RATE:
+        return None, f"sample rate: {info.samplerate} Hz, expected {SAMPLE_RATE}"
+    if info.channels != 1:
+        return None, f"channels: {info.channels}, expected mono"
+    return info.frames, ""
+
+
+def write_manifest(
+    root: Path,
+    out: Path,
+    extensions: tuple[str, ...] = ("flac", "wav"),
+    valid_out: Path | None = None,
+    valid_fraction: float = 0.0,
+    seed: int = 0,
+) -> ManifestSummary:
+    """Scan root, write the train (and optional valid) manifest, and report every file left out.
+
+    The valid split is a seeded random choice of round(valid_fraction * n) files (at least one when
+    the fraction is positive and there are two or more files); both manifests keep sorted path order.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"manifest root {root} is not a directory")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    if valid_fraction > 0 and valid_out is None:
+        raise ValueError(f"valid_fraction={valid_fraction} needs valid_out to write the valid split to")
+
+    summary = ManifestSummary(root=root)
+    entries: list[tuple[str, int]] = []
+    candidates = find_audio_files(root, tuple(extensions))
+    summary.num_candidates = len(candidates)
+    for i, rel in enumerate(candidates, start=1):
+        if "\t" in rel or "\n" in rel or "\r" in rel:
+            num_samples, reason = None, "path: contains a tab or newline, which the manifest format cannot hold"
+        else:
+            num_samples, reason = probe_audio(root / rel)
+        if num_samples is None:
+            logger.warning("skipping %s: %s", root / rel, reason)
+            summary.skipped.append((rel, reason))
+        else:
+            entries.append((rel, num_samples))
+        if i % _PROGRESS_EVERY == 0:
+            logger.info("probed %d / %d files", i, len(candidates))
+    if not entries:
+        raise ValueError(
+            f"no usable audio under {root}: {len(candidates)} files with extensions {tuple(extensions)}, "
+            f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped else "")
+        )
+
+    is_valid = np.zeros(len(entries), dtype=bool)
+    if valid_fraction > 0:
+        num_valid = int(round(valid_fraction * len(entries)))
+        if num_valid == 0 and len(entries) >= 2:
+            num_valid = 1
+        rng = np.random.default_rng(seed)
+        is_valid[rng.permutation(len(entries))[:num_valid]] = True
+    train = [e for e, v in zip(entries, is_valid) if not v]
+    valid = [e for e, v in zip(entries, is_valid) if v]
+
+    _write_atomic(Path(out), root, train)
+    summary.num_train, summary.train_samples = len(train), sum(n for _, n in train)
+    if valid_out is not None:
+        _write_atomic(Path(valid_out), root, valid)
+        summary.num_valid, summary.valid_samples = len(valid), sum(n for _, n in valid)
+    return summary
+
+
+def _write_atomic(out: Path, root: Path, entries: list[tuple[str, int]]) -> None:
+    # a crash mid-write must not leave a truncated manifest that later reads as a smaller corpus
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{root}\n")
+        f.writelines(f"{rel}\t{n}\n" for rel, n in entries)
+    os.replace(tmp, out)
+
+
+def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:
+    """(root, [(relative path, num_samples), ...]) from a manifest; ValueError names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{path}:1: expected the audio root directory on the first line, found nothing")
+    root = Path(lines[0].strip())
+    if "\t" in lines[0]:
+        raise ValueError(f"{path}:1: expected the audio root directory, found a tab-separated entry {lines[0]!r}")
+    entries = []
+    for line_no, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0]:
+            raise ValueError(f"{path}:{line_no}: expected 'relative/path<TAB>num_samples', found {line!r}")
+        try:
+            num_samples = int(fields[1])
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: num_samples must be an integer, found {fields[1]!r}") from None
+        if num_samples <= 0:
+            raise ValueError(f"{path}:{line_no}: num_samples must be positive, found {num_samples}")
+        entries.append((fields[0], num_samples))
+    return root, entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="directory searched recursively for audio")
+    parser.add_argument("--out", type=Path, required=True, help="train manifest to write")
+    parser.add_argument("--valid-out", type=Path, default=None, help="valid manifest to write")
+    parser.add_argument(
+        "--valid-fraction", type=float, default=None, help="fraction of files for valid (default 0.01 with --valid-out)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the valid split")
+    parser.add_argument("--ext", nargs="+", default=["flac", "wav"], help="extensions to include")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.valid_fraction is not None and args.valid_out is None:
+        parser.error("--valid-fraction needs --valid-out")
+    valid_fraction = 0.0
+    if args.valid_out is not None:
+        valid_fraction = 0.01 if args.valid_fraction is None else args.valid_fraction
+    try:
+        summary = write_manifest(
+            args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

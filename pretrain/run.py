@@ -1,0 +1,48 @@
+"""Pretrain EH-MAM: `python pretrain/run.py --config pretrain/ehmam.yaml [--set section.key=value ...] [--resume]`.
+
+A rerun of the same command on a run directory holding last.pt continues it; `torchrun --nproc_per_node N
+pretrain/run.py ...` runs DDP. `--dry-run` builds everything, prints parameter counts and one batch's shapes.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config, e.g. pretrain/ehmam.yaml or pretrain/tiny.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=1000")
+    parser.add_argument("--resume", action="store_true",
+                        help="require run.out_dir/last.pt and continue from it (done anyway when it exists)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build model and data, print parameter counts and one batch's shapes, and exit")
+    args = parser.parse_args(argv)
+
+    from pretrain.config import load_config
+    from pretrain.train import TrainingAborted, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_config(args.config, args.overrides)
+        if not config.data.manifest:
+            raise ValueError("data.manifest: no manifest given; make one with "
+                             "`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass "
+                             "--set data.manifest=train.tsv")
+        out_dir = train(config, resume=args.resume, dry_run=args.dry_run)
+    except (ValueError, FileNotFoundError, TrainingAborted) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        print(f"done: checkpoints in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Config loading: every shipped YAML resolves; unknown keys, wrong types and impossible values name the key."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pretrain.config import PretrainConfig, apply_overrides, config_from_dict, load_config, save_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["ehmam.yaml", "tiny.yaml", "random_mask.yaml"])
+def test_shipped_configs_load(name):
+    """Each shipped config resolves to a valid PretrainConfig."""
+    config = load_config(ROOT / "pretrain" / name)
+    assert config.model.num_layers >= config.loss.top_k_layers
+
+
+def test_base_config_has_paper_values():
+    """ehmam.yaml carries the Base values of method.md §11."""
+    c = load_config(ROOT / "pretrain" / "ehmam.yaml")
+    assert (c.model.embed_dim, c.model.num_layers, c.model.num_heads, c.model.ffn_dim) == (768, 12, 12, 3072)
+    assert (c.mask.mask_prob, c.mask.span_length, c.loss.top_k_layers) == (0.5, 5, 8)
+    assert (c.teacher.ema_decay_start, c.teacher.ema_decay_end, c.teacher.ema_anneal_updates) == (0.999, 0.99999, 75000)
+    assert (c.optim.lr, c.optim.betas, c.optim.eps, c.optim.weight_decay) == (7.5e-4, [0.9, 0.98], 1e-6, 0.01)
+    assert c.loss.aux_weight == 1.0 and c.curriculum.mode == "progress"
+
+
+def test_random_mask_baseline_switches_off_the_method():
+    """random_mask.yaml: alpha fixed at 0 and no auxiliary loss, so no loss predictor is built."""
+    c = load_config(ROOT / "pretrain" / "random_mask.yaml")
+    assert c.curriculum.mode == "none" and c.loss.aux_weight == 0.0
+    assert not c.uses_loss_predictor
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"optim": {"max_stepz": 3}}, "optim.max_stepz: unknown key"),
+    ({"optim": {"max_steps": "many"}}, "optim.max_steps: expected int"),
+    ({"mask": {"mask_prob": 1.5}}, "mask.mask_prob"),
+    ({"data": {"min_samples": 64000, "max_samples": 32000}}, "data.min_samples"),
+    ({"model": {"embed_dim": 100, "num_heads": 12}}, "num_heads"),
+    ({"curriculum": {"mode": "hard"}}, "curriculum.mode"),
+    ({"loss": {"top_k_layers": 13}}, "loss.top_k_layers"),
+    ({"optimizer": {}}, "unknown section 'optimizer'"),
+    ({"run": {"precision": "fp16"}}, "run.precision"),
+    ({"optim": {"max_steps": 10, "warmup_steps": 10}}, "optim.warmup_steps"),
+])
+def test_bad_config_names_the_key(values, message):
+    """Bad values raise a ValueError whose message names the offending key."""
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        config_from_dict(values)
+
+
+def test_overrides_are_type_checked_and_applied():
+    """--set section.key=value parses YAML values and goes through the same checks."""
+    values = apply_overrides({}, ["optim.max_steps=12", "optim.warmup_steps=2", "mask.mode=release", "optim.betas=[0.9, 0.95]"])
+    c = config_from_dict(values)
+    assert c.optim.max_steps == 12 and c.mask.mode == "release" and c.optim.betas == [0.9, 0.95]
+    with pytest.raises(ValueError, match="optim.max_steps"):
+        config_from_dict(apply_overrides({}, ["optim.max_steps=1.5"]))
+    with pytest.raises(ValueError, match="section.key"):
+        apply_overrides({}, ["max_steps=3"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    """The resolved config written beside checkpoints reloads to the same values."""
+    c = load_config(ROOT / "pretrain" / "tiny.yaml", ["optim.max_steps=7", "optim.warmup_steps=2"])
+    save_config(c, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again.to_dict() == c.to_dict()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["max_steps"] == 7
+    assert isinstance(again, PretrainConfig)

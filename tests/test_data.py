@@ -1,0 +1,304 @@
+"""Tests of pretrain.data: bucketed crop batches, resume, multi-rank splits, the dataset and the loader."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pretrain.data import (
+    AudioDataset,
+    BucketBatchSampler,
+    SampleRef,
+    _one_thread_per_worker,
+    build_loader,
+    check_audio,
+    collate_batch,
+)
+from pretrain.manifest import write_manifest
+
+MIN, MAX, BUDGET = 1_000, 8_000, 40_000
+
+
+def _lengths(n: int = 300, seed: int = 0) -> list[int]:
+    """Lengths 200..12000 with some exact ties, so short items, capped items and ties all occur."""
+    lengths = np.random.default_rng(seed).integers(200, 12_000, size=n)
+    lengths[::7] = 5_000
+    return lengths.tolist()
+
+
+def _sampler(lengths: list[int], **kwargs) -> BucketBatchSampler:
+    args = dict(max_batch_samples=BUDGET, min_samples=MIN, max_samples=MAX, seed=3)
+    args.update(kwargs)
+    return BucketBatchSampler(lengths, **args)
+
+
+@pytest.mark.parametrize("num_buckets", [0, 5])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_batches_fit_budget_crop_to_shortest_and_cover_epoch_once(num_buckets: int, shuffle: bool) -> None:
+    """n * crop <= budget, crop = min effective size <= max_samples, each long-enough item exactly once."""
+    lengths = _lengths()
+    sampler = _sampler(lengths, num_buckets=num_buckets, shuffle=shuffle)
+    batches = sampler.batches_for_epoch(0)
+    for batch in batches:
+        crops = {ref.crop_length for ref in batch}
+        assert len(crops) == 1
+        crop = crops.pop()
+        assert len(batch) * crop <= BUDGET
+        assert crop == min(min(lengths[ref.index], MAX) for ref in batch) <= MAX
+    seen = [ref.index for batch in batches for ref in batch]
+    long_enough = [i for i, n in enumerate(lengths) if n >= MIN]
+    assert sorted(seen) == long_enough  # no index twice, none missing, no short one
+    assert sampler.num_skipped_short == len(lengths) - len(long_enough) > 0
+    assert sampler.num_dropped == 0 and len(sampler) == len(batches) == len(list(sampler))
+
+
+def test_batches_are_dense() -> None:
+    """Consecutive sorted items fill the budget: few batches, little audio cropped away (num_buckets=0)."""
+    lengths = _lengths()
+    batches = _sampler(lengths).batches_for_epoch(0)
+    kept = sum(len(b) * b[0].crop_length for b in batches)
+    available = sum(min(lengths[r.index], MAX) for b in batches for r in b)
+    assert kept / available > 0.95
+    assert kept / (len(batches) * BUDGET) > 0.75
+
+
+def test_sampler_is_deterministic_per_epoch_and_differs_across_epochs() -> None:
+    """Same (seed, epoch) gives identical batches and crop seeds; another epoch or seed gives different ones."""
+    lengths = _lengths()
+    a, b = _sampler(lengths), _sampler(lengths)
+    assert a.batches_for_epoch(2) == b.batches_for_epoch(2)
+    assert a.batches_for_epoch(2) != a.batches_for_epoch(3)
+    assert a.batches_for_epoch(2) != _sampler(lengths, seed=4).batches_for_epoch(2)
+    seeds = {ref.index: ref.crop_seed for batch in a.batches_for_epoch(0) for ref in batch}
+    seeds_next = {ref.index: ref.crop_seed for batch in a.batches_for_epoch(1) for ref in batch}
+    assert len(set(seeds.values())) == len(seeds)  # distinct per utterance
+    assert all(0 <= s < 2**63 for s in seeds.values())
+    assert all(seeds[i] != seeds_next[i] for i in seeds)
+    a.set_epoch(2)
+    assert list(a) == b.batches_for_epoch(2)
+
+
+def test_bucketed_sampler_reshuffles_batch_membership_across_epochs() -> None:
+    """With buckets, an epoch's batches group different utterances than the previous epoch's."""
+    sampler = _sampler(_lengths(), num_buckets=4)
+    groups = [{frozenset(r.index for r in b) for b in sampler.batches_for_epoch(e)} for e in (0, 1)]
+    assert len(groups[0] & groups[1]) < len(groups[0]) / 2
+
+
+def test_resume_skips_the_first_batches_of_the_epoch() -> None:
+    """set_epoch(e, start_batch=k) in a fresh sampler yields exactly the tail of epoch e."""
+    lengths = _lengths()
+    full = _sampler(lengths).batches_for_epoch(5)
+    resumed = _sampler(lengths)
+    resumed.set_epoch(5, start_batch=7)
+    assert len(resumed) == len(full) - 7
+    assert list(resumed) == full[7:]
+    resumed.set_epoch(6)
+    assert list(resumed) == resumed.batches_for_epoch(6)
+    with pytest.raises(ValueError, match="start_batch"):
+        resumed.set_epoch(5, start_batch=len(full) + 1)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_two_ranks_together_see_the_single_process_global_batches(shuffle: bool) -> None:
+    """world_size=2: per step the ranks' items are the world_size=1 batch less its odd item, same crop."""
+    lengths = _lengths()
+    single = _sampler(lengths, shuffle=shuffle).batches_for_epoch(1)
+    ranks = [_sampler(lengths, shuffle=shuffle, rank=r, world_size=2) for r in (0, 1)]
+    per_rank = [s.batches_for_epoch(1) for s in ranks]
+    survivors = [b for b in single if len(b) >= 2]  # a lone item cannot be split over two ranks
+    assert len(per_rank[0]) == len(per_rank[1]) == len(survivors) == len(ranks[0])
+    dropped = 0
+    for whole, mine, theirs in zip(survivors, *per_rank):
+        assert len(mine) == len(theirs) == len(whole) // 2
+        assert set(mine).isdisjoint(theirs) and set(mine) | set(theirs) <= set(whole)
+        dropped += len(whole) % 2
+    dropped += sum(len(b) for b in single if len(b) < 2)
+    assert ranks[0].num_dropped == ranks[1].num_dropped == dropped > 0
+    globals_ = ranks[0].global_batches_for_epoch(1)
+    assert [g[0::2] for g in globals_] == per_rank[0] and [g[1::2] for g in globals_] == per_rank[1]
+
+
+def test_world_size_remainders_vary_so_every_utterance_is_seen() -> None:
+    """The items dropped to make batches even change per epoch: within 8 epochs every utterance appears."""
+    lengths = _lengths()
+    sampler = _sampler(lengths, rank=0, world_size=2)
+    seen = {r.index for e in range(8) for b in sampler.global_batches_for_epoch(e) for r in b}
+    assert seen == {i for i, n in enumerate(lengths) if n >= MIN}
+
+
+def test_drop_last_drops_the_underfull_final_batch() -> None:
+    """drop_last removes the greedy pass's final batch when another crop would still have fit."""
+    lengths = [MAX] * 11  # budget 40k fits 5 crops of 8k: batches of 5, 5, 1
+    keep = _sampler(lengths, shuffle=False)
+    drop = _sampler(lengths, shuffle=False, drop_last=True)
+    assert [len(b) for b in keep.batches_for_epoch(0)] == [5, 5, 1]
+    assert [len(b) for b in drop.batches_for_epoch(0)] == [5, 5]
+    assert (keep.num_dropped, drop.num_dropped) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(max_batch_samples=MAX * 2 - 1, world_size=2), "world_size \\* max_samples"),
+        (dict(min_samples=MAX + 1), "min_samples <= max_samples"),
+        (dict(rank=2, world_size=2), "rank"),
+        (dict(min_samples=7_999), None),  # valid: some items remain
+        (dict(min_samples=MAX, max_samples=MAX, lengths=[10, 20]), "none of the 2 utterances"),
+    ],
+)
+def test_sampler_rejects_impossible_settings(kwargs: dict, match: str | None) -> None:
+    """Settings that cannot produce a batch raise a ValueError saying which setting."""
+    lengths = kwargs.pop("lengths", _lengths())
+    if match is None:
+        assert len(_sampler(lengths, **kwargs)) > 0
+        return
+    with pytest.raises(ValueError, match=match):
+        _sampler(lengths, **kwargs)
+
+
+# ---- dataset and loader ----
+
+def _write_corpus(root: Path, lengths: list[int], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for i, n in enumerate(lengths):
+        # offset and scale differ per file so that normalisation is visible
+        wav = (0.2 * rng.uniform(-1, 1) + 0.05 * (i + 1) * rng.standard_normal(n)).clip(-1, 1)
+        sf.write(str(root / f"utt{i:02d}.{'flac' if i % 2 else 'wav'}"), wav.astype(np.float32), 16_000)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[Path, list[int]]:
+    root = tmp_path / "audio"
+    root.mkdir()
+    lengths = [1_500, 2_000, 2_600, 3_100, 3_900, 4_400, 5_000, 6_100, 7_000, 8_500, 900, 12_000]
+    _write_corpus(root, lengths)
+    write_manifest(root, tmp_path / "train.tsv")
+    return tmp_path / "train.tsv", lengths
+
+
+def test_dataset_normalises_the_whole_utterance(corpus: tuple[Path, list[int]]) -> None:
+    """With crop = full length the item has mean 0 and std 1 and equals the float64 z-norm of the file."""
+    manifest, lengths = corpus
+    dataset = AudioDataset(manifest)
+    assert dataset.lengths == lengths
+    i = 9
+    item = dataset[SampleRef(index=i, crop_length=lengths[i], crop_seed=1)]
+    assert item.dtype == torch.float32 and item.shape == (lengths[i],)
+    assert abs(item.mean().item()) < 1e-4 and abs(item.std(correction=0).item() - 1) < 1e-3
+    raw, _ = sf.read(str(dataset.root / dataset.relative_paths[i]), dtype="float64")
+    expected = (raw - raw.mean()) / np.sqrt(raw.var() + 1e-5)
+    np.testing.assert_allclose(item.numpy(), expected, atol=1e-4)
+
+
+def test_crop_is_a_seeded_window_of_the_normalised_utterance(corpus: tuple[Path, list[int]]) -> None:
+    """The crop offset comes from default_rng(crop_seed); the window is cut after whole-utterance norm."""
+    manifest, lengths = corpus
+    dataset = AudioDataset(manifest)
+    i, crop = 11, 3_000
+    full = dataset[SampleRef(i, lengths[i], 0)]
+    first = dataset[SampleRef(i, crop, 1234)]
+    offset = int(np.random.default_rng(1234).integers(0, lengths[i] - crop + 1))
+    torch.testing.assert_close(first, full[offset : offset + crop], atol=0, rtol=0)
+    torch.testing.assert_close(dataset[SampleRef(i, crop, 1234)], first, atol=0, rtol=0)
+    assert not torch.equal(dataset[SampleRef(i, crop, 99)], first)
+    raw = AudioDataset(manifest, normalize=False)[SampleRef(i, crop, 1234)]
+    expected_raw, _ = sf.read(str(dataset.root / dataset.relative_paths[i]), dtype="float32")
+    torch.testing.assert_close(raw, torch.from_numpy(expected_raw[offset : offset + crop]), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("problem", "match"),
+    [
+        ("stereo", "expected mono audio, found 2 channels"),
+        ("rate", "expected 16000 Hz, found 8000 Hz"),
+        ("short", "has 500 samples, fewer than the 600 needed"),
+        ("nan", "NaN or infinite"),
+        ("corrupt", "cannot decode audio"),
+    ],
+)
+def test_dataset_errors_name_the_file(tmp_path: Path, problem: str, match: str) -> None:
+    """Unusable audio raises ValueError naming the file and the problem (manifest written by hand)."""
+    path = tmp_path / f"{problem}.wav"
+    wav = np.zeros(500, dtype=np.float32)
+    if problem == "stereo":
+        sf.write(str(path), np.zeros((600, 2), dtype=np.float32), 16_000)
+    elif problem == "rate":
+        sf.write(str(path), np.zeros(600, dtype=np.float32), 8_000)
+    elif problem == "short":
+        sf.write(str(path), wav, 16_000)
+    elif problem == "nan":
+        wav = np.zeros(600, dtype=np.float32)
+        wav[10] = np.nan
+        sf.write(str(path), wav, 16_000, subtype="FLOAT")
+    else:
+        path.write_bytes(b"RIFF0000WAVEjunk" * 10)
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\n{path.name}\t600\n")
+    with pytest.raises(ValueError, match=match) as err:
+        AudioDataset(tmp_path / "m.tsv")[SampleRef(0, 600, 0)]
+    assert str(path) in str(err.value)
+
+
+def test_missing_audio_file_is_file_not_found(tmp_path: Path) -> None:
+    """A manifest entry whose file is gone raises FileNotFoundError naming it."""
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\ngone.flac\t600\n")
+    with pytest.raises(FileNotFoundError, match="gone.flac"):
+        AudioDataset(tmp_path / "m.tsv")[SampleRef(0, 600, 0)]
+
+
+def test_check_audio_accepts_good_audio() -> None:
+    """check_audio passes finite 16 kHz mono audio that is long enough (and only that)."""
+    check_audio(Path("ok.wav"), np.zeros(100, dtype=np.float32), 16_000, 100)
+    with pytest.raises(ValueError, match="inf.wav: contains NaN or infinite"):
+        check_audio(Path("inf.wav"), np.full(100, np.inf, dtype=np.float32), 16_000, 100)
+
+
+def test_collate_stacks_equal_crops_and_rejects_ragged_ones() -> None:
+    """collate_batch gives (B, S) float32 and (B,) lengths; unequal or empty batches are ValueErrors."""
+    items = [torch.randn(50) for _ in range(3)]
+    batch = collate_batch(items)
+    assert batch["wav"].shape == (3, 50) and batch["wav"].dtype == torch.float32
+    assert batch["wav_lengths"].tolist() == [50, 50, 50] and batch["wav_lengths"].dtype == torch.long
+    torch.testing.assert_close(batch["wav"][1], items[1])
+    with pytest.raises(ValueError, match=r"\(49,\), \(50,\)"):
+        collate_batch([torch.randn(50), torch.randn(49)])
+    with pytest.raises(ValueError, match="empty"):
+        collate_batch([])
+
+
+def _epoch_batches(loader: torch.utils.data.DataLoader, sampler: BucketBatchSampler, epoch: int) -> list[dict]:
+    sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_loader_batches_identical_with_and_without_workers(corpus: tuple[Path, list[int]]) -> None:
+    """num_workers 0 and 2 yield identical batches over two epochs; batches match the sampler's plan."""
+    manifest, _ = corpus
+    args = dict(max_batch_samples=16_000, min_samples=1_000, max_samples=8_000, seed=7)
+    loader0, sampler0 = build_loader(manifest, num_workers=0, **args)
+    loader2, sampler2 = build_loader(manifest, num_workers=2, prefetch_factor=2, **args)
+    assert loader2.persistent_workers and loader2.worker_init_fn is _one_thread_per_worker
+    for epoch in (0, 1):
+        plan = sampler0.batches_for_epoch(epoch)
+        batches0 = _epoch_batches(loader0, sampler0, epoch)
+        batches2 = _epoch_batches(loader2, sampler2, epoch)
+        assert len(batches0) == len(batches2) == len(plan) > 1
+        for b0, b2, refs in zip(batches0, batches2, plan):
+            assert b0["wav"].shape == (len(refs), refs[0].crop_length)
+            assert b0["wav"].shape[0] * b0["wav"].shape[1] <= args["max_batch_samples"]
+            torch.testing.assert_close(b0["wav"], b2["wav"], atol=0, rtol=0)
+            assert torch.equal(b0["wav_lengths"], b2["wav_lengths"])
+    assert sampler0.num_skipped_short == 1  # the 900-sample file
+
+
+def test_worker_init_limits_torch_threads() -> None:
+    """Loader workers run torch single-threaded, so N workers do not oversubscribe the cores."""
+    before = torch.get_num_threads()
+    try:
+        _one_thread_per_worker(0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

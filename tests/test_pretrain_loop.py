@@ -1,0 +1,124 @@
+"""The pretraining loop on a tiny model and a tiny synthetic corpus: it learns, checkpoints, and resumes exactly."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pretrain.config import load_config
+from pretrain.ehmam import EHMAMPretrainModel
+from pretrain.manifest import write_manifest
+from pretrain.train import train
+from upstream_ehmam.checkpoint import load_encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _harmonic_utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Speech-like test signal: a few voiced segments with changing pitch and formant-like partials, plus noise."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    out = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.25):
+        seg = (t >= start) & (t < start + 0.25)
+        f0 = rng.uniform(90, 250)
+        for k in range(1, 8):
+            out[seg] += rng.uniform(0, 1) / k * np.sin(2 * np.pi * f0 * k * t[seg])
+    out += 0.05 * rng.standard_normal(t.shape)
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        sf.write(root / f"utt{i:02d}.flac", _harmonic_utterance(rng, rng.uniform(2.5, 3.5)), 16000, subtype="PCM_16")
+    out = root / "train.tsv"
+    write_manifest(root, out)
+    return out
+
+
+def _config(manifest: Path, out_dir: Path, *extra: str):
+    return load_config(ROOT / "pretrain" / "tiny.yaml", [
+        f"data.manifest={manifest}", f"run.out_dir={out_dir}", "optim.max_steps=12", "optim.warmup_steps=3",
+        "run.log_every=1", "run.save_every=6", "run.keep_checkpoints=5", "data.max_samples=32000",
+        "data.max_batch_samples=128000", "run.collapse_check_after=100000", *extra])
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_pretraining_lowers_the_loss(manifest, tmp_path):
+    """Forty updates of the full EH-MAM step on CPU lower the regression loss markedly."""
+    run_dir = train(_config(manifest, tmp_path / "run", "optim.max_steps=40", "run.save_every=40"))
+    losses = [m["rec_loss"] for m in _metrics(run_dir)]
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    assert all(np.isfinite([m["aux_loss"] for m in _metrics(run_dir)]))
+
+
+def test_resume_continues_exactly(manifest, tmp_path):
+    """A run resumed from its update-6 checkpoint produces the same losses and parameters as the uninterrupted run."""
+    full = train(_config(manifest, tmp_path / "full"))
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copy(full / "checkpoint_00000006.pt", resumed_dir / "last.pt")
+    resumed = train(_config(manifest, resumed_dir), resume=True)
+    tail_full = [m["loss"] for m in _metrics(full)][6:]
+    tail_resumed = [m["loss"] for m in _metrics(resumed)]
+    assert len(tail_resumed) == 6
+    np.testing.assert_allclose(tail_resumed, tail_full, rtol=0, atol=1e-6)
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(resumed / "last.pt", weights_only=True)
+    for key in a["encoder"]:
+        torch.testing.assert_close(a["encoder"][key], b["encoder"][key], rtol=0, atol=1e-6)
+    for key in a["teacher_context"]:
+        torch.testing.assert_close(a["teacher_context"][key], b["teacher_context"][key], rtol=0, atol=1e-6)
+
+
+def test_checkpoints_load_safely_and_feed_the_upstream(manifest, tmp_path):
+    """last.pt loads with weights_only=True, holds the training state, and builds student and teacher encoders."""
+    run_dir = train(_config(manifest, tmp_path / "run", "optim.max_steps=6"))
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    assert ckpt["train_state"]["update"] == 6 and ckpt["kind"] == "ehmam-pretrain"
+    assert {"optimizer", "rng", "config", "heads"} <= set(ckpt)
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "tb").is_dir()
+    student = load_encoder(run_dir / "last.pt", weights="student")
+    teacher = load_encoder(run_dir / "last.pt", weights="teacher")
+    wav = torch.randn(1, 16000)
+    hs_student, _ = student.extract_features(wav, torch.tensor([16000]))
+    hs_teacher, _ = teacher.extract_features(wav, torch.tensor([16000]))
+    assert len(hs_student) == 5
+    assert not torch.allclose(hs_student[-1], hs_teacher[-1])
+
+
+def test_teacher_gets_no_gradients_and_follows_the_ema(manifest):
+    """After backward the teacher has no gradients; after the update it equals the EMA of its old self and the student."""
+    config = _config(manifest, Path("unused"))
+    model = EHMAMPretrainModel(config)
+    wav = torch.randn(2, 32000)
+    lengths = torch.tensor([32000, 32000])
+    out = model(wav, lengths, [99, 99], 0.5, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    out.loss.backward()
+    teacher, student = model.ema_pairs()
+    assert all(not t.requires_grad and t.grad is None for t in model.teacher.parameters())
+    assert all(s.grad is not None for s in model.predictor.parameters())  # the ranking loss reaches the predictor
+    with torch.no_grad():
+        for s in student:
+            s.add_(0.1)
+    before = [t.clone() for t in teacher]
+    model.update_teacher(0.9)
+    for t, old, s in zip(teacher, before, student):
+        torch.testing.assert_close(t, 0.9 * old + 0.1 * s)
+
+
+def test_dry_run_prints_parts(manifest, tmp_path, capsys):
+    """--dry-run prints parameter counts per part and one batch's shapes, and trains nothing."""
+    train(_config(manifest, tmp_path / "dry"), dry_run=True)
+    printed = capsys.readouterr().out
+    assert "encoder total (SUPERB upstream)" in printed and "one batch: wav" in printed
+    assert not (tmp_path / "dry" / "last.pt").exists()

@@ -1,0 +1,161 @@
+"""Checkpoint format (one versioned dict, weights_only-loadable), atomic saving, and encoder building/export.
+
+Keys read here: format_version, kind, model_config, encoder, teacher_context. The pretrainer adds others
+(optimiser, step, RNG, full config) that are ignored by these loaders.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+from pathlib import Path
+
+import torch
+
+from .config import EncoderConfig
+from .model import EHMAMEncoder
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+KIND_PRETRAIN = "ehmam-pretrain"
+KIND_ENCODER = "ehmam-encoder"
+KINDS = (KIND_PRETRAIN, KIND_ENCODER)
+WEIGHTS = ("student", "teacher")
+
+# What torch.load raises for truncated, corrupt or refused (non-weights-only) files.
+_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, ValueError, OSError, AttributeError,
+                ImportError, IndexError)
+
+
+def save_atomic(obj: object, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same directory, fsync, rename over `path`, fsync the directory,
+    so a crash leaves either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 (not mkstemp's 0o600) so the checkpoint gets the usual umask permissions.
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """torch.load(weights_only=True) on CPU, then check format_version, kind and the required keys."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file; expected a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = _unpickler_reason(err)
+        if "Unsupported global" in reason:
+            raise ValueError(f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
+                             f"EH-MAM checkpoint holds only tensors and plain containers ({reason})") from err
+        raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {reason}") from err
+    except _LOAD_ERRORS as err:
+        raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: "
+                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+    validate_checkpoint(ckpt, str(path))
+    return ckpt
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The specific cause inside torch's long weights_only message (e.g. 'Unsupported global: ...')."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+    return " ".join(text.split()) or type(err).__name__
+
+
+def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> None:
+    """Raise ValueError naming `source` and the problem unless `ckpt` is a usable EH-MAM checkpoint dict."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{source}: expected a checkpoint dict, found {type(ckpt).__name__}")
+    if "format_version" not in ckpt:
+        raise ValueError(f"{source}: missing key 'format_version'; not an EH-MAM checkpoint")
+    version = ckpt["format_version"]
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"{source}: format_version {version!r} is not supported; supported versions: "
+                         f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+    for key in ("kind", "model_config", "encoder"):
+        if key not in ckpt:
+            raise ValueError(f"{source}: missing key '{key}'")
+    if ckpt["kind"] not in KINDS:
+        raise ValueError(f"{source}: unknown kind {ckpt['kind']!r}; expected one of {', '.join(KINDS)}")
+    if ckpt["kind"] == KIND_PRETRAIN and "teacher_context" not in ckpt:
+        raise ValueError(f"{source}: missing key 'teacher_context' (required for kind {KIND_PRETRAIN})")
+    for key in ("encoder", "teacher_context"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise ValueError(f"{source}: '{key}' must be a state dict, found {type(ckpt[key]).__name__}")
+    EncoderConfig.from_dict(ckpt["model_config"], where=f"{source}: model_config")
+
+
+def _check_state(expected: dict, found: dict, source: str, what: str) -> None:
+    """Strict key and shape comparison with a message naming the key, both shapes and the source."""
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise ValueError(f"{source}: {what} is missing key '{missing[0]}' ({len(missing)} missing in all)")
+    unexpected = [k for k in found if k not in expected]
+    if unexpected:
+        raise ValueError(f"{source}: {what} has unexpected key '{unexpected[0]}' "
+                         f"({len(unexpected)} unexpected in all)")
+    for key, ref in expected.items():
+        value = found[key]
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: {what} key '{key}' must be a tensor, found {type(value).__name__}")
+        if value.shape != ref.shape:
+            raise ValueError(f"{source}: {what} key '{key}' has shape {tuple(value.shape)}, expected "
+                             f"{tuple(ref.shape)} (from model_config)")
+
+
+def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<checkpoint>") -> EHMAMEncoder:
+    """EHMAMEncoder from a checkpoint dict, in eval mode. weights='student' loads `encoder`; 'teacher' loads
+    the student's local encoder (the teacher has no CNN) plus `teacher_context`."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
+    validate_checkpoint(checkpoint, source)
+    cfg = EncoderConfig.from_dict(checkpoint["model_config"], where=f"{source}: model_config")
+    model = EHMAMEncoder(cfg)
+    state = checkpoint["encoder"]
+    if weights == "teacher":
+        teacher = checkpoint.get("teacher_context")
+        if teacher is None:
+            raise ValueError(f"{source}: no teacher weights (key 'teacher_context'); use weights='student'")
+        _check_state(model.context.state_dict(), teacher, source, "teacher_context")
+        state = {**{k: v for k, v in state.items() if not k.startswith("context.")},
+                 **{f"context.{k}": v for k, v in teacher.items()}}
+    _check_state(model.state_dict(), state, source, "encoder")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_encoder(path: str | os.PathLike, weights: str = "student") -> EHMAMEncoder:
+    """load_checkpoint + build_encoder: the encoder in eval mode on the CPU."""
+    return build_encoder(load_checkpoint(path), weights=weights, source=str(path))
+
+
+def export_encoder(encoder: EHMAMEncoder, path: str | os.PathLike, teacher_context: dict | None = None) -> None:
+    """Write an encoder-only checkpoint (kind ehmam-encoder) atomically; tensors are moved to the CPU."""
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    ckpt = {"format_version": FORMAT_VERSION, "kind": KIND_ENCODER,
+            "model_config": encoder.config.to_dict(), "encoder": state}
+    if teacher_context is not None:
+        _check_state(encoder.context.state_dict(), teacher_context, str(path), "teacher_context")
+        ckpt["teacher_context"] = {k: v.detach().cpu() for k, v in teacher_context.items()}
+    save_atomic(ckpt, path)

@@ -1,0 +1,116 @@
+"""s3prl UpstreamExpert for EH-MAM checkpoints (s3prl.md §5): list of 16 kHz waveforms -> hidden states.
+
+Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>] ...`
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from .checkpoint import WEIGHTS, build_encoder, load_checkpoint
+from .model import normalize_waveforms
+
+OPTION_KEYS = ("weights", "num_layers")
+
+
+def _read_options(model_config: str | None) -> dict:
+    """model_config: None, 'student', 'teacher', or a YAML file with optional keys weights / num_layers."""
+    if model_config is None or model_config == "":
+        return {}
+    if model_config in WEIGHTS:
+        return {"weights": model_config}
+    if not os.path.isfile(model_config):
+        raise ValueError(f"model_config must be 'student', 'teacher' or a YAML file, found {model_config!r} "
+                         f"(no such file)")
+    with open(model_config) as f:
+        try:
+            options = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{model_config}: not valid YAML ({err})") from err
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(f"{model_config}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
+                         f"found {type(options).__name__}")
+    for key in options:
+        if key not in OPTION_KEYS:
+            raise ValueError(f"{model_config}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+    return options
+
+
+def _merge_options(from_config: dict, from_kwargs: dict, model_config: str | None) -> dict:
+    """Combine -g options and keyword options; the same key given two different values is an error."""
+    for key in from_kwargs:
+        if key not in OPTION_KEYS:
+            raise ValueError(f"unknown upstream option '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+    merged = dict(from_config)
+    for key, value in from_kwargs.items():
+        if key in merged and merged[key] != value:
+            raise ValueError(f"option '{key}' is {merged[key]!r} in model_config {model_config!r} but "
+                             f"{value!r} in the keyword arguments")
+        merged[key] = value
+    return merged
+
+
+class UpstreamExpert(nn.Module):
+    """EH-MAM encoder as an s3prl upstream: hidden_states = pre-LN block input + every block output."""
+
+    def __init__(self, ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs):
+        super().__init__()
+        # `refresh` is part of s3prl's factory signature (re-download); checkpoints here are local files.
+        if ckpt is None:
+            raise ValueError("the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
+                             "(an ehmam-pretrain or ehmam-encoder file)")
+        options = _merge_options(_read_options(model_config), kwargs, model_config)
+        weights = options.get("weights", "student")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
+        self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
+        if options.get("num_layers") is not None:
+            self.model.truncate_layers(options["num_layers"])
+        self.weights = weights
+        # Shorter inputs are zero-padded to one receptive field so that every utterance has >= 1 frame.
+        self.min_samples = self.model.config.receptive_field  # 400 samples for Base
+        self.eval()
+
+    def get_downsample_rates(self, key: str) -> int:
+        return self.model.config.downsample_rate
+
+    def forward(self, wavs: list[torch.Tensor]) -> dict:
+        """wavs: list of 1-D float 16 kHz tensors -> {"hidden_states": [L+1] x (B, T, D), "last_hidden_state"}."""
+        self._check_inputs(wavs)
+        param = next(self.model.parameters())
+        wavs = [w.to(device=param.device) for w in wavs]
+        self._check_finite(wavs)
+        padded, lengths = normalize_waveforms(wavs)  # (B, S), (B,)
+        if padded.shape[1] < self.min_samples:
+            padded = F.pad(padded, (0, self.min_samples - padded.shape[1]))
+        lengths = lengths.clamp(min=self.min_samples)
+        hidden_states, _ = self.model.extract_features(padded.to(param.dtype), lengths)
+        return {"hidden_states": hidden_states, "last_hidden_state": hidden_states[-1]}
+
+    @staticmethod
+    def _check_inputs(wavs: list[torch.Tensor]) -> None:
+        if not isinstance(wavs, (list, tuple)) or len(wavs) == 0:
+            raise ValueError("expected a non-empty list of 1-D waveform tensors")
+        for i, w in enumerate(wavs):
+            if not isinstance(w, torch.Tensor):
+                raise ValueError(f"waveform {i}: expected a torch.Tensor, found {type(w).__name__}")
+            if w.dim() != 1:
+                raise ValueError(f"waveform {i}: expected a 1-D tensor of samples, found shape {tuple(w.shape)}")
+            if not w.is_floating_point():
+                raise ValueError(f"waveform {i}: dtype {w.dtype} is not floating point; convert the samples to "
+                                 f"float in [-1, 1] (e.g. int16 / 32768)")
+            if w.shape[0] == 0:
+                raise ValueError(f"waveform {i}: zero-length waveform")
+
+    @staticmethod
+    def _check_finite(wavs: list[torch.Tensor]) -> None:
+        finite = torch.stack([torch.isfinite(w).all() for w in wavs]).cpu()  # one host sync for the batch
+        if not bool(finite.all()):
+            bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
+            raise ValueError(f"waveform(s) {bad}: non-finite samples (NaN or inf)")

@@ -1,0 +1,217 @@
+"""The EH-MAM encoder (method.md §3): CNN + projection (LocalEncoder), positional conv + ALiBi post-LN
+transformer (ContextEncoder), and their composition (EHMAMEncoder) used for pretraining and for SUPERB.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import TransformerBlock, alibi_slopes, attention_bias
+from .config import EncoderConfig
+
+
+def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool, True at frames t < lengths[b]."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls run in: the autocast dtype when autocast is on for x's device, else x's dtype."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def draw_layer_skips(num_layers: int, prob: float, generator: torch.Generator | None) -> list[bool]:
+    """Host-side layerdrop decisions: True = skip the block. Drawn on the CPU, so no device sync."""
+    if prob <= 0.0:
+        return [False] * num_layers
+    return (torch.rand(num_layers, generator=generator) < prob).tolist()
+
+
+class LocalEncoder(nn.Module):
+    """CNN waveform encoder (7 bias-free convs -> LayerNorm over channels -> GELU) + LN/Linear projection."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.config = cfg
+        convs, norms = [], []
+        in_channels = 1
+        for channels, kernel, stride in cfg.conv_layers:
+            convs.append(nn.Conv1d(in_channels, channels, kernel, stride=stride, bias=False))
+            norms.append(nn.LayerNorm(channels, eps=cfg.layer_norm_eps))
+            in_channels = channels
+        self.convs = nn.ModuleList(convs)
+        self.conv_norms = nn.ModuleList(norms)
+        self.proj_norm = nn.LayerNorm(in_channels, eps=cfg.layer_norm_eps)
+        self.proj = nn.Linear(in_channels, cfg.embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """CNN Kaiming-normal (wav2vec2 feature extractor); the projection Linear gets PyTorch's default."""
+        for conv in self.convs:
+            nn.init.kaiming_normal_(conv.weight)
+        self.proj.reset_parameters()
+
+    def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav (B, S), wav_lengths (B,) -> features (B, T, D) with padded frames zeroed, frame_lengths (B,)."""
+        # A valid output frame only reads valid input samples (method §3.2), so padding needs no masking
+        # between convs; only the output's padded frames are zeroed.
+        x = wav[:, None, :]  # (B, 1, S)
+        for conv, norm in zip(self.convs, self.conv_norms):
+            x = conv(x)  # (B, C, T_l)
+            x = F.gelu(norm(x.transpose(1, 2)).transpose(1, 2))
+        frame_lengths = self.config.frames_for_samples(wav_lengths)
+        x = self.proj(self.proj_norm(x.transpose(1, 2)))  # (B, T, D)
+        x = x.masked_fill(~valid_mask(frame_lengths, x.shape[1])[..., None], 0.0)
+        return x, frame_lengths
+
+
+class PositionalConv(nn.Module):
+    """Stack of grouped convs (conv with bias -> LayerNorm without affine -> GELU); returns pos(x), no residual."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        D = cfg.embed_dim
+        self.eps = cfg.layer_norm_eps
+        self.convs = nn.ModuleList(
+            nn.Conv1d(D, D, cfg.pos_conv_kernel, padding=cfg.pos_conv_kernel // 2, groups=cfg.pos_conv_groups)
+            for _ in range(cfg.pos_conv_depth))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D), valid (B, T) bool -> (B, T, D). Padded frames are re-zeroed before every conv, so a
+        padded batch equals one-by-one runs (the conv bias would otherwise leak into valid frames)."""
+        keep = valid[:, None, :]  # (B, 1, T)
+        h = x.transpose(1, 2)  # (B, D, T)
+        for conv in self.convs:
+            h = conv(h.masked_fill(~keep, 0.0))
+            h = F.gelu(F.layer_norm(h.transpose(1, 2), (h.shape[1],), eps=self.eps).transpose(1, 2))
+        return h.transpose(1, 2)
+
+
+@dataclass
+class ContextOutput:
+    """Full-sequence outputs: hidden_states (L+1) x (B, T, D), ffn_outputs L x (B, T, D), frame_lengths (B,)."""
+
+    hidden_states: list[torch.Tensor]
+    ffn_outputs: list[torch.Tensor]
+    frame_lengths: torch.Tensor
+
+
+class ContextEncoder(nn.Module):
+    """Positional conv, pre-encoder LayerNorm + dropout, learned per-head ALiBi scale, post-LN blocks."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.config = cfg
+        self.pos_conv = PositionalConv(cfg)
+        self.pre_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
+        self.prenet_dropout = nn.Dropout(cfg.prenet_dropout)
+        self.alibi_scale = nn.Parameter(torch.ones(cfg.num_heads))  # clamped >= 0 when used; no weight decay
+        self.register_buffer("alibi_slopes", alibi_slopes(cfg.num_heads), persistent=False)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.num_layers))
+
+    def head_scales(self) -> torch.Tensor:
+        """(H,) effective ALiBi slopes: fixed slope x learned scale clamped at 0."""
+        return self.alibi_slopes.float() * self.alibi_scale.float().clamp(min=0.0)
+
+    def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor) -> ContextOutput:
+        """Full-sequence path (teacher, inference). x (B, T, D). Never drops layers."""
+        B, T, _ = x.shape
+        valid = valid_mask(frame_lengths, T)  # (B, T)
+        x = x + self.pos_conv(x, valid)
+        h = self.prenet_dropout(self.pre_norm(x))
+        positions = torch.arange(T, device=x.device)[None, :]  # (1, T)
+        bias = attention_bias(positions, valid, self.head_scales(), compute_dtype(h))  # (B, H, T, T)
+        hidden_states, ffn_outputs = [h], []
+        for block in self.blocks:
+            h, f = block(h, bias)
+            hidden_states.append(h)
+            ffn_outputs.append(f)
+        return ContextOutput(hidden_states, ffn_outputs, frame_lengths)
+
+    def forward_visible(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        visible_idx: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        layerdrop_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Student path (method §2 step 4): x (B, T, D) local features, mask (B, T) True = masked,
+        visible_idx (B, Tv) ascending original positions of the kept frames -> last block output (B, Tv, D).
+        In training mode each block is skipped with probability cfg.layerdrop (host-side draw)."""
+        B, T, D = x.shape
+        valid = valid_mask(frame_lengths, T)  # (B, T)
+        x = x.masked_fill(mask[..., None], 0.0)
+        x = x + self.pos_conv(x, valid)
+        x = torch.gather(x, 1, visible_idx[..., None].expand(-1, -1, D))  # (B, Tv, D)
+        h = self.prenet_dropout(self.pre_norm(x))
+        key_valid = visible_idx < frame_lengths[:, None]  # (B, Tv)
+        bias = attention_bias(visible_idx, key_valid, self.head_scales(), compute_dtype(h))  # (B, H, Tv, Tv)
+        prob = self.config.layerdrop if self.training else 0.0
+        skips = draw_layer_skips(len(self.blocks), prob, layerdrop_generator)
+        for block, skip in zip(self.blocks, skips):
+            if not skip:
+                h, _ = block(h, bias)
+        return h
+
+
+class EHMAMEncoder(nn.Module):
+    """LocalEncoder + ContextEncoder. The student during pretraining; the SUPERB upstream afterwards."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.config = cfg
+        self.local = LocalEncoder(cfg)
+        self.context = ContextEncoder(cfg)
+        init_weights(self)
+
+    def extract_features(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """wav (B, S) normalised and zero-padded -> ([L+1] x (B, T, D) with padded frames zeroed, frame_lengths)."""
+        features, frame_lengths = self.local(wav, wav_lengths)
+        out = self.context(features, frame_lengths)
+        pad = ~valid_mask(frame_lengths, features.shape[1])[..., None]  # (B, T, 1)
+        return [h.masked_fill(pad, 0.0) for h in out.hidden_states], frame_lengths
+
+    def truncate_layers(self, k: int) -> None:
+        """Keep only the first k transformer blocks (drop the top ones, e.g. for SUPERB)."""
+        n = len(self.context.blocks)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+            raise ValueError(f"num_layers must be an int in 1..{n}, found {k!r}")
+        self.context.blocks = self.context.blocks[:k]
+        self.config = dataclasses.replace(self.config, num_layers=k)
+        self.local.config = self.config
+        self.context.config = self.config
+
+
+def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-utterance zero mean / unit variance over its own samples (method §3.1), then zero-pad.
+
+    wavs: list of 1-D float tensors -> (padded (B, S) float32, lengths (B,) long), on wavs[0]'s device.
+    """
+    normed = [F.layer_norm(w.float(), w.shape, eps=1e-5) for w in wavs]
+    lengths = torch.tensor([w.shape[0] for w in normed], dtype=torch.long, device=normed[0].device)
+    return nn.utils.rnn.pad_sequence(normed, batch_first=True), lengths
+
+
+def init_weights(module: nn.Module) -> None:
+    """method §3.10, applied once to a whole tree: Linear N(0, 0.02) zero bias; LayerNorm 1/0; then every
+    LocalEncoder re-initialised (CNN Kaiming-normal, projection Linear PyTorch default). Other convs keep
+    PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, LocalEncoder):
+            m.reset_parameters()
