@@ -6,6 +6,7 @@ raise a ValueError naming the key (e.g. ``mask.mask_prob: must be in [0, 1], got
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from upstream_ehmam.config import EncoderConfig
+from upstream_ehmam.config import EncoderConfig, frames_for_samples
 
 
 @dataclass
@@ -115,6 +116,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", "must be > 0", self.lr)
+        _require(self.eps > 0, "optim.eps", "must be > 0", self.eps)
+        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0", self.weight_decay)
         _require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "optim.betas",
                  "must be two numbers in [0, 1)", self.betas)
         _require(self.max_steps >= 1, "optim.max_steps", "must be >= 1", self.max_steps)
@@ -133,8 +136,10 @@ class DataConfig:
     max_samples: int = 320_000          # 20 s: longer files are randomly cropped
     max_batch_samples: int = 1_000_000  # 62.5 s of audio per device per micro-batch
     num_workers: int = 4
+    bad_audio: str = "skip"             # skip (log once, count, fill from the next usable file) | error (stop)
 
     def __post_init__(self) -> None:
+        _require(self.bad_audio in ("skip", "error"), "data.bad_audio", "must be 'skip' or 'error'", self.bad_audio)
         _require(self.min_samples >= 400, "data.min_samples", "must be >= 400 (one frame)", self.min_samples)
         _require(self.min_samples <= self.max_samples, "data.min_samples",
                  f"must be <= data.max_samples ({self.max_samples})", self.min_samples)
@@ -156,6 +161,7 @@ class RunConfig:
     collapse_check_after: int = 5_000   # d2v2's collapse guard (method.md §13) starts after this many steps
     min_target_std: float = 0.1
     min_prediction_std: float = 0.01
+    max_nonfinite_skips: int = 20       # consecutive updates with a NaN/inf loss or gradient before the run stops
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir), "run.out_dir", "must not be empty", self.out_dir)
@@ -166,6 +172,7 @@ class RunConfig:
         for key in ("log_every", "save_every"):
             _require(getattr(self, key) >= 1, f"run.{key}", "must be >= 1", getattr(self, key))
         _require(self.keep_checkpoints >= 0, "run.keep_checkpoints", "must be >= 0", self.keep_checkpoints)
+        _require(self.max_nonfinite_skips >= 1, "run.max_nonfinite_skips", "must be >= 1", self.max_nonfinite_skips)
 
 
 SECTIONS: dict[str, type] = {
@@ -196,6 +203,21 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         _require(self.loss.top_k_layers <= self.model.num_layers, "loss.top_k_layers",
                  f"must be <= model.num_layers ({self.model.num_layers})", self.loss.top_k_layers)
+        self._check_crops_fit_the_mask()
+
+    def _check_crops_fit_the_mask(self) -> None:
+        """Every crop length the data can produce must leave room for the mask's spans (else step 1 would fail)."""
+        P, L = self.mask.mask_prob, self.mask.span_length
+        shortest = frames_for_samples(self.data.min_samples, self.model.conv_layers)
+        longest = frames_for_samples(self.data.max_samples, self.model.conv_layers)
+        for T in range(shortest, longest + 1):
+            most_spans = max(1, math.ceil(P * T / L))  # N = max(1, floor(P*T/L + U)), U < 1
+            room = (T - (L - 1)) // L if self.mask.mode == "grid" else T - L  # grid cells | release start positions
+            if most_spans > room:
+                raise ValueError(
+                    f"data.min_samples: crops of {self.data.min_samples} samples give as few as {T} frames, too few "
+                    f"for up to {most_spans} spans of mask.span_length={L} at mask.mask_prob={P} "
+                    f"(mask.mode={self.mask.mode}); raise data.min_samples or lower mask.mask_prob/span_length")
 
     def to_dict(self) -> dict:
         out = {}

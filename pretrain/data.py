@@ -1,9 +1,14 @@
 """Pretraining data: length-bucketed batches of equal-length random crops, no padding (method.md §10).
 
-`build_loader(manifest, ...)` returns a DataLoader of {"wav": (B, S), "wav_lengths": (B,)} and its sampler.
+`build_loader(manifest, ...)` returns a DataLoader of {"wav": (B, S), "wav_lengths": (B,), "index": (B,),
+"position": (B,), "bad_audio": [(path, problem), ...]} and its sampler. Unusable audio follows the policy
+`bad_audio`: "error" raises at once naming the file, "skip" fills the item from the next usable utterance and
+reports the file in the batch, so that the main process (`BadAudioLog`) can log, count and summarise it.
 """
 from __future__ import annotations
 
+import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,7 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from pretrain.manifest import SAMPLE_RATE, read_manifest
 
+log = logging.getLogger("pretrain.data")
+
 NORM_EPS = 1e-5  # fairseq `normalize: true` is a layer-norm over the waveform with this eps
+
+BAD_AUDIO_POLICIES = ("skip", "error")
+# Under "skip", this many unusable files in a row (in manifest order) mean a broken corpus, not a few bad files.
+MAX_CONSECUTIVE_BAD_FILES = 64
 
 # Streams drawn from np.random.default_rng([seed, epoch, stream]) so that each decision has its own generator
 _ORDER_STREAM, _DROP_STREAM, _BATCH_ORDER_STREAM, _CROP_SEED_STREAM = 0, 1, 2, 3
@@ -24,11 +35,23 @@ _ORDER_STREAM, _DROP_STREAM, _BATCH_ORDER_STREAM, _CROP_SEED_STREAM = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class SampleRef:
-    """One item of a batch: which utterance, how long its crop is, and the seed of its crop offset."""
+    """One item of a batch: which utterance, how long its crop is, the seed of its crop offset, and its position
+    in the global batch (rank r of a DDP run holds positions r, r + world_size, ...)."""
 
     index: int
     crop_length: int
     crop_seed: int
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """What the dataset returns for one SampleRef."""
+
+    wav: torch.Tensor  # (crop_length,) float32
+    index: int  # the dataset index the sampler asked for (the audio may come from a replacement)
+    position: int  # position in the global batch
+    bad_audio: tuple[tuple[str, str], ...] = ()  # (path, problem) of unusable files passed over for this item
 
 
 @dataclass(frozen=True)
@@ -161,9 +184,10 @@ class BucketBatchSampler:
     def _refs(self, plan: _EpochPlan, batch_index: int, rank: int | None) -> list[SampleRef]:
         crop = plan.crop_lengths[batch_index]
         members = plan.batches[batch_index]
+        positions = range(len(members))
         if rank is not None:
-            members = members[rank :: self.world_size]
-        return [SampleRef(int(i), crop, int(plan.crop_seeds[i])) for i in members]
+            positions = positions[rank :: self.world_size]
+        return [SampleRef(int(members[p]), crop, int(plan.crop_seeds[members[p]]), p) for p in positions]
 
     def global_batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
         """All ranks' items of each step of the epoch; rank r's batch is global_batch[r::world_size]."""
@@ -220,9 +244,17 @@ def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[l
 
 
 class AudioDataset(Dataset):
-    """Utterances of a manifest; item `ref` is the normalised utterance's crop chosen by ref.crop_seed."""
+    """Utterances of a manifest; item `ref` is the normalised utterance's crop chosen by ref.crop_seed.
 
-    def __init__(self, manifest: Path, normalize: bool = True) -> None:
+    bad_audio="error": an unusable file (missing, undecodable, empty, too short, not mono, not 16 kHz, NaN/inf)
+    raises FileNotFoundError / ValueError naming it. bad_audio="skip": the item is cut, with the same crop
+    length and seed, from the next usable utterance in manifest order that is long enough (deterministic), and
+    the passed-over files travel with the item in `AudioItem.bad_audio`.
+    """
+
+    def __init__(self, manifest: Path, normalize: bool = True, bad_audio: str = "skip") -> None:
+        if bad_audio not in BAD_AUDIO_POLICIES:
+            raise ValueError(f"bad_audio must be one of {', '.join(BAD_AUDIO_POLICIES)}, got {bad_audio!r}")
         self.manifest = Path(manifest)
         self.root, entries = read_manifest(self.manifest)
         if not entries:
@@ -230,6 +262,7 @@ class AudioDataset(Dataset):
         self.relative_paths = [rel for rel, _ in entries]
         self._lengths = [n for _, n in entries]
         self.normalize = normalize
+        self.bad_audio = bad_audio
 
     @property
     def lengths(self) -> list[int]:
@@ -238,24 +271,102 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self._lengths)
 
-    def __getitem__(self, ref: SampleRef) -> torch.Tensor:
-        path = self.root / self.relative_paths[ref.index]
-        wav, sr = read_audio(path)
-        check_audio(path, wav, sr, ref.crop_length)
-        x = torch.from_numpy(wav)  # (T,)
-        if self.normalize:
-            x = normalize_waveform(x)  # over the whole utterance, before cropping (method.md §3.1)
-        return crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
+    def __getitem__(self, ref: SampleRef) -> AudioItem:
+        passed_over: list[tuple[str, str]] = []
+        for index in self._candidates(ref.index, ref.crop_length):
+            path = self.root / self.relative_paths[index]
+            try:
+                wav = load_audio(path, ref.crop_length)
+            except (FileNotFoundError, ValueError) as err:
+                if self.bad_audio == "error":
+                    raise
+                passed_over.append((str(path), _problem(err, path)))
+                continue
+            x = torch.from_numpy(wav)  # (T,)
+            if self.normalize:
+                x = normalize_waveform(x)  # over the whole utterance, before cropping (method.md §3.1)
+            crop = crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
+            return AudioItem(crop, ref.index, ref.position, tuple(passed_over))
+        first_path, first_problem = passed_over[0]
+        raise ValueError(
+            f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} ({first_problem}) and no "
+            f"usable one of at least {ref.crop_length} samples after them; is the audio root {self.root} right?"
+        )
+
+    def _candidates(self, index: int, min_len: int) -> Iterator[int]:
+        """index, then the following utterances (cyclic, manifest order) listed with >= min_len samples."""
+        yield index
+        tried, n = 1, len(self._lengths)
+        for step in range(1, n):
+            if tried >= MAX_CONSECUTIVE_BAD_FILES:
+                return
+            other = (index + step) % n
+            if self._lengths[other] >= min_len:
+                tried += 1
+                yield other
+
+
+def _problem(err: Exception, path: Path) -> str:
+    """The message of a load error without its leading 'path: '."""
+    text = str(err)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+class BadAudioLog:
+    """Unusable audio met under data.bad_audio=skip, kept by the main process: each file is logged once (path and
+    problem), every replacement is counted, and `summary()` gives the end-of-run report.
+
+    `files` maps path -> [problem, times passed over]; it is plain data, so it goes into checkpoints as is.
+    """
+
+    def __init__(self, files: dict[str, list] | None = None) -> None:
+        self.files: dict[str, list] = {path: list(entry) for path, entry in (files or {}).items()}
+
+    def record(self, entries: Sequence[tuple[str, str]]) -> None:
+        for path, problem in entries:
+            if path not in self.files:
+                log.warning("bad audio skipped (data.bad_audio=skip): %s: %s", path, problem)
+                self.files[path] = [problem, 0]
+            self.files[path][1] += 1
+
+    @property
+    def num_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_replacements(self) -> int:
+        return sum(count for _, count in self.files.values())
+
+    def summary(self, limit: int = 20) -> str:
+        """A few lines: how many files and replacements, then up to `limit` files with their problems."""
+        if not self.files:
+            return "bad audio: none met"
+        lines = [f"bad audio: {self.num_files} unusable file(s) skipped, replaced {self.num_replacements} time(s) "
+                 f"by the next usable utterance"]
+        for path, (problem, count) in sorted(self.files.items())[:limit]:
+            lines.append(f"  {path}: {problem} (x{count})")
+        if self.num_files > limit:
+            lines.append(f"  ... and {self.num_files - limit} more")
+        return "\n".join(lines)
+
+
+def load_audio(path: Path, min_len: int) -> np.ndarray:
+    """(T,) float32 samples of a usable file (read_audio + check_audio); errors name the file and the problem."""
+    wav, sr = read_audio(path)
+    check_audio(path, wav, sr, min_len)
+    return wav
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """(float32 samples, sample rate); FileNotFoundError or ValueError naming the file when unreadable."""
     try:
         wav, sr = sf.read(str(path), dtype="float32")
-    except (sf.SoundFileError, RuntimeError) as err:
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: audio file listed in the manifest does not exist") from None
-        raise ValueError(f"{path}: cannot decode audio: {err}") from None
+        # libsndfile's own message repeats the path; its error_string is just the reason
+        raise ValueError(f"{path}: cannot decode audio: {getattr(err, 'error_string', None) or err}") from None
     return wav, sr
 
 
@@ -265,6 +376,8 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
         raise ValueError(f"{path}: expected mono audio, found {wav.shape[1]} channels (shape {wav.shape})")
     if sr != SAMPLE_RATE:
         raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, found {sr} Hz")
+    if len(wav) == 0:
+        raise ValueError(f"{path}: contains no audio samples")
     if len(wav) < min_len:
         raise ValueError(
             f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of date?)"
@@ -289,21 +402,47 @@ def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Te
     return x[offset : offset + crop_length].clone()
 
 
-def collate_batch(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Stack equal-length (S,) crops: {"wav": (B, S) float32, "wav_lengths": (B,) long}."""
+def collate_batch(items: list[AudioItem]) -> dict:
+    """Stack equal-length crops: {"wav": (B, S) float32, "wav_lengths": (B,), "index": (B,) dataset indices,
+    "position": (B,) positions in the global batch (all long), "bad_audio": [(path, problem), ...]}."""
     if not items:
         raise ValueError("collate_batch got an empty batch")
-    shapes = sorted({tuple(t.shape) for t in items})
+    shapes = sorted({tuple(item.wav.shape) for item in items})
     if len(shapes) != 1 or len(shapes[0]) != 1:
         raise ValueError(f"collate_batch expects 1-D crops of one length (the sampler crops to the shortest), "
                          f"got shapes {shapes}")
-    wav = torch.stack(items).to(torch.float32)  # (B, S)
-    return {"wav": wav, "wav_lengths": torch.full((len(items),), wav.shape[1], dtype=torch.long)}
+    wav = torch.stack([item.wav for item in items]).to(torch.float32)  # (B, S)
+    return {
+        "wav": wav,
+        "wav_lengths": torch.full((len(items),), wav.shape[1], dtype=torch.long),
+        "index": torch.tensor([item.index for item in items], dtype=torch.long),
+        "position": torch.tensor([item.position for item in items], dtype=torch.long),
+        # a list travels from loader workers to the main process, which logs and counts it (BadAudioLog)
+        "bad_audio": [entry for item in items for entry in item.bad_audio],
+    }
+
+
+def unwrap_worker_error(err: Exception) -> Exception:
+    """A DataLoader worker's ValueError/FileNotFoundError is re-raised in the main process with the worker's whole
+    traceback as its message; return the same kind of error with the original message (its last line) instead."""
+    text = str(err).rstrip()
+    prefix = f"{type(err).__name__}: "
+    last = text.splitlines()[-1] if text else ""
+    if not (text.startswith("Caught ") and "Original Traceback" in text and last.startswith(prefix)):
+        return err
+    return type(err)(last[len(prefix):])
 
 
 def _one_thread_per_worker(worker_id: int) -> None:
     # N workers x default intra-op threads oversubscribe the cores (performance.md §5, fairseq #3342)
     torch.set_num_threads(1)
+
+
+def _init_worker(worker_id: int) -> None:
+    _one_thread_per_worker(worker_id)
+    # Ctrl-C reaches the whole process group: the main process finishes its update and checkpoints, which may
+    # still need batches, so workers leave SIGINT to it (they exit with the main process as usual).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_loader(
@@ -317,6 +456,7 @@ def build_loader(
     world_size: int = 1,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    bad_audio: str = "skip",
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """DataLoader over the manifest with the bucketed sampler; batches depend only on (seed, epoch).
 
@@ -325,7 +465,7 @@ def build_loader(
     """
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    dataset = AudioDataset(manifest, normalize=True)
+    dataset = AudioDataset(manifest, normalize=True, bad_audio=bad_audio)
     sampler = BucketBatchSampler(
         dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank, world_size=world_size
     )
@@ -335,7 +475,7 @@ def build_loader(
         collate_fn=collate_batch,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        worker_init_fn=_one_thread_per_worker if num_workers > 0 else None,
+        worker_init_fn=_init_worker if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )

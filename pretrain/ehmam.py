@@ -18,7 +18,7 @@ from .config import PretrainConfig
 from .ema import ema_update_
 from .heads import ConvDecoder, LossPredictor, insert_mask_tokens
 from .losses import ranking_loss, regression_loss_per_frame, spearman_rho
-from .masking import grid_mask, masked_indices, plan_grid_mask, release_mask, visible_indices
+from .masking import MaskPlan, grid_mask, masked_indices, num_hard_spans, plan_grid_mask, release_mask, visible_indices
 from .targets import make_targets
 
 
@@ -48,6 +48,15 @@ class TeacherModel(nn.Module):
 
     def train(self, mode: bool = True) -> "TeacherModel":
         return super().train(False)  # no dropout or layerdrop in the teacher, ever
+
+
+def _check_plan(plan: MaskPlan, rows: int, num_frames: int, alpha: float) -> None:
+    if plan.offsets.shape[0] != rows or plan.num_frames != num_frames:
+        raise ValueError(f"mask plan is for {plan.offsets.shape[0]} rows of {plan.num_frames} frames, the batch has "
+                         f"{rows} rows (B * clone_batch) of {num_frames} frames")
+    if plan.num_hard != num_hard_spans(plan.num_spans, alpha):
+        raise ValueError(f"mask plan has {plan.num_hard} hard spans of {plan.num_spans}, alpha={alpha} asks for "
+                         f"{num_hard_spans(plan.num_spans, alpha)}")
 
 
 def _gather_frames(x: Tensor, index: Tensor) -> Tensor:
@@ -87,7 +96,13 @@ class EHMAMPretrainModel(nn.Module):
 
     # -- the step ----------------------------------------------------------------------------------------
     def forward(self, wav: Tensor, wav_lengths: Tensor, frame_lengths_host: Sequence[int], alpha: float,
-                mask_generator: torch.Generator, layerdrop_generator: torch.Generator) -> StepOutput:
+                mask_source: torch.Generator | MaskPlan, layerdrop_generator: torch.Generator) -> StepOutput:
+        """One training step's forward for B waveforms (B, S) -> losses and health scalars (method.md §2).
+
+        mask_source: a torch.Generator the mask randomness of these rows is drawn from, or (grid mode) a MaskPlan
+        already drawn for exactly these B * clone_batch rows (row b * clone_batch + c). The training loop draws
+        one plan for the whole global batch and gives each DDP process its rows, so that N processes mask as one.
+        """
         cfg = self.config
         clones = cfg.mask.clone_batch
 
@@ -108,13 +123,18 @@ class EHMAMPretrainModel(nn.Module):
         rows_lengths = [length for length in frame_lengths_host for _ in range(clones)]
         scores_rows = teacher_scores.repeat_interleave(clones, 0) if teacher_scores is not None else None
         if cfg.mask.mode == "grid":
-            plan = plan_grid_mask(rows_lengths, cfg.mask.mask_prob, cfg.mask.span_length, alpha, mask_generator)
+            plan = mask_source
+            if not isinstance(plan, MaskPlan):
+                plan = plan_grid_mask(rows_lengths, cfg.mask.mask_prob, cfg.mask.span_length, alpha, mask_source)
+            _check_plan(plan, len(rows_lengths), T, alpha)
             plan = plan.to(features.device)
             mask = grid_mask(scores_rows if plan.num_hard > 0 else None, plan)                  # (R, T)
             num_masked = plan.num_masked
         else:
+            if isinstance(mask_source, MaskPlan):
+                raise ValueError("mask.mode=release draws its own mask: pass a torch.Generator, not a MaskPlan")
             mask = release_mask(scores_rows, rows_lengths, cfg.mask.mask_prob, cfg.mask.span_length, alpha,
-                                mask_generator)
+                                mask_source)
             num_masked = int(mask[0].sum())  # ablation mode: one host read accepted (method.md §6.3)
         visible_idx = visible_indices(mask, T - num_masked)                                   # (R, Tv)
         masked_idx = masked_indices(mask, num_masked)                                         # (R, Nm)

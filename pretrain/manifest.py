@@ -1,6 +1,9 @@
 """Audio manifests in the fairseq format: line 1 the absolute root, then `relative/path<TAB>num_samples`.
 
-Run: python -m pretrain.manifest ROOT --out train.tsv [--valid-out valid.tsv --valid-fraction 0.01]
+Run: python -m pretrain.manifest ROOT --out train.tsv [--valid-out valid.tsv --valid-fraction 0.01] [--verify]
+
+Unusable files and unreadable folders are reported with a reason and left out, never a crash; --verify also
+decodes every file (slow: it reads all the audio) to catch truncated or NaN files that a header probe misses.
 """
 from __future__ import annotations
 
@@ -49,12 +52,22 @@ class ManifestSummary:
         return "\n".join(lines)
 
 
-def find_audio_files(root: Path, extensions: tuple[str, ...]) -> list[str]:
-    """Sorted POSIX paths relative to root of every file whose extension matches (case-insensitive)."""
+def find_audio_files(root: Path, extensions: tuple[str, ...],
+                     unreadable: list[tuple[str, str]] | None = None) -> list[str]:
+    """Sorted POSIX paths relative to root of every file whose extension matches (case-insensitive).
+
+    Folders that cannot be listed are appended to `unreadable` as (relative path, reason) when it is given.
+    """
     wanted = {ext.lower().lstrip(".") for ext in extensions}
     found = []
+
+    def report(err: OSError) -> None:
+        if unreadable is not None:
+            where = Path(err.filename).relative_to(root).as_posix() if err.filename else "?"
+            unreadable.append((where, f"unreadable folder: {err.strerror or err}"))
+
     # followlinks: users commonly build a root of symlinks to LibriSpeech subsets
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=report):
         dirnames.sort()
         for name in filenames:
             if name.rsplit(".", 1)[-1].lower() in wanted and "." in name:
@@ -62,19 +75,32 @@ def find_audio_files(root: Path, extensions: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def probe_audio(path: Path) -> tuple[int | None, str]:
-    """(num_samples, "") for a usable 16 kHz mono file, else (None, reason)."""
+def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
+    """(num_samples, "") for a usable 16 kHz mono file, else (None, reason).
+
+    The header is enough for most problems; decode=True also reads the samples, which finds truncated
+    compressed files (whose header promises more than they hold) and NaN/inf samples.
+    """
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError, OSError) as err:
         # libsndfile reports empty, truncated and non-audio files here
-        return None, f"unreadable: {err}"
+        return None, f"unreadable: {getattr(err, 'error_string', None) or err}"
     if info.frames <= 0:
         return None, "empty: no audio samples"
     if info.samplerate != SAMPLE_RATE:
         return None, f"sample rate: {info.samplerate} Hz, expected {SAMPLE_RATE}"
     if info.channels != 1:
         return None, f"channels: {info.channels}, expected mono"
+    if decode:
+        try:
+            wav, _ = sf.read(str(path), dtype="float32")
+        except (sf.SoundFileError, RuntimeError, OSError) as err:
+            return None, f"undecodable: {getattr(err, 'error_string', None) or err}"
+        if len(wav) != info.frames:
+            return None, f"truncated: decoded {len(wav)} samples, the header says {info.frames}"
+        if not np.isfinite(wav.sum(dtype=np.float64)):
+            return None, "non-finite: NaN or infinite samples"
     return info.frames, ""
 
 
@@ -85,11 +111,13 @@ def write_manifest(
     valid_out: Path | None = None,
     valid_fraction: float = 0.0,
     seed: int = 0,
+    verify: bool = False,
 ) -> ManifestSummary:
     """Scan root, write the train (and optional valid) manifest, and report every file left out.
 
     The valid split is a seeded random choice of round(valid_fraction * n) files (at least one when
     the fraction is positive and there are two or more files); both manifests keep sorted path order.
+    verify=True decodes every file (see probe_audio).
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -101,13 +129,17 @@ def write_manifest(
 
     summary = ManifestSummary(root=root)
     entries: list[tuple[str, int]] = []
-    candidates = find_audio_files(root, tuple(extensions))
+    unreadable_folders: list[tuple[str, str]] = []
+    candidates = find_audio_files(root, tuple(extensions), unreadable_folders)
+    for rel, reason in unreadable_folders:
+        logger.warning("skipping %s: %s", root / rel, reason)
+        summary.skipped.append((rel, reason))
     summary.num_candidates = len(candidates)
     for i, rel in enumerate(candidates, start=1):
         if "\t" in rel or "\n" in rel or "\r" in rel:
             num_samples, reason = None, "path: contains a tab or newline, which the manifest format cannot hold"
         else:
-            num_samples, reason = probe_audio(root / rel)
+            num_samples, reason = probe_audio(root / rel, decode=verify)
         if num_samples is None:
             logger.warning("skipping %s: %s", root / rel, reason)
             summary.skipped.append((rel, reason))
@@ -186,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the valid split")
     parser.add_argument("--ext", nargs="+", default=["flac", "wav"], help="extensions to include")
+    parser.add_argument("--verify", action="store_true",
+                        help="decode every file to catch truncated or NaN audio (reads all the audio: slow)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.valid_fraction is not None and args.valid_out is None:
@@ -195,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         valid_fraction = 0.01 if args.valid_fraction is None else args.valid_fraction
     try:
         summary = write_manifest(
-            args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed
+            args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed, args.verify
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Span masking for EH-MAM (method §6): the default sync-free "grid" mode and the authors' "release" mode.
 
-The host draws every random number (`plan_grid_mask`, in the collate function); the device turns the
-plan and the teacher's predicted loss into a mask (`grid_mask`) without reading anything back.
+The host draws every random number (`plan_grid_mask`, for a whole global batch; `MaskPlan.select_rows` gives
+a process its rows); the device turns the plan and the teacher's predicted loss into a mask (`grid_mask`)
+without reading anything back.
 """
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ class MaskPlan:
     def to(self, device: torch.device | str) -> "MaskPlan":
         return replace(self, offsets=self.offsets.to(device, non_blocking=True),
                        cell_scores=self.cell_scores.to(device, non_blocking=True))
+
+    def select_rows(self, rows: Sequence[int]) -> "MaskPlan":
+        """The plan of some rows only: a process of a DDP run takes its rows of the global batch's plan.
+
+        N, N_hard and C stay those of the whole plan, so every process masks the same count per row and
+        N runs, as a single process would compute it, as the minimum over the global batch.
+        """
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        if index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= self.offsets.shape[0]:
+            raise ValueError(f"rows must be a non-empty selection of 0..{self.offsets.shape[0] - 1}, got {list(rows)}")
+        return replace(self, offsets=self.offsets[index], cell_scores=self.cell_scores[index])
 
     def pin_memory(self) -> "MaskPlan":
         # DataLoader(pin_memory=True) calls this, so the later non_blocking copy is truly asynchronous.

@@ -1,7 +1,10 @@
 """Pretrain EH-MAM: `python pretrain/run.py --config pretrain/ehmam.yaml [--set section.key=value ...] [--resume]`.
 
-A rerun of the same command on a run directory holding last.pt continues it; `torchrun --nproc_per_node N
-pretrain/run.py ...` runs DDP. `--dry-run` builds everything, prints parameter counts and one batch's shapes.
+A rerun of the same command on a run directory holding last.pt continues it exactly (SIGTERM/Ctrl-C write a
+checkpoint and exit; after SIGKILL only the updates since the last checkpoint are redone). `torchrun
+--nproc_per_node N [--nnodes M ...] pretrain/run.py ...` runs DDP (run.out_dir on a file system all nodes share).
+`--dry-run` builds everything, prints parameter counts and one batch's shapes. Exit status 2 on a bad config, bad
+data under data.bad_audio=error, a bad checkpoint, or a run stopped by a health check.
 """
 from __future__ import annotations
 

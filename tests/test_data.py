@@ -1,6 +1,9 @@
 """Tests of pretrain.data: bucketed crop batches, resume, multi-rank splits, the dataset and the loader."""
 from __future__ import annotations
 
+import logging
+import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +13,11 @@ import torch
 
 from pretrain.data import (
     AudioDataset,
+    AudioItem,
+    BadAudioLog,
     BucketBatchSampler,
     SampleRef,
-    _one_thread_per_worker,
+    _init_worker,
     build_loader,
     check_audio,
     collate_batch,
@@ -112,9 +117,16 @@ def test_two_ranks_together_see_the_single_process_global_batches(shuffle: bool)
     survivors = [b for b in single if len(b) >= 2]  # a lone item cannot be split over two ranks
     assert len(per_rank[0]) == len(per_rank[1]) == len(survivors) == len(ranks[0])
     dropped = 0
+
+    def items(refs: list[SampleRef]) -> set[tuple[int, int, int]]:
+        return {(r.index, r.crop_length, r.crop_seed) for r in refs}
+
     for whole, mine, theirs in zip(survivors, *per_rank):
         assert len(mine) == len(theirs) == len(whole) // 2
-        assert set(mine).isdisjoint(theirs) and set(mine) | set(theirs) <= set(whole)
+        assert items(mine).isdisjoint(items(theirs)) and items(mine) | items(theirs) <= items(whole)
+        # positions number the global batch: rank r holds r, r + 2, ...
+        assert [r.position for r in mine] == list(range(0, len(whole) - len(whole) % 2, 2))
+        assert [r.position for r in theirs] == list(range(1, len(whole) - len(whole) % 2, 2))
         dropped += len(whole) % 2
     dropped += sum(len(b) for b in single if len(b) < 2)
     assert ranks[0].num_dropped == ranks[1].num_dropped == dropped > 0
@@ -186,7 +198,9 @@ def test_dataset_normalises_the_whole_utterance(corpus: tuple[Path, list[int]]) 
     dataset = AudioDataset(manifest)
     assert dataset.lengths == lengths
     i = 9
-    item = dataset[SampleRef(index=i, crop_length=lengths[i], crop_seed=1)]
+    item = dataset[SampleRef(index=i, crop_length=lengths[i], crop_seed=1, position=3)]
+    assert (item.index, item.position, item.bad_audio) == (i, 3, ())
+    item = item.wav
     assert item.dtype == torch.float32 and item.shape == (lengths[i],)
     assert abs(item.mean().item()) < 1e-4 and abs(item.std(correction=0).item() - 1) < 1e-3
     raw, _ = sf.read(str(dataset.root / dataset.relative_paths[i]), dtype="float64")
@@ -199,54 +213,137 @@ def test_crop_is_a_seeded_window_of_the_normalised_utterance(corpus: tuple[Path,
     manifest, lengths = corpus
     dataset = AudioDataset(manifest)
     i, crop = 11, 3_000
-    full = dataset[SampleRef(i, lengths[i], 0)]
-    first = dataset[SampleRef(i, crop, 1234)]
+    full = dataset[SampleRef(i, lengths[i], 0)].wav
+    first = dataset[SampleRef(i, crop, 1234)].wav
     offset = int(np.random.default_rng(1234).integers(0, lengths[i] - crop + 1))
     torch.testing.assert_close(first, full[offset : offset + crop], atol=0, rtol=0)
-    torch.testing.assert_close(dataset[SampleRef(i, crop, 1234)], first, atol=0, rtol=0)
-    assert not torch.equal(dataset[SampleRef(i, crop, 99)], first)
-    raw = AudioDataset(manifest, normalize=False)[SampleRef(i, crop, 1234)]
+    torch.testing.assert_close(dataset[SampleRef(i, crop, 1234)].wav, first, atol=0, rtol=0)
+    assert not torch.equal(dataset[SampleRef(i, crop, 99)].wav, first)
+    raw = AudioDataset(manifest, normalize=False)[SampleRef(i, crop, 1234)].wav
     expected_raw, _ = sf.read(str(dataset.root / dataset.relative_paths[i]), dtype="float32")
     torch.testing.assert_close(raw, torch.from_numpy(expected_raw[offset : offset + crop]), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize(
-    ("problem", "match"),
-    [
-        ("stereo", "expected mono audio, found 2 channels"),
-        ("rate", "expected 16000 Hz, found 8000 Hz"),
-        ("short", "has 500 samples, fewer than the 600 needed"),
-        ("nan", "NaN or infinite"),
-        ("corrupt", "cannot decode audio"),
-    ],
-)
-def test_dataset_errors_name_the_file(tmp_path: Path, problem: str, match: str) -> None:
-    """Unusable audio raises ValueError naming the file and the problem (manifest written by hand)."""
-    path = tmp_path / f"{problem}.wav"
-    wav = np.zeros(500, dtype=np.float32)
-    if problem == "stereo":
+BAD_AUDIO = [  # (problem, what the error says)
+    ("missing", "does not exist"),
+    ("corrupt", "cannot decode audio"),
+    ("empty_file", "cannot decode audio"),
+    ("no_samples", "contains no audio samples"),
+    ("short", "has 500 samples, fewer than the 600 needed"),
+    ("stereo", "expected mono audio, found 2 channels"),
+    ("rate", "expected 16000 Hz, found 8000 Hz"),
+    ("nan", "NaN or infinite"),
+    ("inf", "NaN or infinite"),
+]
+
+
+def _bad_audio_file(root: Path, problem: str) -> Path:
+    """A file with `problem` that a manifest lists with 600 samples (so the sampler would crop 600 from it)."""
+    path = root / f"{problem}.wav"
+    if problem == "missing":
+        return path
+    if problem == "corrupt":
+        path.write_bytes(b"RIFF0000WAVEjunk" * 10)
+    elif problem == "empty_file":
+        path.write_bytes(b"")
+    elif problem == "no_samples":
+        sf.write(str(path), np.zeros(0, dtype=np.float32), 16_000)
+    elif problem == "short":
+        sf.write(str(path), np.zeros(500, dtype=np.float32), 16_000)
+    elif problem == "stereo":
         sf.write(str(path), np.zeros((600, 2), dtype=np.float32), 16_000)
     elif problem == "rate":
         sf.write(str(path), np.zeros(600, dtype=np.float32), 8_000)
-    elif problem == "short":
-        sf.write(str(path), wav, 16_000)
-    elif problem == "nan":
-        wav = np.zeros(600, dtype=np.float32)
-        wav[10] = np.nan
-        sf.write(str(path), wav, 16_000, subtype="FLOAT")
     else:
-        path.write_bytes(b"RIFF0000WAVEjunk" * 10)
-    (tmp_path / "m.tsv").write_text(f"{tmp_path}\n{path.name}\t600\n")
-    with pytest.raises(ValueError, match=match) as err:
-        AudioDataset(tmp_path / "m.tsv")[SampleRef(0, 600, 0)]
-    assert str(path) in str(err.value)
+        wav = np.zeros(600, dtype=np.float32)
+        wav[10] = np.nan if problem == "nan" else -np.inf
+        sf.write(str(path), wav, 16_000, subtype="FLOAT")
+    return path
 
 
-def test_missing_audio_file_is_file_not_found(tmp_path: Path) -> None:
-    """A manifest entry whose file is gone raises FileNotFoundError naming it."""
-    (tmp_path / "m.tsv").write_text(f"{tmp_path}\ngone.flac\t600\n")
-    with pytest.raises(FileNotFoundError, match="gone.flac"):
-        AudioDataset(tmp_path / "m.tsv")[SampleRef(0, 600, 0)]
+def _manifest_bad_then_good(tmp_path: Path, problem: str) -> tuple[Path, Path]:
+    """Manifest: a short file, the bad file, a good file (index 2) the skip policy falls back to."""
+    bad = _bad_audio_file(tmp_path, problem)
+    rng = np.random.default_rng(0)
+    sf.write(str(tmp_path / "tiny.wav"), rng.standard_normal(100).astype(np.float32), 16_000)
+    sf.write(str(tmp_path / "good.wav"), 0.1 * rng.standard_normal(900).astype(np.float32), 16_000)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(f"{tmp_path}\ntiny.wav\t100\n{bad.name}\t600\ngood.wav\t900\n")
+    return manifest, bad
+
+
+@pytest.mark.parametrize(("problem", "match"), BAD_AUDIO)
+def test_bad_audio_error_policy_names_file_and_problem(tmp_path: Path, problem: str, match: str) -> None:
+    """bad_audio="error": unusable audio raises at once (FileNotFoundError if missing, else ValueError) naming
+    the file and the problem."""
+    manifest, bad = _manifest_bad_then_good(tmp_path, problem)
+    expected = FileNotFoundError if problem == "missing" else ValueError
+    with pytest.raises(expected, match=match) as err:
+        AudioDataset(manifest, bad_audio="error")[SampleRef(1, 600, 0)]
+    assert str(bad) in str(err.value)
+
+
+@pytest.mark.parametrize(("problem", "match"), BAD_AUDIO)
+def test_bad_audio_skip_policy_fills_from_next_usable_file(tmp_path: Path, problem: str, match: str) -> None:
+    """bad_audio="skip": the item is the same-seed crop of the next usable, long-enough file (the 100-sample file
+    after it in cyclic order is passed over), and it carries the bad file's path and problem."""
+    manifest, bad = _manifest_bad_then_good(tmp_path, problem)
+    dataset = AudioDataset(manifest, bad_audio="skip")
+    item = dataset[SampleRef(1, 600, 77, position=5)]
+    expected = dataset[SampleRef(2, 600, 77)].wav
+    torch.testing.assert_close(item.wav, expected, atol=0, rtol=0)
+    assert (item.index, item.position) == (1, 5)
+    assert len(item.bad_audio) == 1 and item.bad_audio[0][0] == str(bad)
+    assert re.search(match, item.bad_audio[0][1]) and str(bad) not in item.bad_audio[0][1]
+
+
+def test_bad_audio_skip_gives_up_on_a_broken_corpus(tmp_path: Path) -> None:
+    """When no usable file follows, "skip" raises a ValueError naming the manifest and the first bad file."""
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\ngone1.flac\t600\ngone2.flac\t600\n")
+    with pytest.raises(ValueError, match=r"m\.tsv: 2 unusable files in a row from .*gone1\.flac"):
+        AudioDataset(tmp_path / "m.tsv", bad_audio="skip")[SampleRef(0, 600, 0)]
+    with pytest.raises(ValueError, match="bad_audio must be one of skip, error"):
+        AudioDataset(tmp_path / "m.tsv", bad_audio="ignore")
+
+
+def test_bad_audio_reports_reach_the_main_process_from_workers(tmp_path: Path) -> None:
+    """With a worker process, batches carry (path, problem) of replaced files; BadAudioLog logs each file once and
+    counts every replacement."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    _write_corpus(root, [2_000] * 4)
+    write_manifest(root, tmp_path / "train.tsv")
+    (root / "utt01.flac").write_bytes(b"broken")  # corrupted after the manifest was written
+    loader, sampler = build_loader(tmp_path / "train.tsv", 8_000, 1_000, 2_000, seed=0, num_workers=1)
+    reports = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            assert batch["wav"].shape == (4, 2_000) and torch.isfinite(batch["wav"]).all()
+            assert sorted(batch["index"].tolist()) == [0, 1, 2, 3] and batch["position"].tolist() == [0, 1, 2, 3]
+            reports += batch["bad_audio"]
+    assert [path for path, _ in reports] == [str(root / "utt01.flac")] * 2
+    bad_log = BadAudioLog()
+    with _capture_warnings() as records:
+        bad_log.record(reports)
+    assert bad_log.num_files == 1 and bad_log.num_replacements == 2
+    assert len(records) == 1 and "utt01.flac" in records[0] and "cannot decode" in records[0]
+    assert "1 unusable file(s) skipped, replaced 2 time(s)" in bad_log.summary()
+    assert BadAudioLog(bad_log.files).files == bad_log.files  # round trip through a checkpoint's plain data
+
+
+class _capture_warnings:
+    """The messages pretrain.data logs at WARNING while the block runs."""
+
+    def __enter__(self) -> list[str]:
+        self.records: list[str] = []
+        self.handler = logging.Handler(level=logging.WARNING)
+        self.handler.emit = lambda record: self.records.append(record.getMessage())
+        logging.getLogger("pretrain.data").addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("pretrain.data").removeHandler(self.handler)
 
 
 def test_check_audio_accepts_good_audio() -> None:
@@ -257,14 +354,18 @@ def test_check_audio_accepts_good_audio() -> None:
 
 
 def test_collate_stacks_equal_crops_and_rejects_ragged_ones() -> None:
-    """collate_batch gives (B, S) float32 and (B,) lengths; unequal or empty batches are ValueErrors."""
-    items = [torch.randn(50) for _ in range(3)]
+    """collate_batch gives (B, S) float32, (B,) lengths, indices and positions, and the items' bad-audio reports;
+    unequal or empty batches are ValueErrors."""
+    items = [AudioItem(torch.randn(50), index=7 + i, position=2 * i) for i in range(3)]
+    items[1] = AudioItem(items[1].wav, 8, 2, (("a.wav", "cannot decode audio"),))
     batch = collate_batch(items)
     assert batch["wav"].shape == (3, 50) and batch["wav"].dtype == torch.float32
     assert batch["wav_lengths"].tolist() == [50, 50, 50] and batch["wav_lengths"].dtype == torch.long
-    torch.testing.assert_close(batch["wav"][1], items[1])
+    assert batch["index"].tolist() == [7, 8, 9] and batch["position"].tolist() == [0, 2, 4]
+    assert batch["bad_audio"] == [("a.wav", "cannot decode audio")]
+    torch.testing.assert_close(batch["wav"][1], items[1].wav)
     with pytest.raises(ValueError, match=r"\(49,\), \(50,\)"):
-        collate_batch([torch.randn(50), torch.randn(49)])
+        collate_batch([AudioItem(torch.randn(50), 0, 0), AudioItem(torch.randn(49), 1, 1)])
     with pytest.raises(ValueError, match="empty"):
         collate_batch([])
 
@@ -280,7 +381,7 @@ def test_loader_batches_identical_with_and_without_workers(corpus: tuple[Path, l
     args = dict(max_batch_samples=16_000, min_samples=1_000, max_samples=8_000, seed=7)
     loader0, sampler0 = build_loader(manifest, num_workers=0, **args)
     loader2, sampler2 = build_loader(manifest, num_workers=2, prefetch_factor=2, **args)
-    assert loader2.persistent_workers and loader2.worker_init_fn is _one_thread_per_worker
+    assert loader2.persistent_workers and loader2.worker_init_fn is _init_worker
     for epoch in (0, 1):
         plan = sampler0.batches_for_epoch(epoch)
         batches0 = _epoch_batches(loader0, sampler0, epoch)
@@ -294,11 +395,14 @@ def test_loader_batches_identical_with_and_without_workers(corpus: tuple[Path, l
     assert sampler0.num_skipped_short == 1  # the 900-sample file
 
 
-def test_worker_init_limits_torch_threads() -> None:
-    """Loader workers run torch single-threaded, so N workers do not oversubscribe the cores."""
-    before = torch.get_num_threads()
+def test_worker_init_limits_torch_threads_and_leaves_sigint_to_the_main_process() -> None:
+    """Loader workers run torch single-threaded, so N workers do not oversubscribe the cores, and ignore SIGINT,
+    so that Ctrl-C lets the main process finish its update and checkpoint."""
+    before, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
     try:
-        _one_thread_per_worker(0)
+        _init_worker(0)
         assert torch.get_num_threads() == 1
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         torch.set_num_threads(before)
+        signal.signal(signal.SIGINT, handler)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,42 @@ def test_cli_writes_manifests_and_prints_summary(tmp_path: Path, capsys: pytest.
 
     assert main([str(tmp_path / "absent"), "--out", str(tmp_path / "t2.tsv")]) == 1
     assert "absent" in capsys.readouterr().err
+
+
+def test_verify_decodes_to_catch_truncated_and_nan_audio(tmp_path: Path) -> None:
+    """A truncated FLAC (its header promises all samples) and a NaN file pass the header probe; --verify decodes
+    every file and reports both with their reason instead of listing them."""
+    root = tmp_path / "corpus"
+    _write_noise(root / "good.flac", 16_000)
+    _write_noise(root / "cut.flac", 48_000, seed=1)
+    data = (root / "cut.flac").read_bytes()
+    (root / "cut.flac").write_bytes(data[: len(data) // 2])
+    nan = np.zeros(1_000, dtype=np.float32)
+    nan[5] = np.nan
+    sf.write(str(root / "nan.wav"), nan, 16_000, subtype="FLOAT")
+
+    quick = write_manifest(root, tmp_path / "quick.tsv")
+    assert quick.num_train == 3 and quick.num_skipped == 0
+    assert main([str(root), "--out", str(tmp_path / "checked.tsv"), "--verify"]) == 0
+    assert read_manifest(tmp_path / "checked.tsv")[1] == [("good.flac", 16_000)]
+    reasons = dict(write_manifest(root, tmp_path / "checked2.tsv", verify=True).skipped)
+    assert reasons["cut.flac"].startswith("undecodable") or reasons["cut.flac"].startswith("truncated")
+    assert reasons["nan.wav"] == "non-finite: NaN or infinite samples"
+
+
+def test_unlistable_folder_is_reported_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that cannot be listed (permission denied) is reported as skipped; the rest is written."""
+    root = tmp_path / "corpus"
+    _write_noise(root / "ok" / "a.flac", 500)
+    _write_noise(root / "locked" / "b.flac", 500)
+    real_scandir = os.scandir
+
+    def scandir(path):  # root can read any folder, so deny one by hand
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = write_manifest(root, tmp_path / "train.tsv")
+    assert read_manifest(tmp_path / "train.tsv")[1] == [("ok/a.flac", 500)]
+    assert summary.skipped == [("locked", "unreadable folder: Permission denied")]

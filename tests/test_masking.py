@@ -198,3 +198,19 @@ def test_release_mask_single_row_mixed_alpha():
         assert (mask | ~hard).all()
         assert not mask[-1], "random starts are drawn from 0..T-L-1, so the last frame stays visible"
         assert int(mask.sum()) > int(hard.sum()), "random spans are added on top of the hard ones"
+
+
+def test_select_rows_keeps_the_global_span_count():
+    """A process's rows of a global plan: their offsets and cell scores, with N, N_hard and C of the whole batch,
+    so its mask rows equal the global mask's rows (the DDP sharding of pretrain/train.py)."""
+    plan = plan_grid_mask([150] * 6, P, L, 0.5, _gen(13))
+    part = plan.select_rows([4, 1])
+    assert torch.equal(part.offsets, plan.offsets[[4, 1]]) and torch.equal(part.cell_scores, plan.cell_scores[[4, 1]])
+    assert (part.num_spans, part.num_hard, part.num_cells, part.num_frames) == (
+        plan.num_spans, plan.num_hard, plan.num_cells, plan.num_frames)
+    loss = torch.randn(6, 150, generator=_gen(14))
+    assert torch.equal(grid_mask(loss[[4, 1]], part), grid_mask(loss, plan)[[4, 1]])
+    with pytest.raises(ValueError, match="rows must be a non-empty selection of 0..5"):
+        plan.select_rows([6])
+    with pytest.raises(ValueError, match="non-empty"):
+        plan.select_rows([])

@@ -106,8 +106,10 @@ def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> None:
     EncoderConfig.from_dict(ckpt["model_config"], where=f"{source}: model_config")
 
 
-def _check_state(expected: dict, found: dict, source: str, what: str) -> None:
+def check_state_dict(expected: dict, found: dict, source: str, what: str) -> None:
     """Strict key and shape comparison with a message naming the key, both shapes and the source."""
+    if not isinstance(found, dict):
+        raise ValueError(f"{source}: {what} must be a state dict, found {type(found).__name__}")
     missing = [k for k in expected if k not in found]
     if missing:
         raise ValueError(f"{source}: {what} is missing key '{missing[0]}' ({len(missing)} missing in all)")
@@ -137,10 +139,10 @@ def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<ch
         teacher = checkpoint.get("teacher_context")
         if teacher is None:
             raise ValueError(f"{source}: no teacher weights (key 'teacher_context'); use weights='student'")
-        _check_state(model.context.state_dict(), teacher, source, "teacher_context")
+        check_state_dict(model.context.state_dict(), teacher, source, "teacher_context")
         state = {**{k: v for k, v in state.items() if not k.startswith("context.")},
                  **{f"context.{k}": v for k, v in teacher.items()}}
-    _check_state(model.state_dict(), state, source, "encoder")
+    check_state_dict(model.state_dict(), state, source, "encoder")
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -156,6 +158,6 @@ def export_encoder(encoder: EHMAMEncoder, path: str | os.PathLike, teacher_conte
     ckpt = {"format_version": FORMAT_VERSION, "kind": KIND_ENCODER,
             "model_config": encoder.config.to_dict(), "encoder": state}
     if teacher_context is not None:
-        _check_state(encoder.context.state_dict(), teacher_context, str(path), "teacher_context")
+        check_state_dict(encoder.context.state_dict(), teacher_context, str(path), "teacher_context")
         ckpt["teacher_context"] = {k: v.detach().cpu() for k, v in teacher_context.items()}
     save_atomic(ckpt, path)

@@ -96,7 +96,10 @@ class UpstreamExpert(nn.Module):
     @staticmethod
     def _check_inputs(wavs: list[torch.Tensor]) -> None:
         if not isinstance(wavs, (list, tuple)) or len(wavs) == 0:
-            raise ValueError("expected a non-empty list of 1-D waveform tensors")
+            found = (f"a tensor of shape {tuple(wavs.shape)} (wrap it: [wav] or list(batch))"
+                     if isinstance(wavs, torch.Tensor) else "an empty list" if isinstance(wavs, (list, tuple))
+                     else type(wavs).__name__)
+            raise ValueError(f"expected a non-empty list of 1-D waveform tensors, found {found}")
         for i, w in enumerate(wavs):
             if not isinstance(w, torch.Tensor):
                 raise ValueError(f"waveform {i}: expected a torch.Tensor, found {type(w).__name__}")

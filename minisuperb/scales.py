@@ -1,0 +1,78 @@
+"""Corpus sizes per scale. `ci` meets every minimum of s3prl.md §10/§11 for tiny runner runs; `small`
+is a few hours for a tiny pretraining and a meaningful mini-SUPERB; `tiny` is an internal smoke size."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scale:
+    # LibriSpeech (PR + ASR): (speakers, utterances per speaker) per split, sentences per utterance
+    libri_train: tuple[int, int]
+    libri_dev: tuple[int, int]
+    libri_test: tuple[int, int]
+    libri_sentences: tuple[int, int]
+    # Speech Commands: speakers whose hashed ids land in train / dev, test-set speakers,
+    # filler words per speaker, seconds per _background_noise_ file, test _silence_ clips
+    ks_train_speakers: int
+    ks_dev_speakers: int
+    ks_test_speakers: int
+    ks_fillers_per_speaker: int
+    ks_noise_seconds: float
+    ks_test_silence: int
+    # Fluent Speech Commands: (speakers, utterances per speaker) per split; train cycles through the 31
+    # intents (all of them from 31 utterances on), valid/test draw from the train intents
+    fsc_train: tuple[int, int]
+    fsc_valid: tuple[int, int]
+    fsc_test: tuple[int, int]
+    # VoxCeleb1: speakers, training videos per speaker, utterances per video, sentences per utterance
+    vox_speakers: int
+    vox_train_videos: int
+    vox_utts_per_video: int
+    vox_sentences: tuple[int, int]
+    # IEMOCAP: per speaker and session, sentences spoken in each of the 4 emotions, extra exc/fru/xxx
+    # utterances, and dialogs per session
+    er_sentences: int
+    er_extra: int
+    er_dialogs: int
+    # SNIPS: texts per split (each voiced once) and extra voices from other lists per split
+    sf_train: int
+    sf_valid: int
+    sf_test: int
+    sf_distractors: int
+    # pretraining audio (8-15 s): train speakers, utterances per speaker, valid speakers
+    pt_speakers: int
+    pt_utts_per_speaker: int
+    pt_valid_speakers: int
+
+
+SCALES: dict[str, Scale] = {
+    "ci": Scale(
+        libri_train=(3, 8), libri_dev=(2, 3), libri_test=(2, 3), libri_sentences=(1, 2),
+        ks_train_speakers=3, ks_dev_speakers=1, ks_test_speakers=2, ks_fillers_per_speaker=3,
+        ks_noise_seconds=3.0, ks_test_silence=3,
+        fsc_train=(3, 11), fsc_valid=(2, 4), fsc_test=(2, 4),
+        vox_speakers=8, vox_train_videos=1, vox_utts_per_video=2, vox_sentences=(1, 2),
+        er_sentences=2, er_extra=1, er_dialogs=2,
+        sf_train=12, sf_valid=4, sf_test=4, sf_distractors=1,
+        pt_speakers=4, pt_utts_per_speaker=2, pt_valid_speakers=1),
+    "small": Scale(
+        libri_train=(40, 15), libri_dev=(8, 10), libri_test=(8, 10), libri_sentences=(1, 3),
+        ks_train_speakers=50, ks_dev_speakers=8, ks_test_speakers=10, ks_fillers_per_speaker=8,
+        ks_noise_seconds=60.0, ks_test_silence=20,
+        fsc_train=(16, 31), fsc_valid=(4, 20), fsc_test=(4, 20),
+        vox_speakers=40, vox_train_videos=3, vox_utts_per_video=3, vox_sentences=(2, 3),
+        er_sentences=10, er_extra=4, er_dialogs=4,
+        sf_train=480, sf_valid=80, sf_test=80, sf_distractors=10,
+        pt_speakers=50, pt_utts_per_speaker=10, pt_valid_speakers=2),
+    # internal: the smallest trees the writers accept (determinism checks)
+    "tiny": Scale(
+        libri_train=(2, 2), libri_dev=(1, 2), libri_test=(1, 2), libri_sentences=(1, 1),
+        ks_train_speakers=1, ks_dev_speakers=0, ks_test_speakers=1, ks_fillers_per_speaker=1,
+        ks_noise_seconds=1.5, ks_test_silence=1,
+        fsc_train=(1, 4), fsc_valid=(1, 2), fsc_test=(1, 2),
+        vox_speakers=2, vox_train_videos=1, vox_utts_per_video=1, vox_sentences=(1, 1),
+        er_sentences=1, er_extra=0, er_dialogs=1,
+        sf_train=3, sf_valid=1, sf_test=1, sf_distractors=1,
+        pt_speakers=1, pt_utts_per_speaker=1, pt_valid_speakers=1),
+}

@@ -1,0 +1,415 @@
+"""SUPERB task names, our configs and data-root layout, and the rewrite of a user's command line
+into s3prl's (`plan_argv`). Pure Python: nothing here imports s3prl."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "downstream_configs"
+EXPERT = "config.downstream_expert"
+DATA_ROOT_ENV = "SUPERB_DATA"
+SYNTHETIC_HINT = "`python -m minisuperb --out {root}` makes a synthetic one"
+LEXICON_FILE = "librispeech-lexicon.txt"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One SUPERB task: its s3prl downstream, config family and corpus folders under the data root."""
+
+    name: str  # SUPERB name, e.g. "pr"
+    downstream: str  # s3prl `-d`, e.g. "ctc"
+    section: str  # "corpus" (ctc family) or "datarc"
+    corpus_dirs: tuple[str, ...]  # canonical folder names under the data root
+    official_workers: int  # num_workers in the official config
+    ctc_corpus: str | None = None  # corpus.name for the ctc tasks
+
+    @property
+    def config(self) -> Path:
+        return CONFIG_DIR / f"{self.name}.yaml"
+
+    @property
+    def workers_key(self) -> str:
+        return f"{EXPERT}.{self.section}.num_workers"
+
+
+TASKS = {
+    task.name: task
+    for task in (
+        Task("pr", "ctc", "corpus", ("LibriSpeech",), 24, ctc_corpus="libriphone"),
+        Task("asr", "asr", "datarc", ("LibriSpeech",), 12),
+        Task("ks", "speech_commands", "datarc", ("speech_commands_v0.01", "speech_commands_test_set_v0.01"), 8),
+        Task("ic", "fluent_commands", "datarc", ("fluent_speech_commands_dataset",), 12),
+        Task("sid", "voxceleb1", "datarc", ("VoxCeleb1",), 12),
+        Task("er", "emotion", "datarc", ("IEMOCAP_full_release",), 6),
+        Task("sf", "ctc", "corpus", ("SNIPS",), 12, ctc_corpus="snips"),
+    )
+}
+_BY_DOWNSTREAM = {task.downstream: task for task in TASKS.values() if task.downstream != "ctc"}
+_BY_CTC_CORPUS = {task.ctc_corpus: task for task in TASKS.values() if task.ctc_corpus}
+
+# our vocabulary/dictionary files, passed as absolute paths so the CWD does not matter
+RESOURCE_FILES = {
+    "pr": {"text.vocab_file": CONFIG_DIR / "vocab" / "phoneme.txt"},
+    "sf": {"text.vocab_file": CONFIG_DIR / "vocab" / "character.txt"},
+    "asr": {"datarc.dict_path": CONFIG_DIR / "asr" / "char.dict"},
+}
+PathValue = Path | list[Path]
+
+
+def data_paths(task: Task, root: Path) -> dict[str, PathValue]:
+    """Override keys (below `config.downstream_expert.`) -> paths, for corpora in canonical folders."""
+    root = Path(root).absolute()
+    libri = root / "LibriSpeech"
+    return {
+        "pr": {"corpus.path": libri, "corpus.lexicon": [libri / LEXICON_FILE]},
+        "asr": {"datarc.libri_root": libri, "datarc.bucket_file": libri / "len_for_bucket"},
+        "ks": {
+            "datarc.speech_commands_root": root / "speech_commands_v0.01",
+            "datarc.speech_commands_test_root": root / "speech_commands_test_set_v0.01",
+        },
+        "ic": {"datarc.file_path": root / "fluent_speech_commands_dataset"},
+        "sid": {"datarc.file_path": root / "VoxCeleb1", "datarc.meta_data": root / "VoxCeleb1" / "iden_split.txt"},
+        "er": {"datarc.root": root / "IEMOCAP_full_release", "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data"},
+        "sf": {"corpus.path": root / "SNIPS", "text.slots_file": root / "SNIPS" / "slots.txt"},
+    }[task.name]
+
+
+# files a user must supply inside a corpus folder, per task: key -> what to do when missing
+REQUIRED_FILES = {
+    "pr": {"corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) into the LibriSpeech folder"},
+    "sid": {"datarc.meta_data": "put VoxCeleb1's identification split file iden_split.txt into the VoxCeleb1 folder"},
+    "sf": {"text.slots_file": "the SNIPS folder needs slots.txt (one slot name per line, 'O' first)"},
+}
+
+
+# --- override strings ---------------------------------------------------------------------------
+
+
+def format_override_value(value: PathValue | str | int) -> str:
+    """A value s3prl's `-o` parser reads back exactly: quoted strings and lists, bare integers."""
+    if isinstance(value, list):
+        text = "[" + ", ".join(format_override_value(item) for item in value) + "]"
+    elif isinstance(value, int):
+        text = str(value)
+    else:
+        text = repr(str(value))
+    if "=" in text or ",," in text:
+        raise ValueError(f"{value}: s3prl's -o cannot carry a value containing '=' or ',,'; rename or move it")
+    return text
+
+
+def parse_overrides(texts: Sequence[str]) -> list[tuple[str, str]]:
+    """`-o "config.a=1,,args.b='x'"` strings -> [(key, value text)], in order."""
+    entries = []
+    for text in texts:
+        if text.strip().lower() == "none":
+            continue
+        for option in text.split(",,"):
+            if not option.strip():
+                continue
+            if option.count("=") != 1:
+                raise ValueError(f"-o entry {option.strip()!r}: expected exactly one '=' (key=value)")
+            key, value = option.split("=")
+            entries.append((key.strip(), value.strip()))
+    return entries
+
+
+def join_overrides(ours: Mapping[str, str], users: Sequence[tuple[str, str]]) -> str | None:
+    """Ours first, minus the keys the user sets; the user's entries last, so theirs win."""
+    user_keys = {key for key, _ in users}
+    entries = [(k, v) for k, v in ours.items() if k not in user_keys] + list(users)
+    return ",,".join(f"{key}={value}" for key, value in entries) or None
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OurOptions:
+    data_root: Path | None = None
+    workers: int | None = None
+    fold: int | None = None
+
+
+def _fold(text: str) -> int:
+    match = re.fullmatch(r"(?:fold)?([1-5])", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid fold {text!r}: expected 1..5 or fold1..fold5")
+    return int(match.group(1))
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid worker count {text!r}: expected an integer >= 0")
+    return int(text)
+
+
+def our_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog="run_downstream.py")
+    group = parser.add_argument_group(
+        "options added by this project (everything else goes to s3prl)",
+        f"-d also takes the SUPERB task names {' '.join(TASKS)} (our configs in downstream_configs/)",
+    )
+    group.add_argument("--data-root", "--data_root", dest="data_root", type=Path,
+                       help=f"folder holding every corpus in its canonical folder (default: ${DATA_ROOT_ENV})")
+    group.add_argument("--workers", type=_workers,
+                       help="num_workers for every dataloader (default: min(official value, CPU count))")
+    group.add_argument("--fold", type=_fold, help="ER test fold 1..5 (same as -o ...datarc.test_fold='foldK')")
+    return parser
+
+
+def split_our_options(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[OurOptions, list[str]]:
+    known, rest = our_parser().parse_known_args(list(argv))
+    data_root = known.data_root
+    if data_root is None and environ.get(DATA_ROOT_ENV):
+        data_root = Path(environ[DATA_ROOT_ENV])
+    return OurOptions(data_root, known.workers, known.fold), rest
+
+
+def _s3prl_subset_parser() -> argparse.ArgumentParser:
+    """The s3prl flags this rewrite reads or changes; all others pass through untouched."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flags, dest in (
+        (("-m", "--mode"), "mode"),
+        (("-t", "--evaluate_split"), "evaluate_split"),
+        (("-e", "--past_exp"), "past_exp"),
+        (("-c", "--config"), "config"),
+        (("-d", "--downstream"), "downstream"),
+        (("-v", "--downstream_variant"), "downstream_variant"),
+        (("-u", "--upstream"), "upstream"),
+        (("-n", "--expname"), "expname"),
+        (("-p", "--expdir"), "expdir"),
+        (("--device",), "device"),
+    ):
+        parser.add_argument(*flags, dest=dest)
+    parser.add_argument("-a", "--auto_resume", dest="auto_resume", action="store_true")
+    parser.add_argument("-o", "--override", dest="override", action="append", default=[])
+    return parser
+
+
+@dataclass
+class Plan:
+    """What run_downstream.py hands to s3prl, and why."""
+
+    argv: list[str]
+    task: Task | None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_argv(
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    cuda_available: bool,
+    cpu_count: int,
+    derive: Callable[[Task, dict[str, PathValue]], tuple[dict[str, PathValue], list[str]]] | None = None,
+    checkpoint_task: Callable[[str], Task | None] | None = None,
+) -> Plan:
+    """Rewrite our command line into s3prl's.
+
+    * `-d pr|asr|ks|ic|sid|er|sf` (or s3prl's own names) -> s3prl's downstream, plus
+      `-c downstream_configs/<task>.yaml` when no `-c` is given;
+    * `--data-root DIR` / $SUPERB_DATA -> `-o` entries for every corpus path of the task;
+    * `--workers N` (default min(official, cpu_count)) and `--fold K` -> `-o` entries;
+    * the user's own `-o` entries win for the same key and come last;
+    * `-n <upstream>_<task>` when neither -n nor -p is given (ER: `<upstream>_er_fold<k>`);
+    * `-t test-clean` for ASR evaluation when no -t is given;
+    * `--device cpu` when no --device is given and CUDA is unavailable.
+    `derive` replaces generated paths (ASR buckets, ER meta); `checkpoint_task` reads the task of an
+    `-e` checkpoint. Both default to doing nothing, which keeps this function pure.
+    """
+    ours, rest = split_our_options(argv, environ)
+    s3, passthrough = _s3prl_subset_parser().parse_known_args(rest)
+    user_overrides = parse_overrides(s3.override)
+    notes: list[str] = []
+
+    task = _task_of(s3.downstream, s3.config)
+    if s3.past_exp:
+        task = (checkpoint_task or (lambda _: None))(s3.past_exp) or task
+    if s3.downstream in TASKS:
+        s3.downstream = TASKS[s3.downstream].downstream
+    if task and not s3.past_exp and s3.config is None:
+        if not task.config.is_file():
+            raise FileNotFoundError(f"{task.config}: our {task.name} config is missing (downstream_configs/ not installed?)")
+        s3.config = str(task.config)
+    config_is_ours = bool(task and s3.config and Path(s3.config).resolve() == task.config.resolve())
+
+    overrides: dict[str, str] = {}
+    if task:
+        overrides, notes = _task_overrides(task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count, derive)
+    fold = _resolve_fold(task, ours.fold, s3.downstream_variant, user_overrides)
+    if fold is not None:
+        overrides[f"{EXPERT}.datarc.test_fold"] = format_override_value(f"fold{fold}")
+
+    if not (s3.past_exp or s3.expname or s3.expdir) and s3.upstream:
+        s3.expname = default_expname(s3.upstream, task.name if task else s3.downstream, fold or _config_fold(task, s3.config))
+        _refuse_stale_default_expdir(s3.expname, s3.mode, s3.auto_resume)
+        notes.append(f"experiment name: {s3.expname} (result/downstream/{s3.expname}; set -n or -p to choose)")
+    if task and task.name == "asr" and s3.mode == "evaluate" and s3.evaluate_split is None:
+        s3.evaluate_split = "test-clean"
+    if s3.device is None and not cuda_available:
+        s3.device = "cpu"
+
+    out = list(passthrough) + (["-a"] if s3.auto_resume else [])
+    for flag, value in (
+        ("-m", s3.mode), ("-t", s3.evaluate_split), ("-e", s3.past_exp), ("-c", s3.config),
+        ("-d", s3.downstream), ("-v", s3.downstream_variant), ("-u", s3.upstream),
+        ("-n", s3.expname), ("-p", s3.expdir), ("--device", s3.device),
+        ("-o", join_overrides(overrides, user_overrides)),
+    ):
+        if value is not None:
+            out += [flag, value]
+    return Plan(out, task, notes)
+
+
+def _task_overrides(
+    task: Task, ours: OurOptions, user_keys: set[str], config_is_ours: bool, cpu_count: int,
+    derive: Callable[[Task, dict[str, PathValue]], tuple[dict[str, PathValue], list[str]]] | None,
+) -> tuple[dict[str, str], list[str]]:
+    """Our `-o` entries for a task: resource files (our config only), data paths, num_workers."""
+    overrides: dict[str, str] = {}
+    notes: list[str] = []
+    if config_is_ours:
+        for key, path in RESOURCE_FILES.get(task.name, {}).items():
+            overrides[f"{EXPERT}.{key}"] = format_override_value(path)
+    paths = _checked_data_paths(task, ours.data_root, user_keys, needs_all=config_is_ours)
+    if paths and derive:
+        paths, notes = derive(task, paths)
+    for key, path in paths.items():
+        overrides[f"{EXPERT}.{key}"] = format_override_value(path)
+    workers = ours.workers if ours.workers is not None else min(task.official_workers, max(cpu_count, 1))
+    overrides[task.workers_key] = format_override_value(workers)
+    return overrides, notes
+
+
+def _refuse_stale_default_expdir(expname: str, mode: str | None, auto_resume: bool) -> None:
+    """A default-named train run must not land on an earlier run's checkpoints: s3prl would prune
+    its states and leave its *-best.ckpt behind to be evaluated by mistake."""
+    expdir = Path("result", "downstream", expname)  # s3prl's rule, relative to the CWD
+    if mode == "train" and not auto_resume and any(expdir.glob("*.ckpt")):
+        raise FileExistsError(
+            f"{expdir} already holds checkpoints of an earlier run: pass -n NAME or -p DIR for a new "
+            "experiment, -a to resume it, or delete the folder"
+        )
+
+
+def _task_of(downstream: str | None, config: str | None) -> Task | None:
+    if downstream is None:
+        return None
+    if downstream in TASKS:
+        return TASKS[downstream]
+    if downstream in _BY_DOWNSTREAM:
+        return _BY_DOWNSTREAM[downstream]
+    if downstream == "ctc":
+        if config is None:
+            raise ValueError("-d ctc needs a config: use -d pr or -d sf (our configs), or pass -c")
+        corpus = (_read_yaml(Path(config)).get("downstream_expert") or {}).get("corpus") or {}
+        return _BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
+    return None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file is missing")
+    with path.open() as file:
+        return yaml.safe_load(file) or {}
+
+
+def _checked_data_paths(task: Task, root: Path | None, user_keys: set[str], needs_all: bool) -> dict[str, PathValue]:
+    """The task's data-root paths the user did not override, after checking that they exist."""
+    if root is None:
+        if needs_all:
+            missing = [k for k in data_paths(task, Path("/")) if f"{EXPERT}.{k}" not in user_keys]
+            if missing:
+                raise ValueError(
+                    f"{task.name}: no data root: pass --data-root DIR or set ${DATA_ROOT_ENV} (each corpus in its "
+                    f"canonical folder under DIR; {SYNTHETIC_HINT.format(root='DIR')}), "
+                    f"or give {', '.join(EXPERT + '.' + k for k in missing)} with -o"
+                )
+        return {}
+    root = Path(root).absolute()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: data root is missing ({SYNTHETIC_HINT.format(root=root)})")
+    paths = {k: v for k, v in data_paths(task, root).items() if f"{EXPERT}.{k}" not in user_keys}
+    for corpus_dir in task.corpus_dirs:
+        folder = root / corpus_dir
+        uses = [k for k, v in paths.items() if any(Path(p).is_relative_to(folder) for p in _as_list(v))]
+        if uses and not folder.is_dir():
+            raise FileNotFoundError(
+                f"{task.name}: corpus folder {corpus_dir}/ is missing under the data root {root} "
+                f"(expected {folder}); put the corpus there, or {SYNTHETIC_HINT.format(root=root)}"
+            )
+    for key, hint in REQUIRED_FILES.get(task.name, {}).items():
+        for path in _as_list(paths.get(key, [])):
+            if not path.is_file():
+                raise FileNotFoundError(f"{task.name}: {path} is missing: {hint}")
+    return paths
+
+
+def _as_list(value: PathValue) -> list[Path]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _resolve_fold(
+    task: Task | None, fold: int | None, variant: str | None, user_overrides: Sequence[tuple[str, str]]
+) -> int | None:
+    """The ER fold from --fold, the user's -o test_fold, or -v foldK (which s3prl itself ignores
+    whenever the config sets test_fold, as ours does); None when none is given."""
+    is_er = task is not None and task.name == "er"
+    user_fold = next((v for k, v in user_overrides if k == f"{EXPERT}.datarc.test_fold"), None)
+    if user_fold is not None and is_er:
+        match = re.fullmatch(r"['\"]?fold([1-5])['\"]?", user_fold)
+        if not match:
+            raise ValueError(f"-o ...datarc.test_fold={user_fold}: expected 'fold1' ... 'fold5' (quoted)")
+        user_fold = int(match.group(1))
+    if fold is not None:
+        if not is_er:
+            raise ValueError("--fold applies to ER only (-d er)")
+        if user_fold is not None and user_fold != fold:
+            raise ValueError(f"--fold {fold} contradicts -o ...datarc.test_fold='fold{user_fold}'")
+        return fold
+    if user_fold is not None:
+        return user_fold
+    if is_er and variant and re.fullmatch(r"fold[1-5]", variant):
+        return int(variant[4:])
+    return None
+
+
+def _config_fold(task: Task | None, config: str | None) -> int | None:
+    if task is None or task.name != "er" or config is None:
+        return None
+    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", "fold1"))
+    return int(fold[4:]) if re.fullmatch(r"fold[1-5]", fold) else None
+
+
+def default_expname(upstream: str, task_name: str | None, fold: int | None = None) -> str:
+    """`<upstream>_<task>`, plus `_fold<k>` for ER, with path separators made safe."""
+    name = f"{upstream}_{task_name}" + (f"_fold{fold}" if fold else "")
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+
+
+def latest_checkpoint(past_exp: str) -> Path:
+    """s3prl's rule for `-e DIR`: the states-<step>.ckpt with the highest step."""
+    path = Path(past_exp)
+    if not path.is_dir():
+        return path
+    found = glob.glob(os.path.join(glob.escape(str(path)), "states-*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"{path}: no states-*.ckpt to resume from")
+    return Path(max(found, key=lambda p: int(Path(p).stem.split("-")[-1])))
+
+
+def task_of_checkpoint_contents(args: object, config: Mapping) -> Task | None:
+    """The task of a checkpoint from its pickled Namespace and config dict."""
+    downstream = getattr(args, "downstream", None)
+    if downstream == "ctc":
+        corpus = (config.get("downstream_expert") or {}).get("corpus") or {}
+        return _BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
+    return _BY_DOWNSTREAM.get(downstream)

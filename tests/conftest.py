@@ -1,0 +1,39 @@
+"""Shared pytest fixtures.
+
+`minisuperb_ci`: the Path of a ci-scale mini-SUPERB corpus (seed 0), generated once per test session
+(about 15 s on 2 cores). Set MINISUPERB_CACHE=/some/folder to keep it between sessions: a complete corpus
+there from the same minisuperb source (version + code fingerprint), scale ci and seed 0 is reused; an
+empty or missing folder, or an older mini-SUPERB output, is (re)generated in place; a folder with other
+content is left alone and the corpus is generated under pytest's temporary directory instead.
+Tests must treat the corpus as read-only: it is shared by every test file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _reusable(info: dict | None, version: str, source: str) -> bool:
+    return bool(info and info.get("complete") and info.get("version") == version
+                and info.get("source") == source and info.get("scale") == "ci" and info.get("seed") == 0)
+
+
+@pytest.fixture(scope="session")
+def minisuperb_ci(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from minisuperb import __version__, generate, read_marker, source_fingerprint
+
+    source = source_fingerprint()
+    cache = os.environ.get("MINISUPERB_CACHE")
+    if cache:
+        path = Path(cache).absolute()
+        info = read_marker(path) if path.is_dir() else None
+        if _reusable(info, __version__, source):
+            return path
+        if not path.exists() or not any(path.iterdir()) or info is not None:
+            generate(path, "ci", seed=0, workers=2, force=True, progress=False)
+            return path
+    path = tmp_path_factory.mktemp("minisuperb") / "ci"
+    generate(path, "ci", seed=0, workers=2, progress=False)
+    return path
