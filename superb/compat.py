@@ -36,6 +36,7 @@ def apply_compat() -> None:
 
     install_hf_hub_stubs(huggingface_hub)
     install_torch_load_default(torch)
+    install_catalyst_sampler()
 
 
 # --- torchaudio import on CPU torch (the "sixth problem") ---------------------------------------
@@ -286,3 +287,49 @@ def load_defaulting_to_full_unpickling(original_load: Callable) -> Callable:
 
 def install_torch_load_default(torch_module: types.ModuleType) -> None:
     torch_module.load = load_defaulting_to_full_unpickling(torch_module.load)
+
+
+# --- catalyst (KS expert) -----------------------------------------------------------------------
+
+
+class DistributedSamplerWrapper(torch.utils.data.DistributedSampler):
+    """Each DDP rank's share of what another sampler draws (the KS expert's WeightedRandomSampler).
+
+    The same contract as catalyst's class of this name: the wrapped sampler is drawn afresh every epoch
+    and the drawn indices are split across ranks by a `DistributedSampler` over their positions.
+    """
+
+    def __init__(self, sampler: torch.utils.data.Sampler, num_replicas: int | None = None,
+                 rank: int | None = None, shuffle: bool = True) -> None:
+        super().__init__(range(len(sampler)), num_replicas=num_replicas, rank=rank, shuffle=shuffle)
+        self.sampler = sampler
+
+    def __iter__(self):
+        drawn = list(self.sampler)
+        return iter([drawn[position] for position in super().__iter__()])
+
+
+def install_catalyst_sampler() -> None:
+    """Provide `catalyst.data.sampler.DistributedSamplerWrapper` when catalyst cannot be imported.
+
+    catalyst is archived: pip >= 24.1 rejects the metadata of its last release (22.4) and falls back to
+    21.x, whose import fails on Python >= 3.10 (`collections.MutableMapping`). s3prl's KS expert imports
+    this one class from it at module level, so without a working catalyst KS cannot start.
+    """
+    try:
+        importlib.import_module("catalyst.data.sampler")
+        return
+    except Exception as error:  # noqa: BLE001 - any import failure (missing or broken) means: provide ours
+        reason = f"{type(error).__name__}: {error}"
+    for name in ("catalyst", "catalyst.data", "catalyst.data.sampler"):
+        sys.modules.pop(name, None)
+    package = types.ModuleType("catalyst")
+    data = types.ModuleType("catalyst.data")
+    sampler = types.ModuleType("catalyst.data.sampler")
+    package.__path__, data.__path__ = [], []  # namespace-like: only our submodules exist
+    sampler.DistributedSamplerWrapper = DistributedSamplerWrapper
+    package.data, data.sampler = data, sampler
+    for module in (package, data, sampler):
+        setattr(module, _MARK, True)
+        sys.modules[module.__name__] = module
+    log.info("catalyst unavailable (%s): using superb.compat.DistributedSamplerWrapper", reason)

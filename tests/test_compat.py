@@ -193,3 +193,36 @@ def test_apply_compat_installs_everything_s3prl_imports(restore_globals, tmp_pat
     saved = tmp_path / "ns.pt"
     torch.save({"Args": argparse.Namespace(x=1)}, saved)
     assert torch.load(saved, map_location="cpu")["Args"].x == 1
+
+
+def test_distributed_sampler_wrapper_splits_each_epochs_draw_across_ranks():
+    """Two ranks together see exactly one fresh draw of the wrapped sampler per epoch, disjointly."""
+    weights = torch.tensor([0.1, 5.0, 0.1, 5.0, 1.0, 1.0, 0.5, 2.0])
+    generator = torch.Generator().manual_seed(0)
+    wrapped = torch.utils.data.WeightedRandomSampler(weights, num_samples=8, generator=generator)
+    for epoch in range(3):
+        per_rank = []
+        for rank in (0, 1):
+            generator.manual_seed(100 + epoch)  # both ranks draw the same indices, as seeded DDP ranks do
+            ranked = compat.DistributedSamplerWrapper(wrapped, num_replicas=2, rank=rank, shuffle=True)
+            ranked.set_epoch(epoch)
+            per_rank.append(list(ranked))
+        generator.manual_seed(100 + epoch)
+        drawn = list(wrapped)
+        assert len(per_rank[0]) == len(per_rank[1]) == 4
+        assert sorted(per_rank[0] + per_rank[1]) == sorted(drawn)
+
+
+def test_catalyst_sampler_is_provided_only_when_catalyst_cannot_be_imported(monkeypatch):
+    for name in ("catalyst", "catalyst.data", "catalyst.data.sampler"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "catalyst", None)  # `import catalyst` now raises ImportError
+    compat.install_catalyst_sampler()
+    from catalyst.data.sampler import DistributedSamplerWrapper
+
+    assert DistributedSamplerWrapper is compat.DistributedSamplerWrapper
+    working = types.ModuleType("catalyst.data.sampler")
+    working.DistributedSamplerWrapper = object
+    monkeypatch.setitem(sys.modules, "catalyst.data.sampler", working)
+    compat.install_catalyst_sampler()  # a working catalyst is left alone
+    assert sys.modules["catalyst.data.sampler"] is working

@@ -1,0 +1,319 @@
+"""The README's main command: mini-SUPERB corpus -> tiny EH-MAM pretraining -> seven SUPERB tasks -> table.
+
+    python -m results.demo --out demo_out
+    python -m results.demo --out demo_out --data DIR --checkpoint CKPT --tasks pr,asr --task-steps 100
+
+Each stage is the command a user would type (they are printed): `python -m minisuperb`, `python pretrain/run.py`,
+`python run_downstream.py -m train` then `-m evaluate` per task, and `python -m results.tabulate`. The downstream
+runs share this process (s3prl's start-up costs several seconds per process), one after another; a task that fails
+is reported and shows as missing/unfinished in the table, the others still run. A rerun reuses a complete corpus
+and a finished pretraining under --out and redoes the downstream runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+TASK_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "sf")
+ER_FOLD_COUNT = 5
+
+log = logging.getLogger("demo")
+
+# Smaller batches and models where the official SUPERB config would not fit a few CPU steps on the ci corpus.
+# Keys are s3prl override paths below config.downstream_expert.
+CPU_SMOKE_OVERRIDES = {
+    "pr": {"corpus.batch_size": 4},
+    "asr": {"datarc.batch_size": 4, "datarc.train_batch_size": 4, "modelrc.project_dim": 64,
+            "modelrc.RNNs.dim": [64, 64]},
+    "ks": {"datarc.batch_size": 8},
+    "ic": {"datarc.train_batch_size": 4, "datarc.eval_batch_size": 4},
+    "sid": {"datarc.train_batch_size": 2},
+    "er": {"datarc.train_batch_size": 2, "datarc.eval_batch_size": 2},
+    "sf": {"corpus.batch_size": 4, "model.project_dim": 64, "model.RNNs.dim": [64, 64]},
+}
+
+
+def short_run_override(task: str, steps: int) -> str:
+    """s3prl's `-o` string for a `steps`-update run of `task` with small CPU batches: evaluate on dev three times
+    (so a dev-best checkpoint can be kept) and save the final state."""
+    eval_every = max(1, steps // 3)
+    runner = {"total_steps": steps, "eval_step": eval_every, "log_step": eval_every, "save_step": steps,
+              "gradient_accumulate_steps": 1}
+    parts = [f"config.runner.{key}={value}" for key, value in runner.items()]
+    parts += [f"config.downstream_expert.{key}={_override_value(value)}"
+              for key, value in CPU_SMOKE_OVERRIDES[task].items()]
+    return ",,".join(parts)
+
+
+def _override_value(value: object) -> str:
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def checkpoint_to_evaluate(expdir: Path, steps: int) -> Path:
+    """The dev-best checkpoint s3prl kept (the SUPERB protocol), else the final state."""
+    best = sorted(expdir.glob("*best*.ckpt"))
+    if best:
+        return best[0]
+    final = expdir / f"states-{steps}.ckpt"
+    if not final.is_file():
+        raise FileNotFoundError(f"{expdir}: training left neither a *best*.ckpt nor {final.name}")
+    return final
+
+
+@dataclass
+class Stage:
+    name: str
+    command: str
+    wall_s: float = 0.0
+    ok: bool = False
+    detail: str = ""
+
+
+@dataclass
+class DownstreamRun:
+    """One `-d task` (one ER fold) of the demo: its train and evaluate argv for run_downstream.py."""
+
+    label: str
+    task: str
+    expdir: Path
+    fold: int | None = None
+    stages: list[Stage] = field(default_factory=list)
+
+    def train_argv(self, checkpoint: Path, data: Path, steps: int) -> list[str]:
+        argv = ["-m", "train", "-u", "ehmam", "-k", str(checkpoint), "-d", self.task, "--data-root", str(data),
+                "--workers", "0", "-p", str(self.expdir), "-o", short_run_override(self.task, steps)]
+        return argv + (["--fold", str(self.fold)] if self.fold else [])
+
+    def evaluate_argv(self, checkpoint: Path, data: Path) -> list[str]:
+        argv = ["-m", "evaluate", "-e", str(checkpoint), "--data-root", str(data), "--workers", "0"]
+        return argv + (["--fold", str(self.fold)] if self.fold else [])
+
+
+def plan_downstream(tasks: Sequence[str], er_folds: Sequence[int], root: Path) -> list[DownstreamRun]:
+    runs = []
+    for task in tasks:
+        if task == "er":
+            runs += [DownstreamRun(f"er_fold{k}", "er", root / f"er_fold{k}", fold=k) for k in er_folds]
+        else:
+            runs.append(DownstreamRun(task, task, root / task))
+    return runs
+
+
+def parse_tasks(text: str) -> list[str]:
+    tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASK_ORDER]
+    if unknown or not tasks:
+        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_ORDER)}")
+    return sorted(set(tasks), key=TASK_ORDER.index)
+
+
+def parse_folds(text: str) -> list[int]:
+    try:
+        folds = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        folds = []
+    if not folds or any(not 1 <= k <= ER_FOLD_COUNT for k in folds):
+        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in 1..{ER_FOLD_COUNT}, got {text!r}")
+    return folds
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m results.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything the demo writes")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
+                             "default: generate a ci-scale mini-SUPERB under OUT/minisuperb")
+    parser.add_argument("--scale", choices=("ci", "small"), default="ci", help="mini-SUPERB scale to generate")
+    parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one")
+    parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "tiny.yaml")
+    parser.add_argument("--pretrain-manifest", type=Path, default=None,
+                        help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=300, help="pretraining updates")
+    parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
+    parser.add_argument("--er-folds", type=parse_folds, default=list(range(1, ER_FOLD_COUNT + 1)),
+                        help="ER folds to run; SUPERB's ER score is the mean of all five")
+    parser.add_argument("--task-steps", type=positive_int, default=60, help="downstream updates per task")
+    return parser
+
+
+def shown(argv: Sequence[str]) -> str:
+    return shlex.join(["python", *argv])
+
+
+def timed(stage: Stage, action) -> Stage:
+    log.info("$ %s", stage.command)
+    start = time.monotonic()
+    try:
+        action()
+        stage.ok = True
+    except SystemExit as stop:  # our CLIs exit with a message on bad input
+        stage.detail = f"exited: {stop.code}"
+    except Exception as error:  # noqa: BLE001 - one failed task must not stop the others
+        stage.detail = f"{type(error).__name__}: {error}"
+        log.error("%s failed:\n%s", stage.name, traceback.format_exc())
+    stage.wall_s = time.monotonic() - start
+    if not stage.ok:
+        log.error("%s failed: %s", stage.name, stage.detail)
+    return stage
+
+
+def prepare_corpus(args: argparse.Namespace) -> tuple[Path, Stage | None]:
+    """The corpus root: --data as given, or a mini-SUPERB under OUT (a complete one there is reused)."""
+    if args.data is not None:
+        if not args.data.is_dir():
+            raise SystemExit(f"results.demo: error: --data {args.data} is not a folder")
+        return args.data.absolute(), None
+    from minisuperb import generate, read_marker
+
+    root = (args.out / "minisuperb").absolute()
+    info = read_marker(root)
+    if info and info.get("complete") and info.get("scale") == args.scale and info.get("seed") == args.seed:
+        log.info("reusing the complete mini-SUPERB corpus in %s", root)
+        return root, None
+    command = shown(["-m", "minisuperb", "--out", str(root), "--scale", args.scale, "--seed", str(args.seed)])
+    stage = timed(Stage("corpus", command),
+                  lambda: generate(root, args.scale, seed=args.seed, workers=2, force=info is not None))
+    if not stage.ok:
+        raise SystemExit(f"results.demo: error: generating mini-SUPERB failed: {stage.detail}")
+    return root, stage
+
+
+def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
+    """Pretrain `--pretrain-config` for `--pretrain-steps` updates; returns the checkpoint (last.pt)."""
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise SystemExit(f"results.demo: error: --checkpoint {args.checkpoint} is not a file")
+        return args.checkpoint.absolute(), None
+    manifest = (args.pretrain_manifest or data / "pretrain" / "train.tsv").absolute()
+    if not manifest.is_file():
+        raise SystemExit(f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
+                         f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
+                         f"or pass --checkpoint")
+    out_dir = (args.out / "pretrain").absolute()
+    warmup = max(1, args.pretrain_steps // 10)
+    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(args.pretrain_config),
+            "--set", f"data.manifest={manifest}", "--set", f"run.out_dir={out_dir}",
+            "--set", f"optim.max_steps={args.pretrain_steps}", "--set", f"optim.warmup_steps={warmup}"]
+
+    def run() -> None:
+        # its own process, exactly as a user runs it; a rerun continues or finds it finished
+        done = subprocess.run([sys.executable, *argv], cwd=REPO)
+        if done.returncode != 0:
+            raise RuntimeError(f"pretrain/run.py exited with status {done.returncode}")
+
+    stage = timed(Stage("pretrain", shown(argv)), run)
+    checkpoint = out_dir / "last.pt"
+    if not stage.ok or not checkpoint.is_file():
+        raise SystemExit(f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); "
+                         f"see the log above and {out_dir}")
+    return checkpoint, stage
+
+
+def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path, data: Path, steps: int) -> None:
+    from superb.entry import main as run_downstream
+
+    for run in runs:
+        if run.expdir.exists():  # the demo's own output of an earlier call: redo it
+            shutil.rmtree(run.expdir)
+        argv = run.train_argv(checkpoint, data, steps)
+        train = timed(Stage(f"{run.label} train", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
+        run.stages.append(train)
+        if not train.ok:
+            continue
+        try:
+            best = checkpoint_to_evaluate(run.expdir, steps)
+        except FileNotFoundError as error:
+            train.ok, train.detail = False, str(error)
+            continue
+        argv = run.evaluate_argv(best, data)
+        run.stages.append(timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])),
+                                lambda: run_downstream(argv)))
+
+
+def wall_time_table(stages: Sequence[Stage]) -> str:
+    lines = ["| stage | wall s | status |", "|---|---:|---|"]
+    for stage in stages:
+        status = "ok" if stage.ok else f"FAILED ({stage.detail})"
+        lines.append(f"| {stage.name} | {stage.wall_s:.1f} | {status.replace('|', '/')} |")
+    total = sum(s.wall_s for s in stages)
+    lines.append(f"| **total** | {total:.1f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    args.out = args.out.absolute()
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    stages: list[Stage] = []
+
+    data, corpus_stage = prepare_corpus(args)
+    stages += [corpus_stage] if corpus_stage else []
+    checkpoint, pretrain_stage = pretrain(args, data)
+    stages += [pretrain_stage] if pretrain_stage else []
+
+    runs = plan_downstream(args.tasks, args.er_folds, args.out / "downstream")
+    run_downstream_tasks(runs, checkpoint, data, args.task_steps)
+    stages += [stage for run in runs for stage in run.stages]
+
+    from minisuperb import read_marker
+    from results.tabulate import tabulate
+
+    synthetic = read_marker(data) is not None
+    title = f"EH-MAM ({checkpoint.name}), {args.task_steps} downstream updates per task"
+    table_dir = args.out / "results"
+    tabulate_argv = ["-m", "results.tabulate", str(args.out / "downstream"), "--out", str(table_dir),
+                     "--title", title] + (["--synthetic"] if synthetic else [])
+    report = None
+
+    def make_table() -> None:
+        nonlocal report
+        report = tabulate([args.out / "downstream"], title, "synthetic" if synthetic else "unstated")
+        table_dir.mkdir(parents=True, exist_ok=True)
+        for suffix, text in {".md": report.markdown, ".csv": report.csv, "_runs.csv": report.runs_csv}.items():
+            (table_dir / f"superb{suffix}").write_text(text, encoding="utf-8")
+
+    stages.append(timed(Stage("tabulate", shown(tabulate_argv)), make_table))
+    timing = wall_time_table(stages)
+    (args.out / "wall_times.md").write_text(timing, encoding="utf-8")
+    summary = {"data": str(data), "checkpoint": str(checkpoint), "synthetic": synthetic,
+               "pretrain_steps": None if args.checkpoint else args.pretrain_steps, "task_steps": args.task_steps,
+               "total_wall_s": round(time.monotonic() - start, 1),
+               "stages": [{"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok,
+                           "detail": s.detail} for s in stages]}
+    (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+
+    print("\n" + (report.markdown if report else "(no table: tabulation failed)\n"))
+    print(timing)
+    print(f"wrote {table_dir}/superb.md, superb.csv, superb_runs.csv, {args.out}/wall_times.md, demo.json")
+    failed = [s.name for s in stages if not s.ok]
+    if failed:
+        print(f"FAILED stages: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
