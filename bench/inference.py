@@ -1,0 +1,160 @@
+"""Feature extraction speed: our upstream encoder (all hidden states, eval, no_grad) vs torchaudio's wav2vec2 of the
+same shape (random init, its extract_features), same threads, same seeded audio, batch 1 and 8.
+
+Run: python bench/inference.py [--device cpu|cuda] [--quick] [--json out.json]
+GPU default: Base, 10 s inputs, bf16 autocast. CPU default: Base, 0.5 s inputs, 3 repeats. --quick: the tiny
+shapes of pretrain/tiny.yaml, 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, device_name, fmt,  # noqa: E402
+                          format_bytes, markdown_table, measure, resolve_device, seeded_audio, write_json)
+from pretrain.config import load_config  # noqa: E402
+from upstream_ehmam.config import EncoderConfig  # noqa: E402
+from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
+
+SAMPLE_RATE = 16_000
+HEADER = "## Inference (feature extraction)"
+
+
+@dataclass
+class Sizes:
+    shape: str  # base | tiny
+    seconds: float
+    batches: list[int]
+    warmup: int
+    repeats: int
+
+
+def default_sizes(device: torch.device, quick: bool) -> Sizes:
+    if quick:
+        return Sizes("tiny", 1.0, [1, 8], warmup=1, repeats=3)
+    if device.type == "cuda":
+        return Sizes("base", 10.0, [1, 8], warmup=3, repeats=20)
+    return Sizes("base", 0.5, [1, 8], warmup=1, repeats=3)
+
+
+def encoder_config(shape: str) -> EncoderConfig:
+    """Base = EncoderConfig defaults (= pretrain/ehmam.yaml); tiny = pretrain/tiny.yaml's model section."""
+    if shape == "base":
+        return EncoderConfig()
+    if shape == "tiny":
+        return load_config(ROOT / "pretrain" / "tiny.yaml").model
+    raise ValueError(f"--shape must be base or tiny, got {shape!r}")
+
+
+def torchaudio_model(shape: str, cfg: EncoderConfig) -> torch.nn.Module:
+    """torchaudio.models.wav2vec2_base() for Base; the generic builder with our tiny widths otherwise."""
+    from superb.compat import import_torchaudio
+    torchaudio = import_torchaudio()  # its C++ extension needs CUDA libraries; the wav2vec2 models are pure Python
+    if shape == "base":
+        return torchaudio.models.wav2vec2_base()
+    return torchaudio.models.wav2vec2_model(
+        extractor_mode="layer_norm", extractor_conv_layer_config=[tuple(c) for c in cfg.conv_layers],
+        extractor_conv_bias=False, encoder_embed_dim=cfg.embed_dim, encoder_projection_dropout=0.1,
+        encoder_pos_conv_kernel=128, encoder_pos_conv_groups=16, encoder_num_layers=cfg.num_layers,
+        encoder_num_heads=cfg.num_heads, encoder_attention_dropout=0.1, encoder_ff_interm_features=cfg.ffn_dim,
+        encoder_ff_interm_dropout=0.0, encoder_dropout=0.1, encoder_layer_norm_first=False, encoder_layer_drop=0.05,
+        aux_num_out=None)
+
+
+def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int) -> list[dict]:
+    cfg = encoder_config(sizes.shape)
+    torch.manual_seed(seed)
+    models = {"ours (EHMAMEncoder.extract_features)": EHMAMEncoder(cfg).to(device).eval(),
+              "torchaudio wav2vec2 (extract_features)": torchaudio_model(sizes.shape, cfg).to(device).eval()}
+    samples = int(round(sizes.seconds * SAMPLE_RATE))
+    memory = PeakMemory(device)
+    rows = []
+    for batch in sizes.batches:
+        wav = seeded_audio(batch, samples, seed).to(device)
+        lengths = torch.full((batch,), samples, dtype=torch.long, device=device)
+        for name, model in models.items():
+            ours = name.startswith("ours")
+
+            @torch.no_grad()
+            def call() -> None:
+                with autocast_for(device, autocast_dtype):
+                    if ours:
+                        model.extract_features(wav, lengths)
+                    else:
+                        model.extract_features(wav, None)  # equal lengths: no padding mask needed
+
+            print(f"  {name}: batch {batch} x {sizes.seconds:g} s", file=sys.stderr, flush=True)
+            memory.reset()
+            timing = measure(call, device, sizes.warmup, sizes.repeats)
+            audio_s = batch * sizes.seconds
+            rows.append({"model": name, "shape": sizes.shape, "batch": batch, "seconds": sizes.seconds,
+                         "ms_per_call": timing.median_s * 1e3, "ms_spread": timing.spread,
+                         "warmup_ms": [t * 1e3 for t in timing.warmup_s],
+                         "realtime_factor": audio_s / timing.median_s, "peak_memory_bytes": memory.read_bytes(),
+                         "peak_memory_kind": memory.kind})
+        ours_row, theirs_row = rows[-2], rows[-1]
+        ours_row["speed_ratio_ours_over_torchaudio"] = theirs_row["ms_per_call"] / ours_row["ms_per_call"]
+        theirs_row["speed_ratio_ours_over_torchaudio"] = None
+    del models
+    gc.collect()
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    headers = ["model", "shape", "batch x input", "ms/call (median)", "spread", "x real time (audio-s/s)",
+               "peak memory", "speed ratio ours/torchaudio"]
+    body = [[r["model"], r["shape"], f"{r['batch']} x {r['seconds']:g} s", fmt(r["ms_per_call"], 1), r["ms_spread"],
+             fmt(r["realtime_factor"], 1), format_bytes(r["peak_memory_bytes"]),
+             "-" if r["speed_ratio_ours_over_torchaudio"] is None else f"{r['speed_ratio_ours_over_torchaudio']:.2f}"]
+            for r in rows]
+    return markdown_table(headers, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--shape", choices=("base", "tiny"), default=None, help="model shape (default per device)")
+    parser.add_argument("--seconds", type=float, default=None, help="input length in seconds")
+    parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="default: bf16 autocast on CUDA, fp32 on CPU")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    threads = apply_threads(args.threads)
+    sizes = default_sizes(device, args.quick)
+    sizes.shape = args.shape or sizes.shape
+    sizes.seconds = args.seconds or sizes.seconds
+    if args.batches:
+        sizes.batches = [int(b) for b in args.batches.split(",")]
+    sizes.warmup = sizes.warmup if args.warmup is None else args.warmup
+    sizes.repeats = sizes.repeats if args.repeats is None else args.repeats
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+
+    rows = bench_rows(sizes, device, autocast_dtype, args.seed)
+    print(f"{HEADER}\n")
+    print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, {sizes.shape} shapes "
+          f"(ours: 5-layer pos-conv + ALiBi; torchaudio: its wav2vec2 of the same widths), random init, eval + "
+          f"no_grad, inputs {sizes.seconds:g} s of seeded random audio, warm-up {sizes.warmup} + median of "
+          f"{sizes.repeats} calls. Ours returns all {encoder_config(sizes.shape).num_layers + 1} hidden states "
+          f"with padding zeroed (lengths given); torchaudio's extract_features gets lengths=None (equal lengths). "
+          f"Speed ratio > 1: ours is faster.\n")
+    print(format_table(rows))
+    if args.json:
+        write_json(args.json, "inference", rows, device, {**dataclasses.asdict(sizes), "precision": precision})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""Training throughput of the EH-MAM step (pretrain's forward, losses, backward, AdamW, EMA) at clone_batch 1 and 8,
+next to HF transformers' Wav2Vec2Model and Data2VecAudioModel training steps (SDPA) on the same audio.
+
+Run: python bench/train_step.py [--device cpu|cuda] [--quick] [--json out.json] [--peak-tflops 989]
+CPU default: the tiny config (pretrain/tiny.yaml), 2 s and 4 s crops, batch 2, HF models of the same widths,
+plus a FLOP count (not timed) of one Base step on a 2 s crop. On a shared machine add --threads 1: two OpenMP
+threads competing with other processes run many times slower.
+GPU default: Base (pretrain/ehmam.yaml), 15.6 s and 20 s crops, batch = data.max_batch_samples / crop, bf16.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, count_flops,  # noqa: E402
+                          default_peak_tflops, device_name, fmt, format_bytes, markdown_table, measure,
+                          resolve_device, seeded_audio, write_json)
+from pretrain.config import PretrainConfig, load_config  # noqa: E402
+from pretrain.curriculum import alpha_at  # noqa: E402
+from pretrain.ehmam import EHMAMPretrainModel, StepOutput  # noqa: E402
+from pretrain.schedules import ema_decay_at, lr_at  # noqa: E402
+from pretrain.train import (_DROPOUT_STREAM, _LAYERDROP_STREAM, _MASK_STREAM, Runtime, _grad_norm_,  # noqa: E402
+                            _update_flags, derive_seed, mask_source_for)
+from upstream_ehmam.config import EncoderConfig  # noqa: E402
+from upstream_ehmam.model import draw_layer_skips  # noqa: E402
+
+SAMPLE_RATE = 16_000
+CONFIGS = {"tiny": ROOT / "pretrain" / "tiny.yaml", "base": ROOT / "pretrain" / "ehmam.yaml"}
+HF_KINDS = ("wav2vec2", "data2vec-audio")
+HEADER = "## Training step throughput"
+
+# performance.md GFLOP per unique audio-second for Base: EH-MAM step (§1.3 project, §1.2 release) and the
+# wav2vec2 fwd+bwd step by crop length (§1.1).
+DOC_EHMAM_GF = {1: "44.1 spec / 53.2 release", 8: "174 spec / 212 release"}
+DOC_W2V2_GF = {1.0: 48.5, 12.3: 52.1, 15.6: 53.1, 20.0: 54.3}
+
+
+def no_phase(name: str) -> ContextManager:
+    """The default `phase` of a step: labels nothing."""
+    return contextlib.nullcontext()
+
+
+class EHMAMStep:
+    """One pretraining update exactly as pretrain/train.py's loop runs it in one process with grad_accum 1:
+    schedules -> seeds -> grid-mask plan -> forward (autocast) -> backward -> grad norm/clip -> finite check (the
+    loop's one host read) -> AdamW step -> EMA. Every piece is pretrain's own function; only the loop around them
+    (data loading, logging, checkpoints, DDP) is left out.
+
+    `phase(name)` is entered around each part, so a profiler can label them (bench/profile_step.py).
+    """
+
+    def __init__(self, config: PretrainConfig, device: torch.device, autocast_dtype: torch.dtype | None,
+                 start_update: int = 0) -> None:
+        if config.optim.grad_accum != 1:
+            raise ValueError(f"optim.grad_accum: the bench times one micro-batch per update, got "
+                             f"{config.optim.grad_accum}")
+        self.config = config
+        self.device = device
+        self.runtime = Runtime(device, rank=0, world_size=1, local_rank=0, autocast_dtype=autocast_dtype)
+        torch.manual_seed(config.run.seed)  # the initial weights train() builds
+        self.model = EHMAMPretrainModel(config).to(device)
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(optim.weight_decay), lr=optim.lr,
+                                           betas=tuple(optim.betas), eps=optim.eps, fused=device.type == "cuda")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.update = start_update  # optimiser updates done; schedules and seeds derive from it
+        self.epoch = 1
+        self.skipped = 0
+        self.model.train()
+
+    def __call__(self, wav: torch.Tensor, wav_lengths: torch.Tensor, positions: torch.Tensor,
+                 phase: Callable[[str], ContextManager] = no_phase) -> StepOutput:
+        """wav (B, S) and wav_lengths (B,) on the host (pinned for a GPU), positions (B,) their places in the
+        global batch -> the forward's StepOutput. Mirrors pretrain.train._train_loop, one micro-batch."""
+        cfg, run, optim = self.config, self.config.run, self.config.optim
+        with phase("schedules + mask plan (host)"):
+            lr = lr_at(self.update, optim.lr, optim.warmup_steps, optim.max_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            alpha = alpha_at(cfg.curriculum.mode, self.update, optim.max_steps, self.epoch, cfg.curriculum.threshold,
+                             cfg.curriculum.plateau, cfg.curriculum.e_ref)
+            torch.manual_seed(derive_seed(run.seed, self.update, 0, _DROPOUT_STREAM, 0))
+            layerdrop_generator = torch.Generator().manual_seed(derive_seed(run.seed, self.update, 0,
+                                                                            _LAYERDROP_STREAM))
+            frame_lengths_host = [int(n) for n in cfg.model.frames_for_samples(wav_lengths)]
+            mask_source = mask_source_for({"position": positions}, frame_lengths_host, alpha, cfg, 1,
+                                          derive_seed(run.seed, self.update, 0, _MASK_STREAM))
+        with phase("forward"):
+            wav_device = wav.to(self.device, non_blocking=True)
+            lengths_device = wav_lengths.to(self.device, non_blocking=True)
+            with autocast_for(self.device, self.runtime.autocast_dtype):
+                out = self.model(wav_device, lengths_device, frame_lengths_host, alpha, mask_source,
+                                 layerdrop_generator)
+        with phase("backward"):
+            out.loss.backward()
+        with phase("grad norm + finite check (host read)"):
+            grad_norm = _grad_norm_(self.params, optim.clip_grad_norm)
+            nonfinite, _ = _update_flags(grad_norm, out.loss.detach(), False, self.runtime)
+        if nonfinite:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+            return out
+        with phase("optimiser"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.update += 1
+        with phase("EMA"):
+            self.model.update_teacher(ema_decay_at(self.update, cfg.teacher.ema_decay_start,
+                                                   cfg.teacher.ema_decay_end, cfg.teacher.ema_anneal_updates))
+        return out
+
+    def next_update_without_layerdrop(self) -> int:
+        """The first update >= the current one whose layerdrop draw skips no block (for FLOP counts)."""
+        blocks, prob = self.config.model.num_layers, self.config.model.layerdrop
+        update = self.update
+        while any(draw_layer_skips(blocks, prob, torch.Generator().manual_seed(
+                derive_seed(self.config.run.seed, update, 0, _LAYERDROP_STREAM)))):
+            update += 1
+        return update
+
+
+class HFStep:
+    """A HF transformers Wav2Vec2Model / Data2VecAudioModel training step: forward (SDPA, its own SpecAugment and
+    layerdrop in train mode) -> loss = mean(last_hidden_state^2) -> backward -> AdamW step. Random init from the
+    config class defaults with our encoder's widths, depth and CNN; layerdrop set to ours."""
+
+    def __init__(self, kind: str, encoder: EncoderConfig, device: torch.device, autocast_dtype: torch.dtype | None,
+                 seed: int, lr: float) -> None:
+        from superb.compat import import_torchaudio
+        try:
+            import_torchaudio()  # transformers imports torchaudio, whose C++ extension may not load here
+        except ModuleNotFoundError:
+            pass  # no torchaudio at all: transformers does without it
+        import transformers
+
+        if kind not in HF_KINDS:
+            raise ValueError(f"HF model kind must be one of {HF_KINDS}, got {kind!r}")
+        config_class, model_class = ((transformers.Wav2Vec2Config, transformers.Wav2Vec2Model) if kind == "wav2vec2"
+                                     else (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel))
+        hf_config = config_class(
+            hidden_size=encoder.embed_dim, num_hidden_layers=encoder.num_layers,
+            num_attention_heads=encoder.num_heads, intermediate_size=encoder.ffn_dim,
+            conv_dim=tuple(c for c, _, _ in encoder.conv_layers),
+            conv_kernel=tuple(k for _, k, _ in encoder.conv_layers),
+            conv_stride=tuple(s for _, _, s in encoder.conv_layers),
+            layerdrop=encoder.layerdrop)
+        torch.manual_seed(seed)
+        self.model = model_class._from_config(hf_config, attn_implementation="sdpa").to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, fused=device.type == "cuda")
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        wav_device = wav.to(self.device, non_blocking=True)
+        with autocast_for(self.device, self.autocast_dtype):
+            hidden = self.model(wav_device).last_hidden_state  # (B, T, D)
+            loss = hidden.float().pow(2).mean()
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+@dataclass
+class Sizes:
+    config: str
+    crops_s: list[float]
+    batch: int | None  # None: data.max_batch_samples // crop samples, as the loader fills a batch
+    clones: list[int]
+    warmup: int
+    repeats: int
+    base_flops_crop_s: float  # > 0: also count one Base step at M=1 on a crop this long (the CPU FLOP check)
+
+
+def default_sizes(device: torch.device, quick: bool) -> Sizes:
+    if quick:
+        return Sizes("tiny", [1.0], 2, [1, 8], warmup=1, repeats=2, base_flops_crop_s=0.0)
+    if device.type == "cuda":
+        return Sizes("base", [15.6, 20.0], None, [1, 8], warmup=3, repeats=10, base_flops_crop_s=0.0)
+    return Sizes("tiny", [2.0, 4.0], 2, [1, 8], warmup=1, repeats=3, base_flops_crop_s=2.0)
+
+
+def load_bench_config(name: str, clones: int, seed: int, overrides: list[str]) -> PretrainConfig:
+    path = CONFIGS.get(name, Path(name))
+    return load_config(path, [f"mask.clone_batch={clones}", f"run.seed={seed}", "optim.grad_accum=1", *overrides])
+
+
+def doc_flops(kind: str, clones: int, crop_s: float, is_base: bool) -> str:
+    """performance.md's GFLOP per audio-second for the row, where it has one."""
+    if not is_base:
+        return "n/a (not Base)"
+    if kind == "ehmam":
+        return DOC_EHMAM_GF.get(clones, "n/a")
+    if kind == "wav2vec2":
+        nearest = min(DOC_W2V2_GF, key=lambda c: abs(c - crop_s))
+        return f"{DOC_W2V2_GF[nearest]} ({nearest:g} s)" if abs(nearest - crop_s) <= 0.5 else "~53"
+    return "n/a"
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None,
+               peak_tflops: float | None, log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+    """Time every (model, crop, M) row; returns rows (dicts) and notes (errors, FLOP checks)."""
+    rows, notes = [], []
+    memory = PeakMemory(device)
+    encoder_config = load_bench_config(sizes.config, 1, args.seed, args.set).model
+    is_base = encoder_config == EncoderConfig(layerdrop=encoder_config.layerdrop)
+    pin = device.type == "cuda"
+    audio = {}
+    for crop_s in sizes.crops_s:
+        samples = int(round(crop_s * SAMPLE_RATE))
+        batch = sizes.batch or max(1, load_bench_config(sizes.config, 1, args.seed, args.set).data.max_batch_samples
+                                   // samples)
+        wav = seeded_audio(batch, samples, args.seed)
+        audio[crop_s] = (wav.pin_memory() if pin else wav, torch.full((batch,), samples, dtype=torch.long))
+
+    def record(model: str, kind: str, clones: int, crop_s: float, step: Callable[[], object],
+               flops_fn: Callable[[], object]) -> None:
+        wav, lengths = audio[crop_s]
+        batch = wav.shape[0]
+        log(f"  {model}: crop {crop_s} s x {batch}, M={clones}")
+        memory.reset()
+        timing = measure(step, device, sizes.warmup, sizes.repeats)
+        peak = memory.read_bytes()
+        flops, per_op = count_flops(flops_fn)
+        audio_s = batch * crop_s
+        rows.append({
+            "model": model, "kind": kind, "config": sizes.config, "crop_s": crop_s, "batch": batch, "clones": clones,
+            "audio_s_per_step": audio_s, "step_ms": timing.median_s * 1e3, "step_ms_spread": timing.spread,
+            "warmup_ms": [t * 1e3 for t in timing.warmup_s], "audio_s_per_s": audio_s / timing.median_s,
+            "peak_memory_bytes": peak, "peak_memory_kind": memory.kind, "gflop_per_step": flops / 1e9,
+            "gflop_per_audio_s": flops / 1e9 / audio_s, "doc_gflop_per_audio_s": doc_flops(kind, clones, crop_s,
+                                                                                            is_base),
+            "achieved_tflops": flops / timing.median_s / 1e12,
+            "mfu": flops / timing.median_s / (peak_tflops * 1e12) if peak_tflops else None,
+            "attention_gflop": sum(v for k, v in per_op.items() if "attention" in k) / 1e9,
+        })
+
+    for clones in sizes.clones:
+        config = load_bench_config(sizes.config, clones, args.seed, args.set)
+        # mid-training: alpha = 0.5, so the teacher's ranking picks half the spans (the hard-span path runs)
+        step = EHMAMStep(config, device, autocast_dtype, start_update=config.optim.max_steps // 2)
+        for crop_s in sizes.crops_s:
+            wav, lengths = audio[crop_s]
+            positions = torch.arange(wav.shape[0])
+
+            def flop_step() -> None:
+                step.update = step.next_update_without_layerdrop()  # count all blocks, not a random skip
+                step(wav, lengths, positions)
+            try:
+                record("EH-MAM step (ours)", "ehmam", clones, crop_s, lambda: step(wav, lengths, positions),
+                       flop_step)
+            except torch.cuda.OutOfMemoryError as err:  # the other rows still run (e.g. M=8 on a small GPU)
+                notes.append(f"EH-MAM M={clones}, crop {crop_s:g} s: out of memory: {str(err).splitlines()[0]}")
+                step.optimizer.zero_grad(set_to_none=True)
+                _release(device)
+        del step
+        _release(device)
+
+    if not args.no_hf:
+        lr = load_bench_config(sizes.config, 1, args.seed, args.set).optim.lr
+        for kind in HF_KINDS:
+            try:
+                hf = HFStep(kind, encoder_config, device, autocast_dtype, args.seed, lr)
+                name = "HF Wav2Vec2Model" if kind == "wav2vec2" else "HF Data2VecAudioModel"
+                for crop_s in sizes.crops_s:
+                    wav, _ = audio[crop_s]
+                    record(name, kind, 1, crop_s, lambda: hf(wav), lambda: hf(wav))
+                del hf
+            except Exception as err:  # transformers missing or broken: report, keep our rows
+                notes.append(f"HF {kind} rows failed: {type(err).__name__}: {err}")
+            _release(device)
+
+    if args.base_flops_crop > 0 and not is_base:  # last: a Base model would inflate the RSS peaks of later rows
+        notes.append(_base_flop_check(args, device, autocast_dtype))
+
+    for row in rows:
+        for kind, key in (("wav2vec2", "ratio_vs_hf_wav2vec2"), ("data2vec-audio", "ratio_vs_hf_data2vec_audio")):
+            match = [r for r in rows if r["kind"] == kind and r["crop_s"] == row["crop_s"]]
+            row[key] = row["audio_s_per_s"] / match[0]["audio_s_per_s"] if match else None
+    for row in rows:
+        if row["kind"] == "ehmam" and row["clones"] == 1 and is_base:
+            notes.append(f"FLOP check, Base M=1, crop {row['crop_s']:g} s: counted {row['gflop_per_audio_s']:.1f} "
+                         f"GFLOP per audio-second; performance.md: ~53 (EH-MAM as released, and a wav2vec2 step), "
+                         f"~44 (this project's step, computed, 20 s crops).")
+    return rows, notes
+
+
+def _base_flop_check(args: argparse.Namespace, device: torch.device, autocast_dtype: torch.dtype | None) -> str:
+    """Count one Base step (M=1, batch 1) on a short crop: the FLOP comparison when the timed rows are tiny."""
+    crop_s = args.base_flops_crop
+    samples = int(round(crop_s * SAMPLE_RATE))
+    config = load_bench_config("base", 1, args.seed, [])
+    step = EHMAMStep(config, device, autocast_dtype, start_update=config.optim.max_steps // 2)
+    wav, lengths = seeded_audio(1, samples, args.seed), torch.full((1,), samples, dtype=torch.long)
+    step.update = step.next_update_without_layerdrop()
+    flops, _ = count_flops(lambda: step(wav, lengths, torch.arange(1)))
+    del step
+    _release(device)
+    return (f"FLOP check, Base M=1, batch 1, crop {crop_s:g} s (counted, not timed): {flops / 1e9 / crop_s:.1f} GFLOP "
+            f"per audio-second; performance.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
+            f"(this project's step, computed, 20 s crops); a short crop has less attention (performance.md §1.1: "
+            f"a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s).")
+
+
+def format_table(rows: list[dict]) -> str:
+    headers = ["model", "crop s x batch", "M", "ms/step (median)", "audio-s/s", "peak memory", "GFLOP/step",
+               "GFLOP/audio-s", "performance.md GFLOP/audio-s", "TFLOP/s", "MFU", "ratio vs HF w2v2",
+               "ratio vs HF d2v-audio"]
+    body = []
+    for r in rows:
+        ratio = [fmt(r[k], 2) if r[k] is not None and r["kind"] == "ehmam" else "-"
+                 for k in ("ratio_vs_hf_wav2vec2", "ratio_vs_hf_data2vec_audio")]
+        body.append([r["model"], f"{r['crop_s']:g} x {r['batch']}", r["clones"], fmt(r["step_ms"], 1),
+                     fmt(r["audio_s_per_s"], 1), format_bytes(r["peak_memory_bytes"]), fmt(r["gflop_per_step"], 1),
+                     fmt(r["gflop_per_audio_s"], 2), r["doc_gflop_per_audio_s"], fmt(r["achieved_tflops"], 3),
+                     "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %", *ratio])
+    return markdown_table(headers, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--config", default=None, help="tiny | base | a YAML path (default: tiny on CPU, base on GPU)")
+    parser.add_argument("--crops", default=None, help="comma-separated crop lengths in seconds")
+    parser.add_argument("--batch", type=int, default=None, help="utterances per step (default per device)")
+    parser.add_argument("--clones", default=None, help="comma-separated clone_batch values (default 1,8)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="default: bf16 autocast on CUDA, fp32 on CPU (as pretrain's run.precision=auto)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="peak dense TFLOP/s for MFU (default: 989 on H100/H200, 312 on A100; none on CPU)")
+    parser.add_argument("--base-flops-crop", type=float, default=None,
+                        help="when the timed rows are not Base, also count one Base step on a crop this long "
+                             "(seconds; 0 = skip; default 2 on CPU, 0 with --quick)")
+    parser.add_argument("--no-hf", action="store_true", help="skip the HF transformers rows")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override for our model, as pretrain/run.py --set")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    threads = apply_threads(args.threads)
+    sizes = default_sizes(device, args.quick)
+    if args.config:
+        sizes.config = args.config
+    if args.crops:
+        sizes.crops_s = [float(c) for c in args.crops.split(",")]
+    if args.batch is not None:
+        sizes.batch = args.batch
+    if args.clones:
+        sizes.clones = [int(c) for c in args.clones.split(",")]
+    sizes.warmup = sizes.warmup if args.warmup is None else args.warmup
+    sizes.repeats = sizes.repeats if args.repeats is None else args.repeats
+    if args.base_flops_crop is None:
+        args.base_flops_crop = sizes.base_flops_crop_s
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    peak_tflops = args.peak_tflops or default_peak_tflops(device)
+
+    rows, notes = bench_rows(args, sizes, device, autocast_dtype, peak_tflops,
+                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    peak_text = f"{peak_tflops:g} TFLOP/s" if peak_tflops else "n/a (no --peak-tflops)"
+    print(f"{HEADER}\n")
+    print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "
+          f"warm-up {sizes.warmup} + median of {sizes.repeats} steps; seeded random audio (seed {args.seed}), the "
+          f"same for every model. Our step: pretrain's forward + backward + grad norm/finite check + AdamW + EMA at "
+          f"alpha 0.5 (mid-training). HF: forward (SDPA, train mode) + backward of mean(h^2) + AdamW, widths and CNN "
+          f"as ours. FLOPs: torch FlopCounterMode on one step with no layer skipped (attention as QK^T + AV, backward "
+          f"without recompute); per unique audio-second (clones not counted twice). Peak memory: "
+          f"{PeakMemory(device).kind}. MFU against {peak_text}. Ratio = our audio-s/s / HF audio-s/s at the same "
+          f"crop.\n")
+    print(format_table(rows))
+    for note in notes:
+        print(f"\n* {note}")
+    if args.json:
+        write_json(args.json, "train_step", rows, device, {**dataclasses.asdict(sizes), "precision": precision,
+                                                          "peak_tflops": peak_tflops, "notes": notes})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
