@@ -302,7 +302,7 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
                 torch.manual_seed(derive_seed(run.seed, state.update, micro, _DROPOUT_STREAM, runtime.rank))
                 layerdrop_generator = torch.Generator().manual_seed(
                     derive_seed(run.seed, state.update, micro, _LAYERDROP_STREAM))  # the same on every rank
-                frame_lengths_host = [int(n) for n in frames_for_samples(batch["wav_lengths"])]
+                frame_lengths_host = [int(n) for n in frames_for_samples(batch["wav_lengths"], config.model.conv_layers)]
                 mask_source = mask_source_for(batch, frame_lengths_host, alpha, config, runtime.world_size,
                                               derive_seed(run.seed, state.update, micro, _MASK_STREAM))
                 wav = batch["wav"].to(runtime.device, non_blocking=True)
@@ -427,7 +427,7 @@ def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, conf
         print(f"  {name:48s} {count:>13,d}")
     print(f"batches per epoch (this rank): {len(sampler)}")
     batch = next(_batches(loader, sampler, state))
-    frames = [int(n) for n in frames_for_samples(batch["wav_lengths"])]
+    frames = [int(n) for n in frames_for_samples(batch["wav_lengths"], config.model.conv_layers)]
     model.train()
     with torch.no_grad():
         out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), frames, 0.5,

@@ -135,3 +135,15 @@ def test_dry_run_prints_parts(manifest, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "encoder total (SUPERB upstream)" in printed and "one batch: wav" in printed
     assert not (tmp_path / "dry" / "last.pt").exists()
+
+
+def test_a_cnn_other_than_base_gets_its_own_frame_counts(manifest, tmp_path):
+    """Host frame counts (masks, padding) follow config.model.conv_layers, not the Base stack: a 6-conv
+    stack with a 400x total stride trains, and its masks are planned over its own frame count."""
+    conv = "[[64,10,5],[64,3,2],[64,3,2],[64,3,2],[64,3,2],[64,5,5]]"
+    config = _config(manifest, tmp_path / "run", f"model.conv_layers={conv}", "optim.max_steps=2",
+                     "optim.warmup_steps=1")
+    train(config)
+    records = _metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and 0.4 < r["masked_fraction"] < 0.6 for r in records)
