@@ -1,6 +1,7 @@
 """s3prl UpstreamExpert for EH-MAM checkpoints (s3prl.md §5): list of 16 kHz waveforms -> hidden states.
 
-Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>] ...`
+Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>|key=value,...] ...`
+e.g. `-g num_layers=8` or `-g weights=teacher,num_layers=8` (the keys of the options YAML).
 """
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ OPTION_KEYS = ("weights", "num_layers")
 
 
 def _read_options(model_config: str | None) -> dict:
-    """model_config: None, 'student', 'teacher', or a YAML file with optional keys weights / num_layers."""
+    """model_config: None, 'student', 'teacher', a YAML file, or inline 'key=value,key=value' with the keys
+    weights / num_layers (e.g. 'weights=teacher,num_layers=8')."""
     if model_config is None or model_config == "":
         return {}
     if model_config in WEIGHTS:
         return {"weights": model_config}
-    if not os.path.isfile(model_config):
-        raise ValueError(f"model_config must be 'student', 'teacher' or a YAML file, found {model_config!r} "
-                         f"(no such file)")
+    if os.path.isfile(model_config):
+        return _read_options_file(model_config)
+    if "=" in model_config:
+        return _parse_inline_options(model_config)
+    raise ValueError(f"model_config must be 'student', 'teacher', a YAML file or inline options such as "
+                     f"'num_layers=8' or 'weights=teacher,num_layers=8', found {model_config!r} (no such file)")
+
+
+def _read_options_file(model_config: str) -> dict:
     with open(model_config) as f:
         try:
             options = yaml.safe_load(f)
@@ -39,6 +47,28 @@ def _read_options(model_config: str | None) -> dict:
     for key in options:
         if key not in OPTION_KEYS:
             raise ValueError(f"{model_config}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+    return options
+
+
+def _parse_inline_options(text: str) -> dict:
+    """'weights=teacher,num_layers=8' -> {'weights': 'teacher', 'num_layers': 8}; errors quote `text`."""
+    options: dict = {}
+    for entry in text.split(","):
+        key, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not key or not value:
+            raise ValueError(f"model_config {text!r}: entry {entry.strip()!r} is not key=value; expected e.g. "
+                             f"'num_layers=8' or 'weights=teacher,num_layers=8'")
+        if key not in OPTION_KEYS:
+            raise ValueError(f"model_config {text!r}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+        if key in options:
+            raise ValueError(f"model_config {text!r}: key '{key}' is given twice")
+        if key == "num_layers":
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ValueError(f"model_config {text!r}: num_layers must be an integer, found {value!r}") from None
+        else:
+            options[key] = value  # checked against WEIGHTS by the expert, like a YAML value
     return options
 
 
