@@ -178,7 +178,7 @@ def run_condition(condition: Condition, seed: int, args: argparse.Namespace, dat
     stages: list[Stage] = []
     checkpoint: Path | None = None
     if condition.source == "pretrain":
-        argv = pretrain_argv(condition, seed, args.pretrain_config, data / "pretrain" / "train.tsv",
+        argv = pretrain_argv(condition, seed, args.pretrain_config, pretrain_manifest(args, data),
                              cdir / "pretrain", args.steps)
 
         def pretrain() -> None:
@@ -695,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(range(1, ER_FOLD_COUNT + 1)))
     parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "tiny.yaml")
+    parser.add_argument("--pretrain-manifest", type=Path, default=None,
+                        help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
+                             "pretraining set of a larger mini-SUPERB while the tasks run on a ci corpus")
     parser.add_argument("--probe-utterances", type=positive_int, default=200,
                         help="results.layerwise --max-utterances for each arm")
     parser.add_argument("--report-only", action="store_true", help="rebuild study.md and the figures from OUT")
@@ -712,7 +715,7 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
     labels = {name: c.label for name, c in conditions.items()}
     first = args.seeds[0]
     pretrain_commands = {
-        name: shown(pretrain_argv(conditions[name], first, args.pretrain_config, data / "pretrain" / "train.tsv",
+        name: shown(pretrain_argv(conditions[name], first, args.pretrain_config, pretrain_manifest(args, data),
                                   condition_dir(args.out, name, first) / "pretrain", args.steps))
         for name in args.conditions if conditions[name].source == "pretrain"}
     meta = StudyMeta(command, list(args.seeds), list(args.conditions), labels,
@@ -727,6 +730,11 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
 
 
 STUDY_JSON = "study.json"
+
+
+def pretrain_manifest(args: argparse.Namespace, data: Path) -> Path:
+    manifest = getattr(args, "pretrain_manifest", None)
+    return (manifest or data / "pretrain" / "train.tsv").absolute()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -744,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         for key in ("seeds", "conditions", "steps", "task_steps"):
             setattr(args, key, record[key])
+        args.pretrain_manifest = Path(record["pretrain_manifest"]) if record.get("pretrain_manifest") else None
         args.pretrain_config = Path(record["pretrain_config"])
         data, command = Path(record["data"]), record["command"]
     else:
@@ -752,7 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus_args = argparse.Namespace(data=args.data, out=args.out, scale=args.scale, seed=args.corpus_seed)
         data, _ = prepare_corpus(corpus_args)
         record = {"command": command, "seeds": args.seeds, "conditions": args.conditions, "steps": args.steps,
-                  "task_steps": args.task_steps, "data": str(data), "pretrain_config": str(args.pretrain_config)}
+                  "task_steps": args.task_steps, "data": str(data), "pretrain_config": str(args.pretrain_config),
+                  "pretrain_manifest": str(pretrain_manifest(args, data))}
         record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         conditions = default_conditions()
         start = time.monotonic()
