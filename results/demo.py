@@ -88,12 +88,21 @@ class DownstreamRun:
     task: str
     expdir: Path
     fold: int | None = None
+    upstream_argv: tuple[str, ...] = ()  # e.g. ("-u", "fbank"); default `-u ehmam -k <checkpoint>`
+    downstream_seed: int | None = None  # s3prl's --seed; None keeps s3prl's default
     stages: list[Stage] = field(default_factory=list)
 
-    def train_argv(self, checkpoint: Path, data: Path, steps: int) -> list[str]:
-        argv = ["-m", "train", "-u", "ehmam", "-k", str(checkpoint), "-d", self.task, "--data-root", str(data),
-                "--workers", "0", "-p", str(self.expdir), "-o", short_run_override(self.task, steps)]
-        return argv + (["--fold", str(self.fold)] if self.fold else [])
+    def train_argv(self, checkpoint: Path | None, data: Path, steps: int) -> list[str]:
+        if self.upstream_argv:
+            upstream = list(self.upstream_argv)
+        elif checkpoint is None:
+            raise ValueError(f"{self.label}: an ehmam run needs a checkpoint")
+        else:
+            upstream = ["-u", "ehmam", "-k", str(checkpoint)]
+        argv = ["-m", "train", *upstream, "-d", self.task, "--data-root", str(data), "--workers", "0",
+                "-p", str(self.expdir), "-o", short_run_override(self.task, steps)]
+        argv += ["--fold", str(self.fold)] if self.fold else []
+        return argv + (["--seed", str(self.downstream_seed)] if self.downstream_seed is not None else [])
 
     def evaluate_argv(self, checkpoint: Path, data: Path) -> list[str]:
         argv = ["-m", "evaluate", "-e", str(checkpoint), "--data-root", str(data), "--workers", "0"]
@@ -230,7 +239,7 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     return checkpoint, stage
 
 
-def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path, data: Path, steps: int) -> None:
+def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path, steps: int) -> None:
     from superb.entry import main as run_downstream
 
     for run in runs:

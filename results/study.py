@@ -111,36 +111,16 @@ def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path,
     return argv
 
 
-@dataclass
-class StudyRun(DownstreamRun):
-    """A DownstreamRun with the upstream chosen per arm and s3prl's --seed. demo.DownstreamRun hard-codes
-    `-u ehmam -k CKPT`; `upstream_argv` (e.g. ["-u", "fbank"]) replaces those four words when given."""
-
-    upstream_argv: tuple[str, ...] = ()
-    downstream_seed: int | None = None
-
-    def train_argv(self, checkpoint: Path | None, data: Path, steps: int) -> list[str]:
-        argv = super().train_argv(checkpoint if checkpoint is not None else Path("-"), data, steps)
-        if self.upstream_argv:
-            at = argv.index("-u")
-            if argv[at + 2] != "-k":
-                raise RuntimeError(f"results.demo.DownstreamRun.train_argv changed: expected -u NAME -k CKPT in {argv}")
-            argv[at:at + 4] = list(self.upstream_argv)
-        if self.downstream_seed is not None:
-            argv += ["--seed", str(self.downstream_seed)]
-        return argv
-
-
 def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_folds: Sequence[int],
-                    root: Path) -> list[StudyRun]:
-    """One StudyRun per task (per ER fold) of an arm; s3prl's downstream seed follows the study seed."""
+                    root: Path) -> list[DownstreamRun]:
+    """One DownstreamRun per task (per ER fold) of an arm; s3prl's downstream seed follows the study seed."""
     upstream = ("-u", "fbank") if condition.source == "fbank" else ()
     runs = []
     for task in tasks:
         folds = er_folds if task == "er" else [None]
         for fold in folds:
             label = f"er_fold{fold}" if fold else task
-            runs.append(StudyRun(label, task, root / label, fold=fold, upstream_argv=upstream,
+            runs.append(DownstreamRun(label, task, root / label, fold=fold, upstream_argv=upstream,
                                  downstream_seed=seed))
     return runs
 
