@@ -152,17 +152,11 @@ def frame_phone_labels(phones: Sequence[str], starts: Sequence[int], num_frames:
 
 
 def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist."""
-    def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+    """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (torchaudio's)."""
+    from superb.compat import import_torchaudio  # torchaudio's compiled part is not needed for this
 
-    freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
-    edges = 700.0 * (10 ** (torch.linspace(0, float(hz_to_mel(torch.tensor(sample_rate / 2.0))), n_mels + 2,
-                                           dtype=torch.float64) / 2595.0) - 1.0)  # (M + 2,) Hz
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (freqs[:, None] - lower) / (centre - lower)
-    falling = (upper - freqs[:, None]) / (upper - centre)
-    return rising.minimum(falling).clamp(min=0.0).float()
+    functional = import_torchaudio().functional
+    return functional.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, n_mels, sample_rate, norm=None, mel_scale="htk")
 
 
 def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = N_MELS) -> torch.Tensor:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def _reusable(info: dict | None, version: str, source: str) -> bool:
@@ -37,3 +38,13 @@ def minisuperb_ci(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("minisuperb") / "ci"
     generate(path, "ci", seed=0, workers=2, progress=False)
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: identical kernels in in-process and subprocess runs (OMP_NUM_THREADS=1), and no
+    OpenMP spinning on a loaded 2-core machine, where two competing threads run several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -34,13 +34,7 @@ BASE = ["optim.warmup_steps=2", "run.log_every=1", "data.max_samples=32000", "da
         "run.device=cpu", "run.collapse_check_after=100000", "run.keep_checkpoints=10"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, as in the subprocesses (OMP_NUM_THREADS=1), so in-process and subprocess runs agree."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_corpus(root: Path, count: int = 8) -> None:

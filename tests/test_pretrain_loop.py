@@ -17,13 +17,7 @@ from upstream_ehmam.checkpoint import load_encoder
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two spinning OpenMP threads run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _harmonic_utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
