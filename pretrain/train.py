@@ -124,6 +124,9 @@ class StopSignal:
 
     def __enter__(self) -> "StopSignal":
         for sig in (signal.SIGTERM, signal.SIGINT):
+            # a SIGINT ignored at start-up (nohup, `cmd &` from a script) stays ignored, as Unix jobs expect
+            if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

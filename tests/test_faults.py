@@ -319,7 +319,27 @@ def test_truncate_metrics_drops_lost_updates_and_torn_lines(tmp_path):
     assert path.read_text() == ""
 
 
-def test_stop_signal_first_asks_second_interrupts():
+@pytest.fixture
+def python_sigint_handler():
+    """SIGINT as an interactive Python has it, whatever the test runner inherited (a job started with `&` from a
+    script has SIGINT ignored)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_stop_signal_leaves_an_ignored_sigint_ignored(python_sigint_handler):
+    """nohup / `cmd &` jobs ignore SIGINT; the run keeps ignoring it (SIGTERM still asks it to stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stop.received is None
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_stop_signal_first_asks_second_interrupts(python_sigint_handler):
     """The first SIGINT is recorded (checkpoint, then exit); a second one interrupts at once; handlers are restored."""
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
