@@ -97,7 +97,8 @@ def test_two_gloo_processes_match_one_process(manifest, tmp_path):
     records = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
                for d in (ddp_dir, single_dir)]
     assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == [1, 2, 3]
-    np.testing.assert_allclose([r["loss"] for r in records[0]], [r["loss"] for r in records[1]], rtol=0, atol=1e-6)
+    # losses of ~8 in float32 summed in another order: 1e-6 relative is a few ulps
+    np.testing.assert_allclose([r["loss"] for r in records[0]], [r["loss"] for r in records[1]], rtol=1e-6, atol=0)
     ddp, single = (torch.load(d / "last.pt", weights_only=True) for d in (ddp_dir, single_dir))
     assert ddp["train_state"] == single["train_state"]
     parts = ["encoder", "teacher_context"]

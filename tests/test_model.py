@@ -378,3 +378,42 @@ def test_context_encoder_standalone_matches_encoder_context():
         a = model.context(x, torch.tensor([8])).hidden_states[-1]
         b = teacher(x, torch.tensor([8])).hidden_states[-1]
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_channels_last_convs_equal_the_plain_conv1d_layernorm_reference():
+    """The CNN and the positional conv run as channels-last 2-D convs (no transpose copies); in float64 they equal
+    the textbook (B, C, T) Conv1d -> LayerNorm over channels -> GELU, values and gradients."""
+    from upstream_ehmam.model import LocalEncoder, PositionalConv
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    local, pos = LocalEncoder(cfg).double(), PositionalConv(cfg).double()
+    wav = torch.randn(2, 6000, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6000, 4100])
+
+    def local_reference(w):
+        x = w[:, None, :]
+        for conv, norm in zip(local.convs, local.conv_norms):
+            x = F.conv1d(x, conv.weight, stride=conv.stride)
+            x = F.gelu(F.layer_norm(x.transpose(1, 2), (x.shape[1],), norm.weight, norm.bias, norm.eps).transpose(1, 2))
+        x = local.proj(local.proj_norm(x.transpose(1, 2)))
+        frames = cfg.frames_for_samples(lengths)
+        return x.masked_fill((torch.arange(x.shape[1])[None, :] >= frames[:, None])[..., None], 0.0)
+
+    def pos_reference(x, valid):
+        h = x.transpose(1, 2)
+        for conv in pos.convs:
+            h = conv(h.masked_fill(~valid[:, None, :], 0.0))
+            h = F.gelu(F.layer_norm(h.transpose(1, 2), (h.shape[1],), eps=pos.eps).transpose(1, 2))
+        return h.transpose(1, 2)
+
+    features, frames = local(wav, lengths)
+    torch.testing.assert_close(features, local_reference(wav), rtol=0, atol=1e-10)
+    valid = torch.arange(features.shape[1])[None, :] < frames[:, None]
+    out = pos(features, valid)
+    reference = pos_reference(local_reference(wav), valid)
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-10)
+    grad_new = torch.autograd.grad(out.square().sum(), [wav, local.convs[0].weight, pos.convs[0].weight])
+    grad_ref = torch.autograd.grad(reference.square().sum(), [wav, local.convs[0].weight, pos.convs[0].weight])
+    for new, ref in zip(grad_new, grad_ref):
+        torch.testing.assert_close(new, ref, rtol=1e-9, atol=1e-10)

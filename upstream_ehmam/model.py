@@ -61,12 +61,16 @@ class LocalEncoder(nn.Module):
         """wav (B, S), wav_lengths (B,) -> features (B, T, D) with padded frames zeroed, frame_lengths (B,)."""
         # A valid output frame only reads valid input samples (method §3.2), so padding needs no masking
         # between convs; only the output's padded frames are zeroed.
-        x = wav[:, None, :]  # (B, 1, S)
+        # The convs run as 2-D convs on channels-last (B, C, 1, T) tensors: the LayerNorm over channels then
+        # reads contiguous memory, with none of the transpose copies a (B, C, T) layout needs (bench/RESULTS.md).
+        x = wav[:, None, None, :]  # (B, 1, 1, S)
         for conv, norm in zip(self.convs, self.conv_norms):
-            x = conv(x)  # (B, C, T_l)
-            x = F.gelu(norm(x.transpose(1, 2)).transpose(1, 2))
+            x = F.conv2d(x, conv.weight.unsqueeze(2), stride=(1, conv.stride[0]))  # (B, C, 1, T_l)
+            x = x.contiguous(memory_format=torch.channels_last)
+            h = F.gelu(norm(x.permute(0, 2, 3, 1)))  # (B, 1, T_l, C), contiguous
+            x = h.permute(0, 3, 1, 2)  # (B, C, 1, T_l), channels-last
         frame_lengths = self.config.frames_for_samples(wav_lengths)
-        x = self.proj(self.proj_norm(x.transpose(1, 2)))  # (B, T, D)
+        x = self.proj(self.proj_norm(x[:, :, 0, :].transpose(1, 2)))  # (B, T, D)
         x = x.masked_fill(~valid_mask(frame_lengths, x.shape[1])[..., None], 0.0)
         return x, frame_lengths
 
@@ -85,12 +89,16 @@ class PositionalConv(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), valid (B, T) bool -> (B, T, D). Padded frames are re-zeroed before every conv, so a
         padded batch equals one-by-one runs (the conv bias would otherwise leak into valid frames)."""
-        keep = valid[:, None, :]  # (B, 1, T)
-        h = x.transpose(1, 2)  # (B, D, T)
+        keep = valid[:, :, None]  # (B, T, 1)
+        h = x  # (B, T, D)
         for conv in self.convs:
-            h = conv(h.masked_fill(~keep, 0.0))
-            h = F.gelu(F.layer_norm(h.transpose(1, 2), (h.shape[1],), eps=self.eps).transpose(1, 2))
-        return h.transpose(1, 2)
+            # channels-last 2-D conv: (B, T, D) memory is read and written without transposed copies
+            h_in = h.masked_fill(~keep, 0.0).permute(0, 2, 1).unsqueeze(2)  # (B, D, 1, T) view
+            out = F.conv2d(h_in, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
+                           groups=conv.groups)
+            h = out.contiguous(memory_format=torch.channels_last)[:, :, 0, :].permute(0, 2, 1)  # (B, T, D)
+            h = F.gelu(F.layer_norm(h, (h.shape[-1],), eps=self.eps))
+        return h
 
 
 @dataclass
