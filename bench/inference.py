@@ -71,27 +71,34 @@ def torchaudio_model(shape: str, cfg: EncoderConfig) -> torch.nn.Module:
         aux_num_out=None)
 
 
-def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int) -> list[dict]:
+OURS, OURS_COMPILED = "ours (EHMAMEncoder.extract_features)", "ours, torch.compile (same weights)"
+THEIRS = "torchaudio wav2vec2 (extract_features)"
+
+
+def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
+               compile_ours: bool = False) -> list[dict]:
     cfg = encoder_config(sizes.shape)
     torch.manual_seed(seed)
-    models = {"ours (EHMAMEncoder.extract_features)": EHMAMEncoder(cfg).to(device).eval(),
-              "torchaudio wav2vec2 (extract_features)": torchaudio_model(sizes.shape, cfg).to(device).eval()}
+    encoder = EHMAMEncoder(cfg).to(device).eval()
+    # name -> (extract function, whether it takes our lengths); the compiled one is traced on its warm-up calls
+    models = {OURS: (encoder.extract_features, True)}
+    if compile_ours:
+        models[OURS_COMPILED] = (torch.compile(encoder.extract_features, dynamic=False), True)
+    theirs = torchaudio_model(sizes.shape, cfg).to(device).eval()
+    models[THEIRS] = (theirs.extract_features, False)
     samples = int(round(sizes.seconds * SAMPLE_RATE))
     memory = PeakMemory(device)
     rows = []
     for batch in sizes.batches:
         wav = seeded_audio(batch, samples, seed).to(device)
         lengths = torch.full((batch,), samples, dtype=torch.long, device=device)
-        for name, model in models.items():
-            ours = name.startswith("ours")
+        for name, (extract, takes_lengths) in models.items():
 
             @torch.no_grad()
             def call() -> None:
                 with autocast_for(device, autocast_dtype):
-                    if ours:
-                        model.extract_features(wav, lengths)
-                    else:
-                        model.extract_features(wav, None)  # equal lengths: no padding mask needed
+                    # torchaudio: equal lengths need no padding mask
+                    extract(wav, lengths if takes_lengths else None)
 
             print(f"  {name}: batch {batch} x {sizes.seconds:g} s", file=sys.stderr, flush=True)
             memory.reset()
@@ -102,10 +109,11 @@ def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype |
                          "warmup_ms": [t * 1e3 for t in timing.warmup_s],
                          "realtime_factor": audio_s / timing.median_s, "peak_memory_bytes": memory.read_bytes(),
                          "peak_memory_kind": memory.kind})
-        ours_row, theirs_row = rows[-2], rows[-1]
-        ours_row["speed_ratio_ours_over_torchaudio"] = theirs_row["ms_per_call"] / ours_row["ms_per_call"]
-        theirs_row["speed_ratio_ours_over_torchaudio"] = None
-    del models
+        batch_rows = rows[-len(models):]
+        theirs_ms = next(r["ms_per_call"] for r in batch_rows if r["model"] == THEIRS)
+        for row in batch_rows:
+            row["speed_ratio_ours_over_torchaudio"] = None if row["model"] == THEIRS else theirs_ms / row["ms_per_call"]
+    del models, encoder, theirs
     gc.collect()
     return rows
 
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=("base", "tiny"), default=None, help="model shape (default per device)")
     parser.add_argument("--seconds", type=float, default=None, help="input length in seconds")
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a row for our encoder under torch.compile (compile time shows in the warm-up)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="default: bf16 autocast on CUDA, fp32 on CPU")
     args = parser.parse_args(argv)
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
 
-    rows = bench_rows(sizes, device, autocast_dtype, args.seed)
+    rows = bench_rows(sizes, device, autocast_dtype, args.seed, compile_ours=args.compile)
     print(f"{HEADER}\n")
     print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, {sizes.shape} shapes "
           f"(ours: 5-layer pos-conv + ALiBi; torchaudio: its wav2vec2 of the same widths), random init, eval + "
@@ -151,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
           f"with padding zeroed (lengths given); torchaudio's extract_features gets lengths=None (equal lengths). "
           f"Speed ratio > 1: ours is faster.\n")
     print(format_table(rows))
+    for row in rows:
+        if row["model"] == OURS_COMPILED:
+            print(f"\ntorch.compile, batch {row['batch']}: first warm-up call (tracing + compilation) "
+                  f"{row['warmup_ms'][0] / 1e3:.1f} s")
     if args.json:
         write_json(args.json, "inference", rows, device, {**dataclasses.asdict(sizes), "precision": precision})
     return 0
