@@ -208,30 +208,47 @@ def prepare_corpus(args: argparse.Namespace) -> tuple[Path, Stage | None]:
     return root, stage
 
 
+def pretrain_manifest(args: argparse.Namespace, data: Path) -> Path:
+    """--pretrain-manifest, else the corpus's own pretraining set DATA/pretrain/train.tsv."""
+    manifest = getattr(args, "pretrain_manifest", None)
+    return (manifest or data / "pretrain" / "train.tsv").absolute()
+
+
+def pretraining_argv(config: Path, manifest: Path, out_dir: Path, steps: int,
+                     extra_sets: Sequence[str] = ()) -> list[str]:
+    """pretrain/run.py's argv for a `steps`-update run with a 10 % warm-up; `extra_sets` are further --set values."""
+    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(config), "--set", f"data.manifest={manifest}",
+            "--set", f"run.out_dir={out_dir}", "--set", f"optim.max_steps={steps}",
+            "--set", f"optim.warmup_steps={max(1, steps // 10)}"]
+    for value in extra_sets:
+        argv += ["--set", value]
+    return argv
+
+
+def run_pretraining(argv: Sequence[str]) -> Stage:
+    """Run pretrain/run.py in its own process, exactly as a user runs it; a rerun continues or finds it finished."""
+
+    def run() -> None:
+        done = subprocess.run([sys.executable, *argv], cwd=REPO)
+        if done.returncode != 0:
+            raise RuntimeError(f"pretrain/run.py exited with status {done.returncode}")
+
+    return timed(Stage("pretrain", shown(argv)), run)
+
+
 def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     """Pretrain `--pretrain-config` for `--pretrain-steps` updates; returns the checkpoint (last.pt)."""
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
             raise SystemExit(f"results.demo: error: --checkpoint {args.checkpoint} is not a file")
         return args.checkpoint.absolute(), None
-    manifest = (args.pretrain_manifest or data / "pretrain" / "train.tsv").absolute()
+    manifest = pretrain_manifest(args, data)
     if not manifest.is_file():
         raise SystemExit(f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
                          f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
                          f"or pass --checkpoint")
     out_dir = (args.out / "pretrain").absolute()
-    warmup = max(1, args.pretrain_steps // 10)
-    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(args.pretrain_config),
-            "--set", f"data.manifest={manifest}", "--set", f"run.out_dir={out_dir}",
-            "--set", f"optim.max_steps={args.pretrain_steps}", "--set", f"optim.warmup_steps={warmup}"]
-
-    def run() -> None:
-        # its own process, exactly as a user runs it; a rerun continues or finds it finished
-        done = subprocess.run([sys.executable, *argv], cwd=REPO)
-        if done.returncode != 0:
-            raise RuntimeError(f"pretrain/run.py exited with status {done.returncode}")
-
-    stage = timed(Stage("pretrain", shown(argv)), run)
+    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps))
     checkpoint = out_dir / "last.pt"
     if not stage.ok or not checkpoint.is_file():
         raise SystemExit(f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); "
@@ -288,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages += [stage for run in runs for stage in run.stages]
 
     from minisuperb import read_marker
-    from results.tabulate import tabulate
+    from results.tabulate import tabulate, write_report
 
     synthetic = read_marker(data) is not None
     title = f"EH-MAM ({checkpoint.name}), {args.task_steps} downstream updates per task"
@@ -300,9 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_table() -> None:
         nonlocal report
         report = tabulate([args.out / "downstream"], title, "synthetic" if synthetic else "unstated")
-        table_dir.mkdir(parents=True, exist_ok=True)
-        for suffix, text in {".md": report.markdown, ".csv": report.csv, "_runs.csv": report.runs_csv}.items():
-            (table_dir / f"superb{suffix}").write_text(text, encoding="utf-8")
+        write_report(report, table_dir, "superb")
 
     stages.append(timed(Stage("tabulate", shown(tabulate_argv)), make_table))
     timing = wall_time_table(stages)

@@ -12,7 +12,6 @@ import logging
 import math
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from typing import Sequence
 import yaml
 
 from results.demo import (ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, parse_folds, parse_tasks,
-                          positive_int, prepare_corpus, run_downstream_tasks, shown, timed)
+                          positive_int, prepare_corpus, pretrain_manifest, pretraining_argv, run_downstream_tasks,
+                          run_pretraining, shown, timed)
 
 log = logging.getLogger("study")
 
@@ -103,12 +103,7 @@ def parse_seeds(text: str) -> list[int]:
 def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path, out_dir: Path, steps: int) -> list[str]:
     """pretrain/run.py's argv: the same config, updates, warm-up and batch size for every arm; only the seed and
     the arm's own overrides differ."""
-    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(config), "--set", f"data.manifest={manifest}",
-            "--set", f"run.out_dir={out_dir}", "--set", f"run.seed={seed}", "--set", f"optim.max_steps={steps}",
-            "--set", f"optim.warmup_steps={max(1, steps // 10)}"]
-    for override in condition.overrides:
-        argv += ["--set", override]
-    return argv
+    return pretraining_argv(config, manifest, out_dir, steps, [f"run.seed={seed}", *condition.overrides])
 
 
 def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_folds: Sequence[int],
@@ -158,15 +153,8 @@ def run_condition(condition: Condition, seed: int, args: argparse.Namespace, dat
     stages: list[Stage] = []
     checkpoint: Path | None = None
     if condition.source == "pretrain":
-        argv = pretrain_argv(condition, seed, args.pretrain_config, pretrain_manifest(args, data),
-                             cdir / "pretrain", args.steps)
-
-        def pretrain() -> None:
-            done = subprocess.run([sys.executable, *argv], cwd=REPO)
-            if done.returncode != 0:
-                raise RuntimeError(f"pretrain/run.py exited with status {done.returncode}")
-
-        stages.append(timed(Stage("pretrain", shown(argv)), pretrain))
+        stages.append(run_pretraining(pretrain_argv(condition, seed, args.pretrain_config,
+                                                    pretrain_manifest(args, data), cdir / "pretrain", args.steps)))
         checkpoint = cdir / "pretrain" / "last.pt"
     elif condition.source == "random_init":
         checkpoint = cdir / "random_init.pt"
@@ -710,11 +698,6 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
 
 
 STUDY_JSON = "study.json"
-
-
-def pretrain_manifest(args: argparse.Namespace, data: Path) -> Path:
-    manifest = getattr(args, "pretrain_manifest", None)
-    return (manifest or data / "pretrain" / "train.tsv").absolute()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -662,6 +662,17 @@ def tabulate(paths: Sequence[Path], title: str | None = None, data_kind: str = "
                   csv_text(rows, data_kind), runs_csv_text(rows, run_scores))
 
 
+def write_report(report: Report, out: Path, name: str) -> list[Path]:
+    """<out>/<name>.md, <name>.csv and <name>_runs.csv; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in {".md": report.markdown, ".csv": report.csv, "_runs.csv": report.runs_csv}.items():
+        path = out / f"{name}{suffix}"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m results.tabulate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -681,12 +692,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.runs:
         parser.error("no s3prl run directory could be read under: "
                      + ", ".join(map(str, args.paths)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    outputs = {".md": report.markdown, ".csv": report.csv, "_runs.csv": report.runs_csv}
-    for suffix, text in outputs.items():
-        (args.out / f"{args.name}{suffix}").write_text(text, encoding="utf-8")
+    written = write_report(report, args.out, args.name)
     sys.stdout.write(report.markdown)
-    log.info("wrote %s", ", ".join(str(args.out / f"{args.name}{s}") for s in outputs))
+    log.info("wrote %s", ", ".join(map(str, written)))
     return 0
 
 
