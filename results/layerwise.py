@@ -11,6 +11,7 @@ import argparse
 import bisect
 import contextlib
 import csv
+import functools
 import json
 import logging
 import math
@@ -151,6 +152,7 @@ def frame_phone_labels(phones: Sequence[str], starts: Sequence[int], num_frames:
     return labels
 
 
+@functools.lru_cache(maxsize=4)  # built once, not per utterance
 def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (torchaudio's)."""
     from superb.compat import import_torchaudio  # torchaudio's compiled part is not needed for this
