@@ -233,8 +233,7 @@ def test_s3prl_iemocap_preprocess_reads_the_tree(minisuperb_ci, tmp_path):
     import importlib.util
     import shutil
     spec = importlib.util.find_spec("s3prl")
-    if spec is None:
-        pytest.skip("s3prl is not installed (pip install -e '.[s3prl]')")
+    assert spec is not None, "s3prl is not installed: `make test` installs it (pip install -e '.[s3prl]')"
     script = Path(list(spec.submodule_search_locations)[0]) / "downstream" / "emotion" / "IEMOCAP_preprocess.py"
     module_spec = importlib.util.spec_from_file_location("iemocap_preprocess", script)
     module = importlib.util.module_from_spec(module_spec)
