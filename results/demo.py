@@ -137,6 +137,36 @@ def parse_folds(text: str) -> list[int]:
     return folds
 
 
+def parse_task_steps(text: str) -> dict[str, int]:
+    """--task-steps: "60" gives every task 60 updates; "300,ks=2000,ic=2000" gives 300 to every task but the
+    ones named (so cheap utterance-level tasks can get more updates than the sequence tasks)."""
+    default, per_task = None, {}
+    for part in (p.strip() for p in text.split(",")):
+        name, _, value = part.rpartition("=")
+        name = name.strip().lower()
+        try:
+            steps = positive_int(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"--task-steps: {part!r} is not N or TASK=N with N a positive integer")
+        if not name:
+            default = steps
+        elif name in TASK_ORDER:
+            per_task[name] = steps
+        else:
+            raise argparse.ArgumentTypeError(f"--task-steps: unknown task {name!r}; choose from {','.join(TASK_ORDER)}")
+    if default is None:
+        raise argparse.ArgumentTypeError(f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)")
+    return {task: per_task.get(task, default) for task in TASK_ORDER}
+
+
+def describe_task_steps(steps: dict[str, int], tasks: Sequence[str] = TASK_ORDER) -> str:
+    """"60 updates per task" or "300 updates per task (KS 2000, IC 2000)"."""
+    counts = [steps[t] for t in tasks]
+    common = max(sorted(set(counts)), key=counts.count)
+    others = ", ".join(f"{t.upper()} {steps[t]}" for t in tasks if steps[t] != common)
+    return f"{common} updates per task" + (f" ({others})" if others else "")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -162,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(range(1, ER_FOLD_COUNT + 1)),
                         help="ER folds to run; SUPERB's ER score is the mean of all five")
-    parser.add_argument("--task-steps", type=positive_int, default=60, help="downstream updates per task")
+    parser.add_argument("--task-steps", type=parse_task_steps, default=parse_task_steps("60"),
+                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M")
     return parser
 
 
@@ -256,12 +287,14 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     return checkpoint, stage
 
 
-def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path, steps: int) -> None:
+def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
+                         task_steps: dict[str, int]) -> None:
     from superb.entry import main as run_downstream
 
     for run in runs:
         if run.expdir.exists():  # the demo's own output of an earlier call: redo it
             shutil.rmtree(run.expdir)
+        steps = task_steps[run.task]
         argv = run.train_argv(checkpoint, data, steps)
         train = timed(Stage(f"{run.label} train", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
         run.stages.append(train)
@@ -308,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from results.tabulate import tabulate, write_report
 
     synthetic = read_marker(data) is not None
-    title = f"EH-MAM ({checkpoint.name}), {args.task_steps} downstream updates per task"
+    title = f"EH-MAM ({checkpoint.name}), downstream: {describe_task_steps(args.task_steps, args.tasks)}"
     table_dir = args.out / "results"
     tabulate_argv = ["-m", "results.tabulate", str(args.out / "downstream"), "--out", str(table_dir),
                      "--title", title] + (["--synthetic"] if synthetic else [])

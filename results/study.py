@@ -20,9 +20,9 @@ from typing import Sequence
 
 import yaml
 
-from results.demo import (ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, parse_folds, parse_tasks,
-                          positive_int, prepare_corpus, pretrain_manifest, pretraining_argv, run_downstream_tasks,
-                          run_pretraining, shown, timed)
+from results.demo import (ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, describe_task_steps, parse_folds,
+                          parse_task_steps, parse_tasks, positive_int, prepare_corpus, pretrain_manifest,
+                          pretraining_argv, run_downstream_tasks, run_pretraining, shown, timed)
 
 log = logging.getLogger("study")
 
@@ -534,8 +534,15 @@ class StudyMeta:
     data: str
     scale: str
     steps: int
-    task_steps: int
+    task_steps: dict[str, int]  # task -> downstream updates
+    er_folds: list[int] = field(default_factory=lambda: list(range(1, ER_FOLD_COUNT + 1)))
     pretrain_commands: dict[str, str] = field(default_factory=dict)  # condition -> one seed's command
+
+
+def er_folds_text(folds: Sequence[int]) -> str:
+    if list(folds) == list(range(1, ER_FOLD_COUNT + 1)):
+        return "ER: all five folds, averaged"
+    return f"ER: fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {ER_FOLD_COUNT}"
 
 
 def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
@@ -546,7 +553,8 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
              f"Command: `{meta.command}`", "",
              f"Seeds: {', '.join(map(str, meta.seeds))}. Corpus: `{meta.data}` ({meta.scale}). Pretraining: "
              f"{meta.steps} updates per arm, same config, batch size and warm-up for every pretrained arm. "
-             f"Downstream: {meta.task_steps} updates per task (ER: every fold run), s3prl --seed = study seed. "
+             f"Downstream: {describe_task_steps(meta.task_steps)} "
+             f"({er_folds_text(meta.er_folds)}), s3prl --seed = study seed. "
              "Scores are test-set SUPERB units (%), mean ± sample std [min, max] over seeds.", ""]
     if "synthetic" in meta.scale or "mini-SUPERB" in meta.scale:
         parts += ["> Synthetic mini-SUPERB data and a few CPU updates: these numbers compare the arms with each "
@@ -657,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus-seed", type=int, default=0, help="mini-SUPERB seed (the corpus is shared)")
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1], help="comma-separated study seeds")
     parser.add_argument("--steps", type=positive_int, default=300, help="pretraining updates per arm")
-    parser.add_argument("--task-steps", type=positive_int, default=60, help="downstream updates per task")
+    parser.add_argument("--task-steps", type=parse_task_steps, default=parse_task_steps("60"),
+                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M")
     parser.add_argument("--conditions", type=parse_conditions, default=list(default_conditions()),
                         help="comma-separated arms: " + ",".join(default_conditions()))
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
@@ -688,7 +697,7 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
         for name in args.conditions if conditions[name].source == "pretrain"}
     meta = StudyMeta(command, list(args.seeds), list(args.conditions), labels,
                      {name: c.about for name, c in conditions.items()}, str(data), scale, args.steps,
-                     args.task_steps, pretrain_commands)
+                     args.task_steps, list(args.er_folds), pretrain_commands)
     args.out.mkdir(parents=True, exist_ok=True)
     plot_training(arms, args.conditions, labels, args.out / "training_curves.png")
     plot_layerwise_curves(arms, args.conditions, labels, args.out / "layerwise_curves.png")
@@ -715,6 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         for key in ("seeds", "conditions", "steps", "task_steps"):
             setattr(args, key, record[key])
+        args.er_folds = record.get("er_folds", list(range(1, ER_FOLD_COUNT + 1)))
+        if isinstance(args.task_steps, int):  # a study.json written before per-task counts
+            args.task_steps = parse_task_steps(str(args.task_steps))
         args.pretrain_manifest = Path(record["pretrain_manifest"]) if record.get("pretrain_manifest") else None
         args.pretrain_config = Path(record["pretrain_config"])
         data, command = Path(record["data"]), record["command"]
@@ -724,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus_args = argparse.Namespace(data=args.data, out=args.out, scale=args.scale, seed=args.corpus_seed)
         data, _ = prepare_corpus(corpus_args)
         record = {"command": command, "seeds": args.seeds, "conditions": args.conditions, "steps": args.steps,
-                  "task_steps": args.task_steps, "data": str(data), "pretrain_config": str(args.pretrain_config),
+                  "task_steps": args.task_steps, "er_folds": args.er_folds, "data": str(data), "pretrain_config": str(args.pretrain_config),
                   "pretrain_manifest": str(pretrain_manifest(args, data))}
         record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         conditions = default_conditions()

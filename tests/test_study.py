@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from results import study
-from results.demo import short_run_override
+from results.demo import parse_task_steps, short_run_override
 from upstream_ehmam.checkpoint import load_checkpoint, load_encoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,6 +96,23 @@ def test_parsers_reject_bad_lists():
     assert study.parse_seeds("0,1,1") == [0, 1]
     with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
         study.parse_seeds("a")
+
+
+def test_task_steps_give_named_tasks_their_own_count():
+    """--task-steps N gives every task N; N,TASK=M overrides the named tasks; bad parts are named."""
+    import argparse
+
+    from results.demo import describe_task_steps
+
+    assert set(parse_task_steps("60").values()) == {60}
+    steps = parse_task_steps("300, KS=2000,ic=1500")
+    assert steps == {"pr": 300, "ks": 2000, "ic": 1500, "sid": 300, "er": 300, "asr": 300, "sf": 300}
+    assert describe_task_steps(steps) == "300 updates per task (KS 2000, IC 1500)"
+    assert describe_task_steps(steps, ["ks", "ic"]) == "1500 updates per task (KS 2000)"  # a tie: the smaller
+    for bad, message in (("ks=5", "lacks the count"), ("60,wav=3", "unknown task 'wav'"), ("60,ks=0", "'ks=0'"),
+                         ("sixty", "'sixty'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse_task_steps(bad)
 
 
 # --- reading an arm ---------------------------------------------------------------------------------------
@@ -208,10 +225,12 @@ def test_build_report_states_the_numbers():
     meta = study.StudyMeta(command="python -m results.study --seeds 0,1", seeds=[0, 1],
                            conditions=["ehmam", "random_mask", "fbank"], labels=LABELS,
                            about={"ehmam": "as is"}, data="/data", scale="mini-SUPERB synthetic, scale ci", steps=100,
-                           task_steps=60, pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"})
+                           task_steps=parse_task_steps("60,ks=500"), er_folds=[1, 2],
+                           pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"})
     report = study.build_report(meta, arms_fixture())
     assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
+    assert "Downstream: 60 updates per task (KS 500) (ER: folds 1, 2 of 5)" in report
     assert "- EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF)" in report
     assert "- EH-MAM beats FBANK on 1 of 1 tasks (one seed: KS)" in report
     assert "| EH-MAM | 42.00 ± 2.83 [40.00, 44.00] | 85.00 ± 7.07 [80.00, 90.00] |" in report
@@ -234,7 +253,8 @@ def test_report_sentences_follow_the_numbers_either_way():
             arm.condition = "random_mask"
         elif arm.condition == "random_mask":
             arm.condition = "ehmam"
-    meta = study.StudyMeta("cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1, 1)
+    meta = study.StudyMeta("cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1,
+                           parse_task_steps("1"))
     report = study.build_report(meta, arms)
     assert "- EH-MAM beats random masking on 2 of 7 tasks (mean over 2 seeds: SID, ER); random masking is " \
            "better on 4 and they tie on 1." in report
