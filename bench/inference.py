@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, device_name, fmt,  # noqa: E402
-                          format_bytes, markdown_table, measure, resolve_device, seeded_audio, write_json)
+from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, count_flops,  # noqa: E402
+                          device_name, fmt, format_bytes, markdown_table, measure, resolve_device, seeded_audio,
+                          write_json)
 from pretrain.config import load_config  # noqa: E402
 from upstream_ehmam.config import EncoderConfig  # noqa: E402
 from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
@@ -75,6 +76,17 @@ OURS, OURS_COMPILED = "ours (EHMAMEncoder.extract_features)", "ours, torch.compi
 THEIRS = "torchaudio wav2vec2 (extract_features)"
 
 
+def gemm_rate(device: torch.device, dtype: torch.dtype, rows: int, cfg: EncoderConfig, warmup: int,
+              repeats: int) -> float:
+    """FLOP/s of the encoder's largest matmul, (rows x D) @ (D x ffn), alone on this device: what the model's
+    GEMMs reach at best here, so FLOPs / this rate is a floor on any implementation's time."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, cfg.embed_dim, generator=generator).to(device, dtype)
+    b = torch.randn(cfg.embed_dim, cfg.ffn_dim, generator=generator).to(device, dtype)
+    timing = measure(lambda: torch.mm(a, b), device, max(warmup, 1), max(repeats, 5))
+    return 2 * rows * cfg.embed_dim * cfg.ffn_dim / timing.median_s
+
+
 def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
                compile_ours: bool = False) -> list[dict]:
     cfg = encoder_config(sizes.shape)
@@ -103,28 +115,51 @@ def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype |
             print(f"  {name}: batch {batch} x {sizes.seconds:g} s", file=sys.stderr, flush=True)
             memory.reset()
             timing = measure(call, device, sizes.warmup, sizes.repeats)
+            # compiled code runs inductor kernels the counter cannot see; it does the eager encoder's maths
+            flops = rows[-1]["flops_per_call"] if name == OURS_COMPILED else count_flops(call)[0]
             audio_s = batch * sizes.seconds
             rows.append({"model": name, "shape": sizes.shape, "batch": batch, "seconds": sizes.seconds,
                          "ms_per_call": timing.median_s * 1e3, "ms_spread": timing.spread,
                          "warmup_ms": [t * 1e3 for t in timing.warmup_s],
                          "realtime_factor": audio_s / timing.median_s, "peak_memory_bytes": memory.read_bytes(),
-                         "peak_memory_kind": memory.kind})
+                         "peak_memory_kind": memory.kind, "flops_per_call": flops,
+                         "tflops_per_s": flops / timing.median_s / 1e12})
         batch_rows = rows[-len(models):]
+        frames = cfg.frames_for_samples(samples)
+        rate = gemm_rate(device, autocast_dtype or torch.float32, batch * frames, cfg, sizes.warmup, sizes.repeats)
         theirs_ms = next(r["ms_per_call"] for r in batch_rows if r["model"] == THEIRS)
         for row in batch_rows:
             row["speed_ratio_ours_over_torchaudio"] = None if row["model"] == THEIRS else theirs_ms / row["ms_per_call"]
+            row["gemm_tflops_per_s"] = rate / 1e12
+            row["gemm_shape"] = f"({batch * frames} x {cfg.embed_dim}) @ ({cfg.embed_dim} x {cfg.ffn_dim})"
+            row["floor_ms"] = row["flops_per_call"] / rate * 1e3
+            row["best_ratio_at_floor"] = None if row["model"] == THEIRS else theirs_ms / row["floor_ms"]
     del models, encoder, theirs
     gc.collect()
     return rows
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def format_table(rows: list[dict]) -> str:
     headers = ["model", "shape", "batch x input", "ms/call (median)", "spread", "x real time (audio-s/s)",
-               "peak memory", "speed ratio ours/torchaudio"]
+               "peak memory", "GFLOP/call", "TFLOP/s", "speed ratio ours/torchaudio"]
     body = [[r["model"], r["shape"], f"{r['batch']} x {r['seconds']:g} s", fmt(r["ms_per_call"], 1), r["ms_spread"],
-             fmt(r["realtime_factor"], 1), format_bytes(r["peak_memory_bytes"]),
-             "-" if r["speed_ratio_ours_over_torchaudio"] is None else f"{r['speed_ratio_ours_over_torchaudio']:.2f}"]
+             fmt(r["realtime_factor"], 1), format_bytes(r["peak_memory_bytes"]), fmt(r["flops_per_call"] / 1e9, 1),
+             f"{r['tflops_per_s']:.3f}", _ratio(r["speed_ratio_ours_over_torchaudio"])]
             for r in rows]
+    return markdown_table(headers, body)
+
+
+def format_floor_table(rows: list[dict]) -> str:
+    """Each model's FLOPs at the device's own GEMM rate: how far it is from that floor, and the largest speed ratio
+    ours/torchaudio that equal FLOPs allow (torchaudio's measured time over our floor)."""
+    headers = ["model", "batch", "GEMM rate (TFLOP/s)", "GEMM shape", "FLOP floor ms", "measured / floor",
+               "largest ratio ours/torchaudio at our floor"]
+    body = [[r["model"], r["batch"], f"{r['gemm_tflops_per_s']:.3f}", r["gemm_shape"], fmt(r["floor_ms"], 1),
+             f"{r['ms_per_call'] / r['floor_ms']:.2f}", _ratio(r["best_ratio_at_floor"])] for r in rows]
     return markdown_table(headers, body)
 
 
@@ -161,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
           f"with padding zeroed (lengths given); torchaudio's extract_features gets lengths=None (equal lengths). "
           f"Speed ratio > 1: ours is faster.\n")
     print(format_table(rows))
+    print("\nFLOPs: torch's FlopCounterMode on one call (matmuls, convolutions, attention; elementwise ops count 0). "
+          "GEMM rate: the model's largest matmul timed alone, the same repeats. FLOP floor = FLOPs / GEMM rate.\n")
+    print(format_floor_table(rows))
     for row in rows:
         if row["model"] == OURS_COMPILED:
             print(f"\ntorch.compile, batch {row['batch']}: first warm-up call (tracing + compilation) "

@@ -62,6 +62,29 @@ def test_attention_flops_are_counted_on_cpu():
     assert both == 3 * forward
 
 
+def test_inference_flops_equal_the_encoder_arithmetic():
+    """The inference bench's FLOP count (the numerator of its FLOP floor) equals the tiny encoder's maths written
+    out: CNN convs, projection, positional convs, qkv/out/FFN linears and QK^T + AV per block."""
+    from upstream_ehmam.model import EHMAMEncoder
+
+    cfg = load_config(ROOT / "pretrain" / "tiny.yaml").model
+    encoder = EHMAMEncoder(cfg).eval()
+    samples = 16_000
+    with torch.no_grad():
+        counted, _ = count_flops(lambda: encoder.extract_features(seeded_audio(1, samples, 0),
+                                                                  torch.tensor([samples])))
+    expected, length, channels = 0, samples, 1
+    for out_channels, kernel, stride in cfg.conv_layers:
+        length = (length - kernel) // stride + 1
+        expected += 2 * length * out_channels * channels * kernel
+        channels = out_channels
+    T, D = length, cfg.embed_dim
+    expected += 2 * T * channels * D  # projection
+    expected += cfg.pos_conv_depth * 2 * T * D * (D // cfg.pos_conv_groups) * cfg.pos_conv_kernel
+    expected += cfg.num_layers * (2 * T * D * (3 * D + D + 2 * cfg.ffn_dim) + 4 * T * T * D)
+    assert counted == expected
+
+
 def test_step_flops_positive_and_roughly_linear_in_audio_length():
     """One tiny training step: FLOPs > 0, doubling the crop about doubles them (attention adds a little more)."""
     config = load_bench_config("tiny", 1, 0, ["model.layerdrop=0.0"])
@@ -135,6 +158,7 @@ def test_run_all_quick_writes_every_section(tmp_path):
                      "## Training step throughput", "| model | crop s x batch | M | ms/step (median) | audio-s/s",
                      "| EH-MAM step (ours) |", "| HF Wav2Vec2Model |", "| HF Data2VecAudioModel |",
                      "## Inference (feature extraction)", "| model | shape | batch x input | ms/call (median)",
+                     "| model | batch | GEMM rate (TFLOP/s) | GEMM shape | FLOP floor ms |",
                      "## Data loading (FLAC decode + crop + collate)", "| path | workers | batches/epoch",
                      "## Profile of one training step", "| part | ms/step (median", "| op | calls/step"):
         assert expected in text, expected
@@ -143,6 +167,13 @@ def test_run_all_quick_writes_every_section(tmp_path):
     train_rows = payload["sections"]["train_step"]["rows"]
     assert {r["clones"] for r in train_rows if r["kind"] == "ehmam"} == {1, 8}
     assert all(r["gflop_per_step"] > 0 and r["audio_s_per_s"] > 0 for r in train_rows)
+    inference_rows = payload["sections"]["inference"]["rows"]
+    for row in inference_rows:
+        assert row["flops_per_call"] > 0 and row["gemm_tflops_per_s"] > 0
+        assert row["floor_ms"] == pytest.approx(row["flops_per_call"] / (row["gemm_tflops_per_s"] * 1e12) * 1e3)
+        if row["best_ratio_at_floor"] is not None:  # ours: torchaudio's measured time over our floor
+            theirs = next(r for r in inference_rows if r["batch"] == row["batch"] and r["best_ratio_at_floor"] is None)
+            assert row["best_ratio_at_floor"] == pytest.approx(theirs["ms_per_call"] / row["floor_ms"])
 
 
 def test_run_all_reports_a_failing_section_and_runs_the_others(tmp_path, monkeypatch):
