@@ -145,6 +145,43 @@ def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype |
     return rows
 
 
+def profile_ops(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
+                limit: int = 12) -> dict[str, dict[str, float]]:
+    """Self time per aten op (ms per call) of one profiled call of each model at the first batch size, after one
+    unprofiled warm-up call: where each model's time goes, side by side."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.profile_step import top_ops
+
+    cfg = encoder_config(sizes.shape)
+    torch.manual_seed(seed)
+    encoder = EHMAMEncoder(cfg).to(device).eval()
+    theirs = torchaudio_model(sizes.shape, cfg).to(device).eval()
+    batch, samples = sizes.batches[0], int(round(sizes.seconds * SAMPLE_RATE))
+    wav = seeded_audio(batch, samples, seed).to(device)
+    lengths = torch.full((batch,), samples, dtype=torch.long, device=device)
+    calls = {OURS: lambda: encoder.extract_features(wav, lengths), THEIRS: lambda: theirs.extract_features(wav)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    key = "self_device_ms_per_step" if device.type == "cuda" else "self_cpu_ms_per_step"
+    per_model = {}
+    for name, call in calls.items():
+        with torch.no_grad(), autocast_for(device, autocast_dtype):
+            call()
+            with profile(activities=activities) as prof:
+                call()
+        per_model[name] = {r["op"]: r[key] for r in top_ops(prof, device, 1, limit)}
+    return per_model
+
+
+def format_profile_table(per_model: dict[str, dict[str, float]]) -> str:
+    ops = sorted({op for table in per_model.values() for op in table},
+                 key=lambda op: -max(table.get(op, 0.0) for table in per_model.values()))
+    headers = ["op"] + [f"{name}: self ms/call" for name in per_model]
+    body = [[f"`{op}`"] + [fmt(table[op], 1) if op in table else "-" for table in per_model.values()] for op in ops]
+    totals = ["**listed ops**"] + [fmt(sum(table.values()), 1) for table in per_model.values()]
+    return markdown_table(headers, body + [totals])
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -177,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--compile", action="store_true",
                         help="add a row for our encoder under torch.compile (compile time shows in the warm-up)")
+    parser.add_argument("--profile", action="store_true",
+                        help="add each model's top ops by self time (torch.profiler, first batch size)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="default: bf16 autocast on CUDA, fp32 on CPU")
     args = parser.parse_args(argv)
@@ -206,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
           "GEMM rate: the faster of the model's largest matmul and a large square one, timed alone (best of 10 calls). "
           "FLOP floor = FLOPs / GEMM rate.\n")
     print(format_floor_table(rows))
+    if args.profile:
+        print(f"\nTop ops by self time, one profiled call at batch {sizes.batches[0]} (torch.profiler):\n")
+        print(format_profile_table(profile_ops(sizes, device, autocast_dtype, args.seed)))
     for row in rows:
         if row["model"] == OURS_COMPILED:
             print(f"\ntorch.compile, batch {row['batch']}: first warm-up call (tracing + compilation) "

@@ -217,3 +217,15 @@ def test_sdpa_with_alibi_and_padding_matches_float64_reference():
     attended = (weights @ v).transpose(1, 2).reshape(B, T, D)
     expected = attended @ block.out_proj.weight.double().T + block.out_proj.bias.double()
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_profile_lists_each_models_ops():
+    """--profile: one column per model, the matmuls of both models listed, a total row."""
+    from bench import inference
+
+    sizes = inference.Sizes("tiny", 0.5, [1], warmup=0, repeats=1)
+    per_model = inference.profile_ops(sizes, torch.device("cpu"), None, seed=0)
+    assert set(per_model) == {inference.OURS, inference.THEIRS}
+    assert all(table.get("aten::addmm", 0.0) > 0 for table in per_model.values())
+    text = inference.format_profile_table(per_model)
+    assert text.splitlines()[0].startswith("| op | ours") and "**listed ops**" in text
