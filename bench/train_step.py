@@ -71,6 +71,8 @@ class EHMAMStep:
         self.runtime = Runtime(device, rank=0, world_size=1, local_rank=0, autocast_dtype=autocast_dtype)
         torch.manual_seed(config.run.seed)  # the initial weights train() builds
         self.model = EHMAMPretrainModel(config).to(device)
+        if config.run.compile_blocks:
+            self.model.compile_blocks()
         optim = config.optim
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(optim.weight_decay), lr=optim.lr,
                                            betas=tuple(optim.betas), eps=optim.eps, fused=device.type == "cuda")

@@ -162,6 +162,7 @@ class RunConfig:
     min_target_std: float = 0.1
     min_prediction_std: float = 0.01
     max_nonfinite_skips: int = 20       # consecutive updates with a NaN/inf loss or gradient before the run stops
+    compile_blocks: bool = False        # torch.compile each transformer block (student and teacher), dynamic shapes
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir), "run.out_dir", "must not be empty", self.out_dir)
@@ -173,6 +174,8 @@ class RunConfig:
             _require(getattr(self, key) >= 1, f"run.{key}", "must be >= 1", getattr(self, key))
         _require(self.keep_checkpoints >= 0, "run.keep_checkpoints", "must be >= 0", self.keep_checkpoints)
         _require(self.max_nonfinite_skips >= 1, "run.max_nonfinite_skips", "must be >= 1", self.max_nonfinite_skips)
+        _require(isinstance(self.compile_blocks, bool), "run.compile_blocks", "must be true or false",
+                 self.compile_blocks)
 
 
 SECTIONS: dict[str, type] = {

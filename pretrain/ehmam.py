@@ -79,6 +79,13 @@ class EHMAMPretrainModel(nn.Module):
         self.predictor = LossPredictor(**head_args) if config.uses_loss_predictor else None
         self.teacher = TeacherModel(self.encoder.context, self.predictor)
 
+    def compile_blocks(self) -> None:
+        """torch.compile every transformer block of the student and the teacher in place. Parameter names do not
+        change, so checkpoints, the EMA and DDP see the same model; dynamic shapes, so a new crop length (the
+        length-bucketed loader makes few) does not recompile."""
+        for block in [*self.encoder.context.blocks, *self.teacher.context.blocks]:
+            block.compile(dynamic=True)
+
     # -- EMA ---------------------------------------------------------------------------------------------
     def ema_pairs(self) -> tuple[list[Tensor], list[Tensor]]:
         """(teacher tensors, matching student tensors), in the same order."""

@@ -152,6 +152,8 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
     out_dir = Path(config.run.out_dir)
     torch.manual_seed(config.run.seed)  # the same initial weights on every rank
     model = EHMAMPretrainModel(config).to(runtime.device)
+    if config.run.compile_blocks:
+        model.compile_blocks()
     optimizer = torch.optim.AdamW(model.optimizer_groups(config.optim.weight_decay), lr=config.optim.lr,
                                   betas=tuple(config.optim.betas), eps=config.optim.eps,
                                   fused=runtime.device.type == "cuda")
