@@ -27,6 +27,7 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parent.parent
 TASK_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "sf")
 ER_FOLD_COUNT = 5
+ALL_ER_FOLDS = tuple(range(1, ER_FOLD_COUNT + 1))  # SUPERB's ER score is the mean over these
 
 log = logging.getLogger("demo")
 
@@ -155,7 +156,8 @@ def parse_task_steps(text: str) -> dict[str, int]:
         else:
             raise argparse.ArgumentTypeError(f"--task-steps: unknown task {name!r}; choose from {','.join(TASK_ORDER)}")
     if default is None:
-        raise argparse.ArgumentTypeError(f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)")
+        raise argparse.ArgumentTypeError(
+            f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)")
     return {task: per_task.get(task, default) for task in TASK_ORDER}
 
 
@@ -190,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)")
     parser.add_argument("--pretrain-steps", type=positive_int, default=300, help="pretraining updates")
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
-    parser.add_argument("--er-folds", type=parse_folds, default=list(range(1, ER_FOLD_COUNT + 1)),
+    parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS),
                         help="ER folds to run; SUPERB's ER score is the mean of all five")
     parser.add_argument("--task-steps", type=parse_task_steps, default=parse_task_steps("60"),
                         help="downstream updates per task: N, or N,TASK=M,... to give some tasks M")

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import yaml
 
-from results.demo import (ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, describe_task_steps, parse_folds,
-                          parse_task_steps, parse_tasks, positive_int, prepare_corpus, pretrain_manifest,
+from results.demo import (ALL_ER_FOLDS, ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, describe_task_steps,
+                          parse_folds, parse_task_steps, parse_tasks, positive_int, prepare_corpus, pretrain_manifest,
                           pretraining_argv, run_downstream_tasks, run_pretraining, shown, timed)
 
 log = logging.getLogger("study")
@@ -535,12 +535,12 @@ class StudyMeta:
     scale: str
     steps: int
     task_steps: dict[str, int]  # task -> downstream updates
-    er_folds: list[int] = field(default_factory=lambda: list(range(1, ER_FOLD_COUNT + 1)))
+    er_folds: list[int] = field(default_factory=lambda: list(ALL_ER_FOLDS))
     pretrain_commands: dict[str, str] = field(default_factory=dict)  # condition -> one seed's command
 
 
 def er_folds_text(folds: Sequence[int]) -> str:
-    if list(folds) == list(range(1, ER_FOLD_COUNT + 1)):
+    if tuple(folds) == ALL_ER_FOLDS:
         return "ER: all five folds, averaged"
     return f"ER: fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {ER_FOLD_COUNT}"
 
@@ -604,12 +604,28 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
 # Figures.
 
 
-def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str], path: Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_panels(plt, fig, axes, path: Path) -> None:
+    """The same finish for every study figure: a light grid and a legend on each panel that has lines."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str], path: Path) -> None:
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
     for ax, key in zip(axes.flat, TRAINING_KEYS):
         for condition in conditions:
@@ -619,21 +635,12 @@ def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: 
                 ax.plot(*zip(*points), label=labels.get(condition, condition))
         ax.set_title(key.replace("_", " "), fontsize=9)
         ax.set_xlabel("update")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_panels(plt, fig, axes.flat, path)
 
 
 def plot_layerwise_curves(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str],
                           path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(PROBE_ORDER), figsize=(4 * len(PROBE_ORDER), 3.6), squeeze=False)
     for ax, probe in zip(axes[0], PROBE_ORDER):
         for condition in conditions:
@@ -643,12 +650,7 @@ def plot_layerwise_curves(arms: Sequence[ArmResult], conditions: Sequence[str], 
         ax.set_title(f"{probe} ({'R^2' if probe == 'logmel' else 'accuracy'})", fontsize=9)
         ax.set_xlabel("layer")
         ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)  # 0-1 scale; a negative R^2 stays visible
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_panels(plt, fig, axes[0], path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -670,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conditions", type=parse_conditions, default=list(default_conditions()),
                         help="comma-separated arms: " + ",".join(default_conditions()))
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
-    parser.add_argument("--er-folds", type=parse_folds, default=list(range(1, ER_FOLD_COUNT + 1)))
+    parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS))
     parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "tiny.yaml")
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
                         help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
@@ -724,7 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         for key in ("seeds", "conditions", "steps", "task_steps"):
             setattr(args, key, record[key])
-        args.er_folds = record.get("er_folds", list(range(1, ER_FOLD_COUNT + 1)))
+        args.er_folds = record.get("er_folds", list(ALL_ER_FOLDS))
         if isinstance(args.task_steps, int):  # a study.json written before per-task counts
             args.task_steps = parse_task_steps(str(args.task_steps))
         args.pretrain_manifest = Path(record["pretrain_manifest"]) if record.get("pretrain_manifest") else None
@@ -736,7 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus_args = argparse.Namespace(data=args.data, out=args.out, scale=args.scale, seed=args.corpus_seed)
         data, _ = prepare_corpus(corpus_args)
         record = {"command": command, "seeds": args.seeds, "conditions": args.conditions, "steps": args.steps,
-                  "task_steps": args.task_steps, "er_folds": args.er_folds, "data": str(data), "pretrain_config": str(args.pretrain_config),
+                  "task_steps": args.task_steps, "er_folds": args.er_folds, "data": str(data),
+                  "pretrain_config": str(args.pretrain_config),
                   "pretrain_manifest": str(pretrain_manifest(args, data))}
         record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         conditions = default_conditions()
