@@ -1,4 +1,4 @@
-"""Command line: python -m minisuperb --out DIR [--scale ci|small] [--seed N] [--workers N] [--force]."""
+"""Command line: python -m minisuperb --out DIR [--scale ci|demo|small] [--seed N] [--workers N] [--force]."""
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
-"""Corpus sizes per scale. `ci` meets every minimum of s3prl.md §10/§11 for tiny runner runs; `small`
-is a few hours for a tiny pretraining and a meaningful mini-SUPERB; `tiny` is an internal smoke size."""
+"""Corpus sizes per scale. `ci` meets every minimum the s3prl loaders need for tiny runner runs; `demo` is what
+`make demo` learns on in minutes; `small` is a few hours for a tiny pretraining and a meaningful mini-SUPERB; `tiny`
+is an internal smoke size."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class Scale:
     pt_speakers: int
     pt_utts_per_speaker: int
     pt_valid_speakers: int
+    # VoxCeleb1: utterances per speaker in the dev and the test video (1 each in the real-sized layout;
+    # more make a test set big enough for a narrow accuracy interval without more speakers)
+    vox_eval_utts: tuple[int, int] = (1, 1)
 
 
 SCALES: dict[str, Scale] = {
@@ -65,6 +69,19 @@ SCALES: dict[str, Scale] = {
         er_sentences=10, er_extra=4, er_dialogs=4,
         sf_train=480, sf_valid=80, sf_test=80, sf_distractors=10,
         pt_speakers=50, pt_utts_per_speaker=10, pt_valid_speakers=2),
+    # `make demo`: learnable on a 2-core CPU in minutes. Test sets of 260-290 utterances for KS, IC, SID and
+    # ER (pooled over the five folds) keep every 95 % Wilson interval within +-6 points even at 50 %
+    # accuracy; training sets only as large as the cpu profiles (downstream_configs/profiles/) can use.
+    "demo": Scale(
+        libri_train=(24, 12), libri_dev=(3, 6), libri_test=(5, 12), libri_sentences=(1, 1),
+        ks_train_speakers=30, ks_dev_speakers=3, ks_test_speakers=20, ks_fillers_per_speaker=3,
+        ks_noise_seconds=20.0, ks_test_silence=20,
+        fsc_train=(20, 31), fsc_valid=(2, 15), fsc_test=(10, 27),
+        vox_speakers=20, vox_train_videos=2, vox_utts_per_video=4, vox_sentences=(1, 1),
+        er_sentences=7, er_extra=1, er_dialogs=2,
+        sf_train=400, sf_valid=40, sf_test=80, sf_distractors=2,
+        pt_speakers=24, pt_utts_per_speaker=6, pt_valid_speakers=1,
+        vox_eval_utts=(2, 14)),
     # internal: the smallest trees the writers accept (determinism checks)
     "tiny": Scale(
         libri_train=(2, 2), libri_dev=(1, 2), libri_test=(1, 2), libri_sentences=(1, 1),

@@ -28,7 +28,8 @@ def plan(ctx: Context) -> Plan:
     split_lines: list[tuple[str, str]] = []  # (relative path, split)
     for k, spk in enumerate(speakers):
         folder = "test" if k >= len(names) - n_test_folder else "dev"
-        videos = [("train", sc.vox_utts_per_video)] * sc.vox_train_videos + [("dev", 1), ("test", 1)]
+        n_dev, n_test = sc.vox_eval_utts
+        videos = [("train", sc.vox_utts_per_video)] * sc.vox_train_videos + [("dev", n_dev), ("test", n_test)]
         for split, n_utts in videos:
             ytid = random_token(rng, 1, ALNUM) + random_token(rng, 10, ALNUM + "-_")
             channel = Channel(rt60=None if rng.random() < 0.3 else float(rng.uniform(0.15, 0.7)),

@@ -1,6 +1,6 @@
 """Published SUPERB test-set numbers (public "paper" track), in SUPERB units, with their sources.
 
-Values are the ones collected in docs/s3prl.md §12. They come from a per-upstream learning-rate sweep
+The values come from a per-upstream learning-rate sweep
 on the real corpora, so they are comparable only to runs on the real SUPERB data.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Score computation from the files an s3prl 0.4.18 evaluate run writes (docs/s3prl.md §8.8).
+"""Score computation from the files an s3prl 0.4.18 evaluate run writes.
 
 Every function reads files and returns SUPERB units (percent); bad files raise ValueError naming the file.
 """
@@ -71,21 +71,26 @@ def aligned_texts(hyp_path: Path, ref_path: Path) -> tuple[list[str], list[str]]
     return [hyp[u] for u in uttids], [ref[u] for u in uttids]
 
 
+def token_errors(hyp_path: Path, ref_path: Path) -> tuple[list[int], list[list[str]]]:
+    """Per utterance (sorted by id): the token edit distance and the reference tokens."""
+    hypotheses, references = aligned_texts(hyp_path, ref_path)
+    ref_tokens = [r.split() for r in references]
+    if not any(ref_tokens):
+        raise ValueError(f"{ref_path}: every reference is empty, the error rate is undefined")
+    return [editdistance.eval(h.split(), r) for h, r in zip(hypotheses, ref_tokens)], ref_tokens
+
+
 def token_error_rate(hyp_path: Path, ref_path: Path) -> float:
     """Corpus token error rate in percent: sum of edit distances / sum of reference lengths x 100.
 
     Tokens are whitespace-separated, so this is PER on phone arks (PR) and WER on word arks (ASR).
     """
-    hypotheses, references = aligned_texts(hyp_path, ref_path)
-    errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
-    ref_tokens = sum(len(r.split()) for r in references)
-    if ref_tokens == 0:
-        raise ValueError(f"{ref_path}: every reference is empty, the error rate is undefined")
-    return 100.0 * errors / ref_tokens
+    errors, references = token_errors(hyp_path, ref_path)
+    return 100.0 * sum(errors) / sum(len(r) for r in references)
 
 
 # ----------------------------------------------------------------------------------------------
-# Slot filling (SF). Texts carry "B-<slot> <value> E-<slot>" spans (docs/s3prl.md §8.7, §9.5).
+# Slot filling (SF). Texts carry "B-<slot> <value> E-<slot>" spans.
 
 _SLOT_SPAN = re.compile(r"B-(\S+) (.+?) E-\1")
 _OPEN_TAG = re.compile(r"B-\S+ ")
@@ -110,49 +115,61 @@ def _values_by_type(spans: list[tuple[str, str]]) -> dict[str, list[str]]:
     return by_type
 
 
+def slot_types(text: str, hypothesis: bool) -> set[str]:
+    """The set of slot types tagged in one text."""
+    return set(_values_by_type(_slot_spans(text, strip_inner_tags=hypothesis)))
+
+
+def utterance_slot_type_f1(hyp: str, ref: str) -> float:
+    """F1 between the slot-type sets of one hypothesis and its reference (1.0 when both have none)."""
+    hyp_types, ref_types = slot_types(hyp, True), slot_types(ref, False)
+    if not hyp_types and not ref_types:
+        return 1.0
+    common = len(hyp_types & ref_types)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(hyp_types), common / len(ref_types)
+    return 2 * precision * recall / (precision + recall)
+
+
+def utterance_slot_value_errors(hyp: str, ref: str) -> tuple[int, int]:
+    """(character errors, reference characters) over the slot values of one utterance: each reference
+    value against the closest hypothesised value of the same type ('' when the type is missing)."""
+    hyp_values = _values_by_type(_slot_spans(hyp, strip_inner_tags=True))
+    errors, ref_chars = 0, 0
+    for slot_type, ref_value in _slot_spans(ref, strip_inner_tags=False):
+        candidates = hyp_values.get(slot_type, [""])
+        # closest candidate by per-value CER; the first one wins ties
+        errors += min(editdistance.eval(c, ref_value) for c in candidates)
+        ref_chars += len(ref_value)
+    return errors, ref_chars
+
+
 def slot_type_f1(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Mean over utterances of the F1 between the sets of slot types (1.0 when both have none).
 
-    Own implementation of the SUPERB definition (docs/s3prl.md §8.7); returns a fraction.
+    Own implementation of the SUPERB definition; returns a fraction.
     """
     if len(hypotheses) != len(references) or not references:
         raise ValueError(f"need equally many hypotheses and references, got "
                          f"{len(hypotheses)} and {len(references)}")
-    f1_sum = 0.0
-    for hyp, ref in zip(hypotheses, references):
-        hyp_types = set(_values_by_type(_slot_spans(hyp, strip_inner_tags=True)))
-        ref_types = set(_values_by_type(_slot_spans(ref, strip_inner_tags=False)))
-        if not hyp_types and not ref_types:
-            f1_sum += 1.0
-            continue
-        common = len(hyp_types & ref_types)
-        if common == 0:
-            continue
-        precision, recall = common / len(hyp_types), common / len(ref_types)
-        f1_sum += 2 * precision * recall / (precision + recall)
-    return f1_sum / len(references)
+    return sum(utterance_slot_type_f1(h, r) for h, r in zip(hypotheses, references)) / len(references)
 
 
 def slot_value_cer(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Character error rate between every reference slot value and the closest hypothesised value
     of the same type ('' when the hypothesis lacks the type), pooled over all values; a fraction.
 
-    Own implementation of the SUPERB definition (docs/s3prl.md §8.7).
+    Own implementation of the SUPERB definition.
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"need equally many hypotheses and references, got "
                          f"{len(hypotheses)} and {len(references)}")
-    errors, ref_chars = 0, 0
-    for hyp, ref in zip(hypotheses, references):
-        hyp_values = _values_by_type(_slot_spans(hyp, strip_inner_tags=True))
-        for slot_type, ref_value in _slot_spans(ref, strip_inner_tags=False):
-            candidates = hyp_values.get(slot_type, [""])
-            # closest candidate by per-value CER; the first one wins ties
-            errors += min(editdistance.eval(c, ref_value) for c in candidates)
-            ref_chars += len(ref_value)
+    pairs = [utterance_slot_value_errors(h, r) for h, r in zip(hypotheses, references)]
+    ref_chars = sum(chars for _, chars in pairs)
     if ref_chars == 0:
         raise ValueError("the references contain no slot values, slot_value_cer is undefined")
-    return errors / ref_chars
+    return sum(errors for errors, _ in pairs) / ref_chars
 
 
 def s3prl_slot_metrics() -> tuple[SlotMetric, SlotMetric] | None:
@@ -213,20 +230,25 @@ def _read_labels(path: Path, fields: int) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
-def accuracy(predict_path: Path, truth_path: Path, fields: int = 1) -> float:
-    """Accuracy in percent from line-aligned predict/truth files; with fields=3 (IC) all three slots
-    must match. The files must list the same ids in the same order."""
+def labels(predict_path: Path, truth_path: Path, fields: int = 1) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(predicted, true) labels of line-aligned predict/truth files; IC labels are (action, object,
+    location). The files must list the same ids in the same order."""
     predicted, truth = _read_labels(predict_path, fields), _read_labels(truth_path, fields)
     if len(predicted) != len(truth):
         raise ValueError(f"{predict_path} has {len(predicted)} lines but {truth_path} has "
                          f"{len(truth)}; they must be line-aligned")
-    correct = 0
-    for line_number, ((p_id, p_label), (t_id, t_label)) in enumerate(zip(predicted, truth), 1):
+    for line_number, ((p_id, _), (t_id, _)) in enumerate(zip(predicted, truth), 1):
         if p_id != t_id:
             raise ValueError(f"{predict_path} and {truth_path} are not aligned: line {line_number} "
                              f"has id {p_id!r} vs {t_id!r}")
-        correct += p_label == t_label
-    return 100.0 * correct / len(truth)
+    return [label for _, label in predicted], [label for _, label in truth]
+
+
+def accuracy(predict_path: Path, truth_path: Path, fields: int = 1) -> float:
+    """Accuracy in percent from line-aligned predict/truth files; with fields=3 (IC) all three slots
+    must match."""
+    predicted, truth = labels(predict_path, truth_path, fields)
+    return 100.0 * sum(p == t for p, t in zip(predicted, truth)) / len(truth)
 
 
 def last_test_line(log_path: Path) -> tuple[int, float] | None:

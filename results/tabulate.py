@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from results import scores
+from results import intervals, scores
 from results.baselines import CAVEATS, DEFAULT_BASELINES, PublishedScores
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ MISSING, UNFINISHED, ERROR, AMBIGUOUS = "missing", "unfinished", "error", "ambig
 
 @dataclass(frozen=True)
 class TaskFiles:
-    """What an evaluate run of one task leaves in its expdir (docs/s3prl.md §8.8)."""
+    """What an evaluate run of one task leaves in its expdir."""
 
     split: str  # the split evaluated for the official number (`-t`)
     files: tuple[str, ...]  # score files; `{fold}` is filled in for ER
@@ -293,6 +293,8 @@ class RunScore:
     values: tuple[float, ...] = ()  # SUPERB units; SF: (F1, CER)
     notes: list[str] = field(default_factory=list)
     evaluated_ckpt: str | None = None
+    estimates: tuple[intervals.Estimate, ...] = ()  # one per value: 95 % interval and chance
+    labels: tuple[list, list] | None = None  # (predicted, true) per utterance, accuracy tasks only
 
     def value_text(self) -> str:
         return " / ".join(f"{v:.2f}" for v in self.values) if self.status == "ok" else self.status
@@ -324,23 +326,61 @@ def _unfinished_reasons(run: RunDir, spec: TaskFiles, files: list[Path]) -> list
     return reasons
 
 
-def _compute(run: RunDir, files: list[Path]) -> tuple[tuple[float, ...], list[str]]:
+Computed = tuple[tuple[float, ...], list[str], tuple[intervals.Estimate, ...], tuple[list, list] | None]
+
+
+def accuracy_estimate(predicted: Sequence, truth: Sequence) -> intervals.Estimate:
+    """Accuracy with its Wilson interval and the majority-label chance level."""
+    correct = sum(p == t for p, t in zip(predicted, truth))
+    low, high = intervals.wilson(correct, len(truth))
+    return intervals.Estimate(100.0 * correct / len(truth), low, high, len(truth), "Wilson",
+                              intervals.majority_rate(list(truth)))
+
+
+def _compute(run: RunDir, files: list[Path]) -> Computed:
     if run.task in ("PR", "ASR"):
-        return (scores.token_error_rate(files[0], files[1]),), []
+        errors, references = scores.token_errors(files[0], files[1])
+        lengths = [len(r) for r in references]
+        value = 100.0 * sum(errors) / sum(lengths)
+        low, high = intervals.bootstrap_ratio(errors, lengths)
+        chance = intervals.constant_hypothesis_error(references)[0]
+        return (value,), [], (intervals.Estimate(value, low, high, len(errors), "bootstrap", chance),), None
     if run.task == "SF":
         f1, cer, implementation = scores.slot_filling_scores(files[0], files[1])
         notes = [] if implementation == "s3prl" else ["SF metrics: own implementation "
                                                       "(s3prl not importable)"]
-        return (f1, cer), notes
+        return (f1, cer), notes, _slot_filling_estimates(files, f1, cer, notes), None
     fields = 3 if run.task == "IC" else 1
-    acc = scores.accuracy(files[0], files[1], fields=fields)
+    predicted, truth = scores.labels(files[0], files[1], fields=fields)
+    estimate = accuracy_estimate(predicted, truth)
     step_and_acc = scores.last_test_line(run.path / "log.log")
     logged = 100.0 * step_and_acc[1]
-    if abs(logged - acc) > LOG_AGREEMENT_TOLERANCE:
+    if abs(logged - estimate.value) > LOG_AGREEMENT_TOLERANCE:
         raise ValueError(f"{run.path / 'log.log'} reports test acc {logged:.4f}% but "
-                         f"{files[0].name}/{files[1].name} give {acc:.4f}%: the files were "
+                         f"{files[0].name}/{files[1].name} give {estimate.value:.4f}%: the files were "
                          "overwritten after the evaluate run")
-    return (acc,), []
+    return (estimate.value,), [], (estimate,), (predicted, truth)
+
+
+def _slot_filling_estimates(files: list[Path], f1: float, cer: float,
+                            notes: list[str]) -> tuple[intervals.Estimate, ...]:
+    """Bootstrap intervals of slot-type F1 and slot-value CER from our per-utterance values, and the
+    chance F1 of the best constant set of slot types (CER has no chance level: a constant answer has
+    no slot values)."""
+    hypotheses, references = scores.aligned_texts(files[0], files[1])
+    f1s = [scores.utterance_slot_type_f1(h, r) for h, r in zip(hypotheses, references)]
+    pairs = [scores.utterance_slot_value_errors(h, r) for h, r in zip(hypotheses, references)]
+    own_f1 = 100.0 * sum(f1s) / len(f1s)
+    own_cer = 100.0 * sum(e for e, _ in pairs) / sum(c for _, c in pairs)
+    if abs(own_f1 - f1) > 0.01 or abs(own_cer - cer) > 0.01:  # the interval would be around another number
+        notes.append(f"SF intervals are around the own per-utterance scores (F1 {own_f1:.2f}, "
+                     f"CER {own_cer:.2f}), which differ from s3prl's")
+    n = len(references)
+    f1_low, f1_high = intervals.bootstrap_mean(f1s)
+    cer_low, cer_high = intervals.bootstrap_ratio([e for e, _ in pairs], [c for _, c in pairs])
+    chance = intervals.constant_slot_types_f1([scores.slot_types(r, hypothesis=False) for r in references])[0]
+    return (intervals.Estimate(f1, f1_low, f1_high, n, "bootstrap", chance),
+            intervals.Estimate(cer, cer_low, cer_high, n, "bootstrap", None))
 
 
 def score_run(run: RunDir) -> RunScore:
@@ -355,13 +395,13 @@ def score_run(run: RunDir) -> RunScore:
         reasons = _unfinished_reasons(run, spec, files)
         if reasons:
             return RunScore(run, UNFINISHED, notes=reasons, evaluated_ckpt=evaluated_ckpt)
-        values, notes = _compute(run, files)
+        values, notes, estimates, labels = _compute(run, files)
     except (ValueError, OSError) as error:  # unreadable score files: reported, never a number
         return RunScore(run, ERROR, notes=[str(error)], evaluated_ckpt=evaluated_ckpt)
     best = "dev-clean-best.ckpt" if run.task == "ASR" else "dev-best.ckpt"
     if evaluated_ckpt is not None and evaluated_ckpt != best:
         notes.append(f"evaluated {evaluated_ckpt}, not {best}")
-    return RunScore(run, "ok", values, notes, evaluated_ckpt)
+    return RunScore(run, "ok", values, notes, evaluated_ckpt, estimates, labels)
 
 
 def _same_dir(a: str, b: Path, b_expdir: str | None) -> bool:
@@ -437,22 +477,64 @@ class Row:
     label: str
     model_key: tuple[str, ...]
     data: str
-    cells: dict[str, str]
+    cells: dict[str, str]  # the score alone ("85.00", SF "F1 / CER") or a status
     lrs: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    shown: dict[str, str] = field(default_factory=dict)  # the cell as printed, with intervals and chance
+
+    def text(self, task: str) -> str:
+        return self.shown.get(task, self.cells[task])
 
 
-def _single_cell(task: str, runs: list[RunScore]) -> tuple[str, list[str]]:
+def with_interval(value_text: str, estimate: intervals.Estimate, extra: str = "") -> str:
+    """"85.00 (80.1–89.2; chance 23.1)": the score, its 95 % interval and the chance level."""
+    chance = "" if estimate.chance is None else f"; chance {estimate.chance:.1f}"
+    return f"{value_text} ({estimate.interval_text()}{chance}{'; ' + extra if extra else ''})"
+
+
+def _shown(run: RunScore) -> str | None:
+    if run.status != "ok" or len(run.estimates) != len(run.values):
+        return None
+    return " / ".join(with_interval(f"{v:.2f}", e) for v, e in zip(run.values, run.estimates))
+
+
+def _single_cell(task: str, runs: list[RunScore]) -> tuple[str, list[str], str | None]:
     if not runs:
-        return MISSING, []
+        return MISSING, [], None
     if len(runs) > 1:
         listing = ", ".join(f"{r.run.path} ({r.value_text()}, lr {r.run.lr})" for r in runs)
-        return AMBIGUOUS, [f"{task}: {len(runs)} runs, pass only one: {listing}"]
+        return AMBIGUOUS, [f"{task}: {len(runs)} runs, pass only one: {listing}"], None
     run = runs[0]
-    return run.value_text(), [f"{task}: {note}" for note in run.notes]
+    return run.value_text(), [f"{task}: {note}" for note in run.notes], _shown(run)
 
 
-def _er_cell(runs: list[RunScore]) -> tuple[str, list[str]]:
+def pooled_er_estimate(runs: Sequence[RunScore]) -> intervals.Estimate | None:
+    """Wilson interval and majority chance over the pooled test predictions of the scored ER folds
+    (each IEMOCAP utterance is tested in exactly one fold, so the pool is the whole corpus)."""
+    folds = [r.run.fold for r in runs]
+    scored = [r for r in runs if r.status == "ok" and r.labels is not None and folds.count(r.run.fold) == 1]
+    if not scored:
+        return None
+    predicted = [label for r in scored for label in r.labels[0]]
+    truth = [label for r in scored for label in r.labels[1]]
+    return accuracy_estimate(predicted, truth)
+
+
+def _er_cell(runs: list[RunScore]) -> tuple[str, list[str], str | None]:
+    text, notes = _er_cell_text(runs)
+    pooled = pooled_er_estimate(runs)
+    if pooled is None:
+        return text, notes, None
+    mean_text, _, folds = text.partition(" ")
+    # folds of unequal size: the mean of fold accuracies is not the pooled one; worth a note when the
+    # difference shows at the interval's precision
+    if abs(pooled.value - float(mean_text)) >= 0.05:
+        notes.append(f"ER: the interval is around the pooled accuracy {pooled.value:.2f} of the folds' "
+                     f"{pooled.n} test utterances, not their mean")
+    return text, notes, with_interval(mean_text, pooled, folds.strip("()"))
+
+
+def _er_cell_text(runs: list[RunScore]) -> tuple[str, list[str]]:
     if not runs:
         return MISSING, []
     by_fold = {fold: [r for r in runs if r.run.fold == fold] for fold in ER_FOLDS}
@@ -497,8 +579,10 @@ def build_rows(run_scores: Sequence[RunScore], data_kind: str) -> list[Row]:
         row = Row(labels[key], key, DATA_KINDS[data_kind], {}, {})
         for task in TASKS:
             task_runs = [r for r in mine if r.run.task == task]
-            text, notes = _er_cell(task_runs) if task == "ER" else _single_cell(task, task_runs)
+            text, notes, shown = _er_cell(task_runs) if task == "ER" else _single_cell(task, task_runs)
             row.cells[task], row.lrs[task] = text, _lr_text(task_runs)
+            if shown is not None:
+                row.shown[task] = shown
             row.notes += notes
         rows.append(row)
     return rows
@@ -525,7 +609,7 @@ CSV_COLUMNS = ("data", *MAIN_COLUMNS, *LR_COLUMNS)
 
 
 def _main_cells(row: Row) -> list[str]:
-    return [row.label, *(row.cells[t] for t in TASKS), "; ".join(row.notes)]
+    return [row.label, *(row.text(t) for t in TASKS), "; ".join(row.notes)]
 
 
 def _md_escape(text: str) -> str:
@@ -560,6 +644,12 @@ def render_markdown(rows: Sequence[Row], runs: Sequence[RunScore], skipped: Sequ
                  "ER is the mean over the IEMOCAP folds found. `missing`: no run directory; "
                  "`unfinished`: no evaluate output yet; `error`: unreadable score files "
                  "(see notes).")
+    parts.append("")
+    parts.append("In brackets: the 95 % interval (Wilson for accuracies, ER over the folds' pooled test "
+                 "utterances; a seeded bootstrap over test utterances for PER, WER, F1 and CER) and the "
+                 "chance level on the same test set: the most frequent label's share for accuracies, the "
+                 "best constant hypothesis (one token repeated) for PER/WER, the best constant set of "
+                 "slot types for SF F1. A score is above chance when its interval excludes the chance level.")
     if data_kind == "synthetic":
         parts.append("")
         parts.append("> **Synthetic mini-SUPERB data.** These numbers check the pipeline and "
@@ -575,7 +665,7 @@ def render_markdown(rows: Sequence[Row], runs: Sequence[RunScore], skipped: Sequ
     parts += ["## Runs", "", markdown_table(
         ("model", "task", "fold", "lr", "status", "score", "evaluated checkpoint", "run dir", "notes"),
         [[label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "?", r.status,
-          r.value_text(), r.evaluated_ckpt or "", str(r.run.path), "; ".join(r.notes)]
+          _shown(r) or r.value_text(), r.evaluated_ckpt or "", str(r.run.path), "; ".join(r.notes)]
          for r in runs]), ""]
     if data_kind != "real":
         parts += ["## Published SUPERB numbers (real data, NOT comparable to the tables above)", "",
@@ -614,12 +704,17 @@ def runs_csv_text(rows: Sequence[Row], runs: Sequence[RunScore]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("model", "task", "fold", "lr", "status", "score", "sf_cer",
+                     "score_low", "score_high", "chance", "test_utterances",
                      "evaluated_checkpoint", "run_dir", "notes"))
     label_of = _labels_by_key(rows)
     for r in runs:
         values = [f"{v:.4f}" for v in r.values] + ["", ""]
+        first = r.estimates[0] if r.estimates else None
+        stats = ["", "", "", ""] if first is None else [
+            f"{first.low:.4f}", f"{first.high:.4f}", "" if first.chance is None else f"{first.chance:.4f}",
+            str(first.n)]
         writer.writerow((label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "",
-                         r.status, values[0], values[1], r.evaluated_ckpt or "", str(r.run.path),
+                         r.status, values[0], values[1], *stats, r.evaluated_ckpt or "", str(r.run.path),
                          "; ".join(r.notes)))
     return buffer.getvalue()
 

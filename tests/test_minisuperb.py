@@ -365,3 +365,24 @@ def test_force_replaces_a_previous_output(tmp_path):
     second = minisuperb.generate(tmp_path / "o", "tiny", workers=2, force=True, corpora=["voxceleb1"],
                                  progress=False)
     assert not stale.exists() and first["corpora"]["voxceleb1"]["files"] == second["corpora"]["voxceleb1"]["files"]
+
+
+# --- the demo scale: test sets sized for narrow intervals ---------------------------------------------
+
+def test_demo_scale_test_sets_keep_accuracy_intervals_within_six_points():
+    """KS, IC, SID and ER (pooled over the five folds) each have enough test utterances that the 95 % Wilson
+    interval is at most +-6 points even at 50 % accuracy, where it is widest."""
+    from minisuperb.scales import SCALES
+    from results.intervals import wilson_half_width
+
+    demo = SCALES["demo"]
+    test_sizes = {
+        "KS": demo.ks_test_speakers * (len(KEYWORDS) + demo.ks_fillers_per_speaker) + demo.ks_test_silence,
+        "IC": demo.fsc_test[0] * demo.fsc_test[1],
+        "SID": demo.vox_speakers * demo.vox_eval_utts[1],
+        # each of the 5 sessions x 2 speakers says er_sentences sentences in all 4 emotions (extras not counted)
+        "ER": 5 * 2 * demo.er_sentences * 4,
+    }
+    for task, n in test_sizes.items():
+        assert wilson_half_width(n) <= 6.0, (task, n)
+    assert SCALES["ci"].vox_eval_utts == SCALES["small"].vox_eval_utts == (1, 1)  # their layouts are unchanged

@@ -288,8 +288,9 @@ def test_csv_agrees_with_markdown(tmp_path):
         csv_row = next(r for r in csv_rows if r["model"] == lr_row[0])
         assert [csv_row[f"{t} lr"] for t in lrs[0][1:]] == lr_row[1:]
     ours = next(r for r in csv_rows if r["model"] == "ehmam (ehmam_base.pt)")
-    assert (ours["PR PER ↓"], ours["PR lr"], ours["ER lr"]) == ("50.00", "1e-2", "1e-3")
-    assert ours["ER acc ↑"] == "55.00 (2/5 folds)" and ours["data"] == "real"
+    assert (ours["PR PER ↓"], ours["PR lr"], ours["ER lr"]) == ("50.00 (50.0–50.0; chance 50.0)", "1e-2", "1e-3")
+    # ER: Wilson on the two folds' 11/20 pooled test utterances, all labelled neu (chance 100)
+    assert ours["ER acc ↑"] == "55.00 (34.2–74.2; chance 100.0; 2/5 folds)" and ours["data"] == "real"
 
 
 def test_duplicate_runs_are_ambiguous_and_labels_disambiguate(tmp_path):
