@@ -20,8 +20,9 @@ from .config import PretrainConfig
 from .ehmam import EHMAMPretrainModel
 
 LAST = "last.pt"
-ARCHITECTURE_KEYS = ("conv_layers", "embed_dim", "num_layers", "num_heads", "ffn_dim", "pos_conv_depth",
-                     "pos_conv_kernel", "pos_conv_groups")
+ARCHITECTURE_KEYS = ("frontend", "conv_layers", "mel_bins", "mel_norm", "mel_mean", "mel_std", "embed_dim",
+                     "num_layers", "num_heads", "ffn_dim", "pos_conv_depth", "pos_conv_kernel", "pos_conv_groups")
+SAVED_DEFAULTS = {"frontend": "cnn"}  # what a checkpoint written before the key existed was trained with
 
 
 @dataclass
@@ -110,9 +111,10 @@ def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel, optimizer
     configured = model.config.model.to_dict()
     for key in ARCHITECTURE_KEYS:  # dropout rates may change between runs; shapes may not
         value = configured[key]
-        if ckpt["model_config"].get(key, value) != value:
-            raise ValueError(f"{path}: was trained with model.{key}={ckpt['model_config'][key]!r}, but the config "
-                             f"says model.{key}={value!r}; resume needs the same architecture")
+        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, value))
+        if saved != value:
+            raise ValueError(f"{path}: was trained with model.{key}={saved!r}, but the config says "
+                             f"model.{key}={value!r}; resume needs the same architecture")
     parts = [(model.encoder, ckpt["encoder"], "encoder"), (model.teacher.context, ckpt["teacher_context"],
                                                             "teacher_context")]
     heads = ckpt["heads"] if isinstance(ckpt["heads"], dict) else {}

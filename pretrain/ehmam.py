@@ -113,7 +113,8 @@ class EHMAMPretrainModel(nn.Module):
         cfg = self.config
         clones = cfg.mask.clone_batch
 
-        # 1. local features, once, with gradient; the teacher reads them detached (release runs the CNN twice)
+        # 1. local features (CNN or log-mel front end), once, with gradient; the teacher reads them detached
+        # (release runs the CNN twice)
         features, frame_lengths = self.encoder.local(wav, wav_lengths)            # (B, T, D)
         B, T, D = features.shape
 
@@ -187,7 +188,7 @@ class EHMAMPretrainModel(nn.Module):
             return 0 if module is None else sum(p.numel() for p in module.parameters())
         encoder = self.encoder
         return {
-            "cnn+projection (local)": count(encoder.local),
+            f"{encoder.config.frontend}+projection (local)": count(encoder.local),
             "context encoder (pos-conv, LN, ALiBi, blocks)": count(encoder.context),
             "encoder total (SUPERB upstream)": count(encoder),
             "regression decoder": count(self.decoder),

@@ -161,16 +161,19 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) ->
     return functional.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, n_mels, sample_rate, norm=None, mel_scale="htk")
 
 
-def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = N_MELS) -> torch.Tensor:
-    """(S,) waveform -> (num_frames, n_mels) log-mel power: Hann window of 400 samples every 320, no centring,
-    so frame t covers exactly the samples model frame t reads."""
-    if wav.shape[0] < MEL_WINDOW:
-        wav = F.pad(wav, (0, MEL_WINDOW - wav.shape[0]))
-    frames = wav.float().unfold(0, MEL_WINDOW, MEL_HOP)[:num_frames]  # (T, 400)
+def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = N_MELS, window: int = MEL_WINDOW,
+                   hop: int = MEL_HOP) -> torch.Tensor:
+    """(S,) waveform -> (num_frames, n_mels) log-mel power: Hann window of `window` samples every `hop`, no
+    centring. Called with the model's receptive field and downsample rate (400 / 320 for the Base CNN, 560 / 320
+    for the mel front end), so frame t covers exactly the samples model frame t reads."""
+    if wav.shape[0] < window:
+        wav = F.pad(wav, (0, window - wav.shape[0]))
+    frames = wav.float().unfold(0, window, hop)[:num_frames]  # (T, window)
     if frames.shape[0] < num_frames:
         raise ValueError(f"{wav.shape[0]} samples give {frames.shape[0]} mel frames, fewer than the "
                          f"{num_frames} model frames")
-    spectrum = torch.fft.rfft(frames * torch.hann_window(MEL_WINDOW, periodic=True), n=512).abs().pow(2)  # (T, 257)
+    n_fft = 1 << (window - 1).bit_length()  # 512 for 400 samples, 1024 for 560
+    spectrum = torch.fft.rfft(frames * torch.hann_window(window, periodic=True), n=n_fft).abs().pow(2)  # (T, F)
     return torch.log(spectrum @ mel_filterbank(spectrum.shape[1], n_mels) + 1e-6)
 
 
@@ -326,7 +329,8 @@ def extract_features(encoder, utterances: Sequence[Utterance], frame_picks: Sequ
                 frames[layer].append(h[b, picks.to(device)].float().cpu())
             all_labels = frame_phone_labels(u.phones, u.starts, T, cfg.downsample_rate, cfg.receptive_field)
             labels += [all_labels[t] for t in picks.tolist()]
-            mels.append(log_mel_frames(padded[b, :lengths[b]].cpu(), T)[picks])
+            mels.append(log_mel_frames(padded[b, :lengths[b]].cpu(), T, window=cfg.receptive_field,
+                                       hop=cfg.downsample_rate)[picks])
     dim = cfg.embed_dim
     return Features(
         frames=[torch.cat(f) if f else torch.zeros(0, dim) for f in frames],

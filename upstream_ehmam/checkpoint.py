@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import EncoderConfig
-from .model import EHMAMEncoder
+from .model import EHMAMEncoder, frontend_of_state
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -110,6 +110,11 @@ def check_state_dict(expected: dict, found: dict, source: str, what: str) -> Non
     """Strict key and shape comparison with a message naming the key, both shapes and the source."""
     if not isinstance(found, dict):
         raise ValueError(f"{source}: {what} must be a state dict, found {type(found).__name__}")
+    expected_frontend, found_frontend = frontend_of_state(expected), frontend_of_state(found)
+    if expected_frontend and found_frontend and expected_frontend != found_frontend:
+        raise ValueError(f"{source}: {what} holds model.frontend={found_frontend} weights, but the model has "
+                         f"model.frontend={expected_frontend}; a {found_frontend} checkpoint cannot be loaded into "
+                         f"a {expected_frontend} model")
     missing = [k for k in expected if k not in found]
     if missing:
         raise ValueError(f"{source}: {what} is missing key '{missing[0]}' ({len(missing)} missing in all)")
@@ -127,8 +132,9 @@ def check_state_dict(expected: dict, found: dict, source: str, what: str) -> Non
 
 
 def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<checkpoint>") -> EHMAMEncoder:
-    """EHMAMEncoder from a checkpoint dict, in eval mode. weights='student' loads `encoder`; 'teacher' loads
-    the student's local encoder (the teacher has no CNN) plus `teacher_context`."""
+    """EHMAMEncoder from a checkpoint dict, in eval mode, with the front end its model_config names (a checkpoint
+    without a `frontend` key is cnn). weights='student' loads `encoder`; 'teacher' loads the student's front end
+    (the teacher has none of its own) plus `teacher_context`."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
     validate_checkpoint(checkpoint, source)

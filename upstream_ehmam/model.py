@@ -12,6 +12,7 @@ from torch import nn
 
 from .attention import TransformerBlock, alibi_slopes, attention_bias
 from .config import EncoderConfig
+from .frontend import MelLocalEncoder
 
 
 def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -169,15 +170,40 @@ class ContextEncoder(nn.Module):
         return h
 
 
+def frontend_of_state(state: dict, prefix: str = "local.") -> str | None:
+    """Which front end wrote an encoder state dict ('cnn' has conv weights, 'mel' only the projection), or
+    None when it holds no front-end weights at all."""
+    keys = [k[len(prefix):] for k in state if isinstance(k, str) and k.startswith(prefix)]
+    if any(k.startswith("convs.") or k.startswith("conv_norms.") for k in keys):
+        return "cnn"
+    if any(k.startswith("proj.") for k in keys) and not any(k.startswith("proj_norm.") for k in keys):
+        return "mel"
+    return "cnn" if keys else None
+
+
+def check_frontend(expected: str, state: dict, source: str, prefix: str = "local.") -> None:
+    """A clear error when `state` holds the other front end's weights (instead of a list of missing keys)."""
+    found = frontend_of_state(state, prefix)
+    if found is not None and found != expected:
+        raise ValueError(f"{source}: the weights are for model.frontend={found}, but the model has "
+                         f"model.frontend={expected}; a {found} checkpoint cannot be loaded into a {expected} "
+                         f"model (build the model from the checkpoint's own model_config)")
+
+
 class EHMAMEncoder(nn.Module):
-    """LocalEncoder + ContextEncoder. The student during pretraining; the SUPERB upstream afterwards."""
+    """Front end (CNN LocalEncoder or MelLocalEncoder, as `local`) + ContextEncoder. The student during
+    pretraining; the SUPERB upstream afterwards."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.config = cfg
-        self.local = LocalEncoder(cfg)
+        self.local = MelLocalEncoder(cfg) if cfg.frontend == "mel" else LocalEncoder(cfg)
         self.context = ContextEncoder(cfg)
         init_weights(self)
+        self._register_load_state_dict_pre_hook(self._check_frontend_before_load)
+
+    def _check_frontend_before_load(self, state_dict, prefix, *args) -> None:
+        check_frontend(self.config.frontend, state_dict, "load_state_dict", prefix=prefix + "local.")
 
     def extract_features(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """wav (B, S) normalised and zero-padded -> ([L+1] x (B, T, D) with padded frames zeroed, frame_lengths)."""
@@ -209,7 +235,7 @@ def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.T
 
 def init_weights(module: nn.Module) -> None:
     """method §3.10, applied once to a whole tree: Linear N(0, 0.02) zero bias; LayerNorm 1/0; then every
-    LocalEncoder re-initialised (CNN Kaiming-normal, projection Linear PyTorch default). Other convs keep
+    front end re-initialised (CNN Kaiming-normal, projection Linear PyTorch default). Other convs keep
     PyTorch's default."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
@@ -221,5 +247,5 @@ def init_weights(module: nn.Module) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     for m in module.modules():
-        if isinstance(m, LocalEncoder):
+        if isinstance(m, (LocalEncoder, MelLocalEncoder)):
             m.reset_parameters()

@@ -1,0 +1,64 @@
+"""Global log-mel statistics for `model.mel_norm: global`: per-bin mean and std over a manifest's audio.
+
+Run: python -m pretrain.mel_stats train.tsv [--max-files 500] [--out stats.yaml]
+Prints (or writes) the two model keys as YAML, e.g. for `--config pretrain/tiny_mel.yaml --set model.mel_norm=global
+--set model.mel_mean=[...] --set model.mel_std=[...]`, or to paste into a config's model section. Every file is
+normalised as the loader does it (zero mean, unit variance over the utterance) before its frames are counted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from upstream_ehmam.config import EncoderConfig
+from upstream_ehmam.frontend import mel_statistics
+
+from .data import normalize_waveform, read_audio
+from .manifest import read_manifest
+
+
+def manifest_statistics(manifest: Path, max_files: int | None = None, mel_bins: int = 80) -> dict:
+    """{'mel_mean': [mel_bins floats], 'mel_std': [...]} over the first `max_files` files of the manifest."""
+    root, entries = read_manifest(Path(manifest))
+    if not entries:
+        raise ValueError(f"{manifest}: the manifest lists no audio files")
+    entries = entries[:max_files] if max_files else entries
+    cfg = EncoderConfig(frontend="mel", mel_bins=mel_bins)
+
+    def waves():
+        for relative, _ in entries:
+            wav, _ = read_audio(root / relative)
+            yield normalize_waveform(torch.from_numpy(wav).float())
+
+    mean, std = mel_statistics(waves(), cfg)
+    return {"mel_mean": mean, "mel_std": std}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pretrain.mel_stats", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("manifest", type=Path, help="fairseq manifest (python -m pretrain.manifest)")
+    parser.add_argument("--max-files", type=int, default=500, help="first N files of the manifest (0: all)")
+    parser.add_argument("--mel-bins", type=int, default=80)
+    parser.add_argument("--out", type=Path, default=None, help="write the YAML here instead of printing it")
+    args = parser.parse_args(argv)
+    try:
+        stats = manifest_statistics(args.manifest, args.max_files or None, args.mel_bins)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"pretrain.mel_stats: error: {err}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(stats, default_flow_style=None, width=10_000, sort_keys=False)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The log-mel front end (`model.frontend: mel`, after MelHuBERT): a cheaper replacement for the CNN.
+
+waveform -> 80-bin log-mel every 10 ms (25 ms Hann window, no centring) -> normalisation (`model.mel_norm`) ->
+two consecutive mel frames stacked into one 20 ms frame -> Linear to the model width.
+
+Which samples a frame reads: mel frame j reads samples [160 j, 160 j + 400); model frame t stacks mel frames
+2t and 2t + 1, so it reads samples [320 t, 320 t + 560). Hence `downsample_rate` 320, `receptive_field` 560 and
+`frames_for_samples(n) = floor((n - 560) / 320) + 1` (0 below 560 samples), exactly like a conv stack with
+kernel 560 and stride 320. With `mel_norm: utterance` every frame is also shifted and scaled by statistics of
+the utterance's own valid frames (as the per-utterance waveform normalisation already does for both front
+ends); padding never enters them.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SAMPLE_RATE = 16_000
+MEL_WINDOW = 400  # 25 ms
+MEL_HOP = 160  # 10 ms
+STACK = 2  # mel frames per model frame: 20 ms, 50 frames per second like the CNN
+LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
+STD_FLOOR = 1e-5  # a constant bin (or a one-frame utterance) is centred, not blown up
+
+
+def mel_frames_for_samples(num_samples: int | torch.Tensor) -> int | torch.Tensor:
+    """10 ms mel frames fully inside `num_samples` valid samples (no centring): 400 -> 1, 399 -> 0."""
+    if isinstance(num_samples, torch.Tensor):
+        return (torch.div(num_samples - MEL_WINDOW, MEL_HOP, rounding_mode="floor") + 1).clamp(min=0)
+    return max(0, (int(num_samples) - MEL_WINDOW) // MEL_HOP + 1)
+
+
+def _import_torchaudio_functional() -> types.ModuleType:
+    """torchaudio.functional, also where torchaudio's compiled extension cannot load (PyPI torchaudio 2.11 next
+    to a CPU torch): the filterbank is pure Python, so the extension is replaced by a stub that reports itself
+    unavailable and the import is retried. This package cannot rely on any shim of the surrounding project."""
+    try:
+        return importlib.import_module("torchaudio.functional")
+    except ImportError as err:
+        if "torchaudio" not in str(err):
+            raise
+        raise ImportError("model.frontend=mel needs torchaudio (its mel filterbank): pip install torchaudio") from err
+    except OSError:
+        for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
+            del sys.modules[name]
+        stub = types.ModuleType("torchaudio._extension")
+        stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
+        stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
+        stub._IS_ALIGN_AVAILABLE = False
+        stub._load_lib = lambda name: False
+        stub._check_cuda_version = lambda: None
+
+        def fail_if_no_align(func):
+            @functools.wraps(func)
+            def unavailable(*args, **kwargs):
+                raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
+            return unavailable
+
+        stub.fail_if_no_align = fail_if_no_align
+        sys.modules["torchaudio._extension"] = stub
+        return importlib.import_module("torchaudio.functional")
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = MEL_WINDOW) -> torch.Tensor:
+    """(n_fft // 2 + 1, n_mels) float32: torchaudio's HTK-scale triangular filters from 0 Hz to Nyquist."""
+    functional = _import_torchaudio_functional()
+    return functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm=None,
+                                      mel_scale="htk").float()
+
+
+def log_mel(wav: torch.Tensor, fbank: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """wav (B, S) float32 with S >= 400 -> (B, M, n_mels) log mel power, M = mel_frames_for_samples(S)."""
+    spec = torch.stft(wav, n_fft=MEL_WINDOW, hop_length=MEL_HOP, win_length=MEL_WINDOW, window=window,
+                      center=False, return_complex=True)  # (B, F, M)
+    power = spec.real.square() + spec.imag.square()
+    return torch.log(torch.matmul(power.transpose(1, 2), fbank) + LOG_FLOOR)  # (B, M, n_mels)
+
+
+class MelLocalEncoder(nn.Module):
+    """Log-mel + normalisation + 2-frame stacking + Linear: the `local` part of the encoder for frontend mel.
+
+    Same interface as the CNN's LocalEncoder: (wav (B, S), wav_lengths (B,)) -> (features (B, T, D) with padded
+    frames zeroed, frame_lengths (B,)). The filterbank and window are non-persistent buffers (built once, not
+    in the state dict: the checkpoint holds only `proj`, and the config says how to rebuild them).
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        n_mels = cfg.mel_bins
+        self.register_buffer("fbank", mel_filterbank(n_mels).clone(), persistent=False)
+        self.register_buffer("window", torch.hann_window(MEL_WINDOW, periodic=True), persistent=False)
+        if cfg.mel_norm == "global":
+            mean = torch.as_tensor(cfg.mel_mean, dtype=torch.float32).expand(n_mels).clone()
+            std = torch.as_tensor(cfg.mel_std, dtype=torch.float32).expand(n_mels).clone()
+            self.register_buffer("global_mean", mean, persistent=False)
+            self.register_buffer("global_std", std, persistent=False)
+        self.proj = nn.Linear(STACK * n_mels, cfg.embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The projection gets PyTorch's default Linear init, as the CNN path's projection does."""
+        self.proj.reset_parameters()
+
+    def normalized_log_mel(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (B, STACK * T, n_mels) normalised float32 mel frames that the T output frames read, frame_lengths."""
+        frame_lengths = self.config.frames_for_samples(wav_lengths)
+        # The spectral part runs in float32 even under bf16 autocast: the FFT and log are cheap, precision-hungry.
+        # float64 when the module or the input is float64 (exactness tests); half inputs are lifted to float32.
+        dtype = torch.float64 if torch.float64 in (wav.dtype, self.fbank.dtype) else torch.float32
+        with torch.autocast(wav.device.type, enabled=False):
+            x = wav.to(dtype)
+            if x.shape[1] < MEL_WINDOW:
+                x = F.pad(x, (0, MEL_WINDOW - x.shape[1]))
+            mel = log_mel(x, self.fbank.to(dtype), self.window.to(dtype))  # (B, M, n_mels)
+            T = mel.shape[1] // STACK
+            mel = mel[:, :STACK * T]
+            if self.config.mel_norm == "utterance":
+                # statistics over exactly the mel frames the valid output frames read
+                used = (torch.arange(STACK * T, device=mel.device)[None, :]
+                        < (STACK * frame_lengths)[:, None])[..., None]  # (B, 2T, 1)
+                count = used.sum(1, keepdim=True).clamp(min=1).float()  # (B, 1, 1)
+                mean = mel.masked_fill(~used, 0.0).sum(1, keepdim=True) / count
+                var = (mel - mean).masked_fill(~used, 0.0).square().sum(1, keepdim=True) / count
+                mel = (mel - mean) / var.sqrt().clamp(min=STD_FLOOR)
+            else:
+                mel = (mel - self.global_mean.to(dtype)) / self.global_std.to(dtype)
+        return mel, frame_lengths
+
+    def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mel, frame_lengths = self.normalized_log_mel(wav, wav_lengths)
+        B, M, n_mels = mel.shape
+        stacked = mel.reshape(B, M // STACK, STACK * n_mels)  # frame t = [mel 2t, mel 2t+1]
+        x = self.proj(stacked.to(self.proj.weight.dtype))  # (B, T, D); autocast still picks its own dtype
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < frame_lengths[:, None]
+        return x.masked_fill(~valid[..., None], 0.0), frame_lengths
+
+
+def mel_statistics(wavs, cfg) -> tuple[list[float], list[float]]:
+    """Per-bin mean and std of the log-mel frames of normalised waveforms (1-D tensors), over all frames the
+    model reads: the `model.mel_mean` / `model.mel_std` of `mel_norm: global`."""
+    fbank, window = mel_filterbank(cfg.mel_bins), torch.hann_window(MEL_WINDOW, periodic=True)
+    total = torch.zeros(cfg.mel_bins, dtype=torch.float64)
+    total_sq = torch.zeros(cfg.mel_bins, dtype=torch.float64)
+    count = 0
+    for wav in wavs:
+        n = STACK * int(cfg.frames_for_samples(wav.shape[0]))
+        if n == 0:
+            continue
+        mel = log_mel(wav.float()[None], fbank, window)[0, :n].double()
+        total += mel.sum(0)
+        total_sq += mel.square().sum(0)
+        count += n
+    if count == 0:
+        raise ValueError(f"no waveform is long enough for one frame ({cfg.receptive_field} samples)")
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp(min=0).sqrt().clamp(min=STD_FLOOR)
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
