@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from upstream_ehmam.config import EncoderConfig, frames_for_samples
+from upstream_ehmam.config import EncoderConfig
 
 
 @dataclass
@@ -163,6 +163,11 @@ class RunConfig:
     min_prediction_std: float = 0.01
     max_nonfinite_skips: int = 20       # consecutive updates with a NaN/inf loss or gradient before the run stops
     compile_blocks: bool = False        # torch.compile each transformer block (student and teacher), dynamic shapes
+    # phone ABX of every student layer on a held-out aligned set (off while eval_data is empty)
+    eval_data: str = ""                 # corpus root with LibriSpeech/alignments/<split>.jsonl, e.g. a mini-SUPERB
+    eval_splits: list = field(default_factory=lambda: ["dev-clean"])
+    eval_max_files: int = 40            # the first N utterances of the splits
+    eval_every: int = 500               # updates between evaluations (and one at update 0 and at the end)
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir), "run.out_dir", "must not be empty", self.out_dir)
@@ -176,6 +181,10 @@ class RunConfig:
         _require(self.max_nonfinite_skips >= 1, "run.max_nonfinite_skips", "must be >= 1", self.max_nonfinite_skips)
         _require(isinstance(self.compile_blocks, bool), "run.compile_blocks", "must be true or false",
                  self.compile_blocks)
+        _require(self.eval_every >= 1, "run.eval_every", "must be >= 1", self.eval_every)
+        _require(self.eval_max_files >= 1, "run.eval_max_files", "must be >= 1", self.eval_max_files)
+        _require(len(self.eval_splits) > 0 and all(isinstance(s, str) and s for s in self.eval_splits),
+                 "run.eval_splits", "must be a non-empty list of split names", self.eval_splits)
 
 
 SECTIONS: dict[str, type] = {
@@ -211,8 +220,12 @@ class PretrainConfig:
     def _check_crops_fit_the_mask(self) -> None:
         """Every crop length the data can produce must leave room for the mask's spans (else step 1 would fail)."""
         P, L = self.mask.mask_prob, self.mask.span_length
-        shortest = frames_for_samples(self.data.min_samples, self.model.conv_layers)
-        longest = frames_for_samples(self.data.max_samples, self.model.conv_layers)
+        shortest = self.model.frames_for_samples(self.data.min_samples)
+        longest = self.model.frames_for_samples(self.data.max_samples)
+        if shortest < 1:
+            raise ValueError(f"data.min_samples: {self.data.min_samples} samples give no frame with "
+                             f"model.frontend={self.model.frontend}, which needs at least "
+                             f"{self.model.receptive_field}; raise data.min_samples")
         for T in range(shortest, longest + 1):
             most_spans = max(1, math.ceil(P * T / L))  # N = max(1, floor(P*T/L + U)), U < 1
             room = (T - (L - 1)) // L if self.mask.mode == "grid" else T - L  # grid cells | release start positions
@@ -259,6 +272,12 @@ def _check_type(key: str, annotation: Any, value: Any) -> Any:
     expected = origin or annotation
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        # YAML 1.1 reads 5e-4 (no dot) as a string; every spelling Python's float() accepts is a number here
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{key}: expected float, got str {value!r}") from None
     if expected is int and isinstance(value, bool):
         raise ValueError(f"{key}: expected int, got bool {value!r}")
     if not isinstance(value, expected):

@@ -36,8 +36,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from upstream_ehmam.config import frames_for_samples
-
 from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_training_checkpoint,
                             save_training_checkpoint)
 from .config import PretrainConfig, save_config
@@ -45,6 +43,7 @@ from .curriculum import alpha_at
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel, StepOutput
 from .masking import MaskPlan, plan_grid_mask
+from .monitor import ABXMonitor, log_abx
 from .schedules import ema_decay_at, lr_at
 
 log = logging.getLogger("pretrain")
@@ -180,7 +179,8 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
         for path in remove_stale_temporaries(out_dir):
             log.info("removed %s, left by a save that was killed", path)
         save_config(config, out_dir / "config.yaml")
-        truncate_metrics(out_dir / METRICS, state.update)
+        # a run without a checkpoint starts over: its metrics go too (an update-0 ABX record included)
+        truncate_metrics(out_dir / METRICS, state.update if last.exists() else -1)
     try:
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
     finally:
@@ -289,6 +289,19 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
             dynamic_ncols=True)))
         stop = stack.enter_context(StopSignal())
         stack.callback(_report_faults, bad_audio, state)  # also when a health check stops the run
+        postfix: dict[str, str] = {}
+        monitor = ABXMonitor(config, runtime.device) if run.eval_data and runtime.is_main else None
+
+        def evaluate_abx() -> float:
+            """Score the student's layers (main process only); returns the seconds it took."""
+            record = monitor.evaluate(model.encoder, state.update)
+            log_abx(record, writer, metrics_file, out_dir, out_dir / METRICS)
+            postfix["abx"] = f"{record['abx']['best_across']:.1f}"
+            progress.set_postfix(**postfix)
+            return record["abx"]["seconds"]
+
+        if monitor is not None and state.update == 0:
+            evaluate_abx()
         model.train()
         tick, audio_seconds, steps_since_log = time.perf_counter(), 0.0, 0
         while state.update < optim.max_steps:
@@ -307,7 +320,7 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
                 torch.manual_seed(derive_seed(run.seed, state.update, micro, _DROPOUT_STREAM, runtime.rank))
                 layerdrop_generator = torch.Generator().manual_seed(
                     derive_seed(run.seed, state.update, micro, _LAYERDROP_STREAM))  # the same on every rank
-                frame_lengths_host = [int(n) for n in frames_for_samples(batch["wav_lengths"], config.model.conv_layers)]
+                frame_lengths_host = [int(n) for n in config.model.frames_for_samples(batch["wav_lengths"])]
                 mask_source = mask_source_for(batch, frame_lengths_host, alpha, config, runtime.world_size,
                                               derive_seed(run.seed, state.update, micro, _MASK_STREAM))
                 wav = batch["wav"].to(runtime.device, non_blocking=True)
@@ -345,14 +358,18 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
                                            grad_norm, bad_audio, runtime)
                     tick, audio_seconds, steps_since_log = time.perf_counter(), 0.0, 0
                     if runtime.is_main:
-                        progress.set_postfix(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
-                                             alpha=f"{alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}")
+                        postfix.update(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
+                                       alpha=f"{alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}")
+                        progress.set_postfix(**postfix)
                         for key, value in scalars.items():
                             if key not in ("step", "epoch"):
                                 writer.add_scalar(f"train/{key}", value, state.update)
                         metrics_file.write(json.dumps(scalars) + "\n")
                         metrics_file.flush()
                     _check_health(scalars, config, state)
+                # before the checkpoint of the same update, so that a resume never misses an evaluation
+                if monitor is not None and monitor.due(state.update, optim.max_steps):
+                    tick += evaluate_abx()  # kept out of the logged seconds per update
 
             # 7. checkpoint on schedule, at the last update, and when asked to stop
             periodic = not nonfinite and (state.update % run.save_every == 0 or state.update == optim.max_steps)
@@ -432,7 +449,7 @@ def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, conf
         print(f"  {name:48s} {count:>13,d}")
     print(f"batches per epoch (this rank): {len(sampler)}")
     batch = next(_batches(loader, sampler, state))
-    frames = [int(n) for n in frames_for_samples(batch["wav_lengths"], config.model.conv_layers)]
+    frames = [int(n) for n in config.model.frames_for_samples(batch["wav_lengths"])]
     model.train()
     with torch.no_grad():
         out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), frames, 0.5,

@@ -4,7 +4,9 @@
     python -m results.demo --out demo_out --data DIR --checkpoint CKPT --tasks pr,asr --task-steps 100
 
 Each stage is the command a user would type (they are printed): `python -m minisuperb`, `python pretrain/run.py`,
-`python run_downstream.py -m train` then `-m evaluate` per task, and `python -m results.tabulate`. The downstream
+`python run_downstream.py -m train --profile cpu` then `-m evaluate` per task and upstream, and `python -m
+results.tabulate`. Beside the pretrained checkpoint the same tasks run on `-u fbank` and on a randomly initialised
+encoder of the checkpoint's architecture (--baselines), so the table shows what pretraining adds. The downstream
 runs share this process (s3prl's start-up costs several seconds per process), one after another; a task that fails
 is reported and shows as missing/unfinished in the table, the others still run. A rerun reuses a complete corpus
 and a finished pretraining under --out and redoes the downstream runs.
@@ -61,11 +63,24 @@ def _override_value(value: object) -> str:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
-def checkpoint_to_evaluate(expdir: Path, steps: int) -> Path:
-    """The dev-best checkpoint s3prl kept (the SUPERB protocol), else the final state."""
+def steps_override(steps: int) -> str:
+    """s3prl's `-o` string that shortens or lengthens a profile's schedule to `steps` updates, evaluated on dev
+    (and saved) once at the end, as the profiles do."""
+    runner = {"total_steps": steps, "eval_step": steps, "save_step": steps, "log_step": max(1, steps // 4)}
+    return ",,".join(f"config.runner.{key}={value}" for key, value in runner.items())
+
+
+def checkpoint_to_evaluate(expdir: Path, steps: int | None = None) -> Path:
+    """The dev-best checkpoint s3prl kept (the SUPERB protocol), else the final state (states-<steps>.ckpt, or
+    the newest states-*.ckpt when steps is None)."""
     best = sorted(expdir.glob("*best*.ckpt"))
     if best:
         return best[0]
+    if steps is None:
+        states = sorted(expdir.glob("states-*.ckpt"), key=lambda p: int(p.stem.split("-")[-1]))
+        if not states:
+            raise FileNotFoundError(f"{expdir}: training left neither a *best*.ckpt nor a states-*.ckpt")
+        return states[-1]
     final = expdir / f"states-{steps}.ckpt"
     if not final.is_file():
         raise FileNotFoundError(f"{expdir}: training left neither a *best*.ckpt nor {final.name}")
@@ -92,8 +107,10 @@ class DownstreamRun:
     upstream_argv: tuple[str, ...] = ()  # e.g. ("-u", "fbank"); default `-u ehmam -k <checkpoint>`
     downstream_seed: int | None = None  # s3prl's --seed; None keeps s3prl's default
     stages: list[Stage] = field(default_factory=list)
+    profile: str | None = None  # run_downstream.py --profile; None: official config + CPU_SMOKE_OVERRIDES
 
-    def train_argv(self, checkpoint: Path | None, data: Path, steps: int) -> list[str]:
+    def train_argv(self, checkpoint: Path | None, data: Path, steps: int | None) -> list[str]:
+        """With a profile, `steps` (if given) replaces the profile's schedule; without one it is required."""
         if self.upstream_argv:
             upstream = list(self.upstream_argv)
         elif checkpoint is None:
@@ -101,7 +118,13 @@ class DownstreamRun:
         else:
             upstream = ["-u", "ehmam", "-k", str(checkpoint)]
         argv = ["-m", "train", *upstream, "-d", self.task, "--data-root", str(data), "--workers", "0",
-                "-p", str(self.expdir), "-o", short_run_override(self.task, steps)]
+                "-p", str(self.expdir)]
+        if self.profile:
+            argv += ["--profile", self.profile] + (["-o", steps_override(steps)] if steps else [])
+        elif steps is None:
+            raise ValueError(f"{self.label}: without a profile the number of updates must be given")
+        else:
+            argv += ["-o", short_run_override(self.task, steps)]
         argv += ["--fold", str(self.fold)] if self.fold else []
         return argv + (["--seed", str(self.downstream_seed)] if self.downstream_seed is not None else [])
 
@@ -110,13 +133,17 @@ class DownstreamRun:
         return argv + (["--fold", str(self.fold)] if self.fold else [])
 
 
-def plan_downstream(tasks: Sequence[str], er_folds: Sequence[int], root: Path) -> list[DownstreamRun]:
+def plan_downstream(tasks: Sequence[str], er_folds: Sequence[int], root: Path, *, profile: str | None = None,
+                    upstream_argv: tuple[str, ...] = (), prefix: str = "") -> list[DownstreamRun]:
+    """One run per task (ER: per fold) under `root`; `prefix` starts each label (e.g. "fbank ")."""
     runs = []
     for task in tasks:
         if task == "er":
-            runs += [DownstreamRun(f"er_fold{k}", "er", root / f"er_fold{k}", fold=k) for k in er_folds]
+            runs += [DownstreamRun(f"{prefix}er_fold{k}", "er", root / f"er_fold{k}", fold=k, profile=profile,
+                                   upstream_argv=upstream_argv) for k in er_folds]
         else:
-            runs.append(DownstreamRun(task, task, root / task))
+            runs.append(DownstreamRun(f"{prefix}{task}", task, root / task, profile=profile,
+                                      upstream_argv=upstream_argv))
     return runs
 
 
@@ -182,21 +209,92 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything the demo writes")
     parser.add_argument("--data", type=Path, default=None,
                         help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
-                             "default: generate a ci-scale mini-SUPERB under OUT/minisuperb")
-    parser.add_argument("--scale", choices=("ci", "small"), default="ci", help="mini-SUPERB scale to generate")
+                             "default: generate a mini-SUPERB (--scale) under OUT/minisuperb")
+    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo", help="mini-SUPERB scale to generate")
     parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one")
-    parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "tiny.yaml")
+    parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "cpu_recipe.yaml")
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
                         help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)")
-    parser.add_argument("--pretrain-steps", type=positive_int, default=300, help="pretraining updates")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=1000, help="pretraining updates")
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS),
                         help="ER folds to run; SUPERB's ER score is the mean of all five")
-    parser.add_argument("--task-steps", type=parse_task_steps, default=parse_task_steps("60"),
-                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M")
+    # the cpu profile learns (FBANK above chance) but runs for over an hour with EH-MAM upstreams: opt-in for now
+    parser.add_argument("--profile", type=parse_profile, default=None,
+                        help="downstream settings: none (default): the official configs with small CPU batches for "
+                             "--task-steps updates (default 60), a smoke test of the pipeline; or a profile in "
+                             "downstream_configs/profiles/ (cpu: learns on mini-SUPERB demo, README section 4)")
+    parser.add_argument("--task-steps", type=parse_task_steps, default=None,
+                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
+                             "(default: the profile's)")
+    parser.add_argument("--baselines", type=parse_baselines, default=[],
+                        help="SUPERB rows beside the checkpoint: fbank (s3prl's -u fbank), random (an untrained "
+                             "encoder of the checkpoint's architecture), fbank,random, or none (default)")
     return parser
+
+
+BASELINES = ("fbank", "random")
+
+
+def parse_profile(text: str) -> str | None:
+    if text.strip().lower() == "none":
+        return None
+    from superb.tasks import available_profiles
+
+    if text not in available_profiles():
+        raise argparse.ArgumentTypeError(f"--profile: no profile {text!r}; choose from "
+                                         f"{', '.join(available_profiles() + ['none'])}")
+    return text
+
+
+def parse_baselines(text: str) -> list[str]:
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"--baselines: unknown {unknown or 'empty list'}; choose from "
+                                         f"{','.join(BASELINES)} or none")
+    return sorted(set(names), key=BASELINES.index)
+
+
+def export_random_init(checkpoint: Path, path: Path, seed: int = 0) -> Path:
+    """A freshly initialised encoder with the architecture (model_config) of `checkpoint`, saved as an encoder
+    export: the "no pretraining" row. The global RNG is forked so the caller's random state is untouched."""
+    import torch
+
+    from upstream_ehmam.checkpoint import export_encoder, load_checkpoint
+    from upstream_ehmam.config import EncoderConfig
+    from upstream_ehmam.model import EHMAMEncoder
+
+    config = EncoderConfig.from_dict(load_checkpoint(checkpoint)["model_config"], where=f"{checkpoint}: model_config")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = EHMAMEncoder(config)
+    export_encoder(encoder, path)
+    return path
+
+
+def plan_all_downstream(args: argparse.Namespace, checkpoint: Path) -> tuple[list[DownstreamRun], list[Stage]]:
+    """The checkpoint's runs (OUT/downstream/<task>), then each baseline's (OUT/downstream/<baseline>/<task>; the
+    random-init encoder is exported here)."""
+    root = args.out / "downstream"
+    runs = plan_downstream(args.tasks, args.er_folds, root, profile=args.profile)
+    stages = []
+    if "fbank" in args.baselines:
+        runs += plan_downstream(args.tasks, args.er_folds, root / "fbank", profile=args.profile,
+                                upstream_argv=("-u", "fbank"), prefix="fbank ")
+    if "random" in args.baselines:
+        random_init = args.out / "random_init.pt"
+        command = f"results.demo.export_random_init({str(checkpoint)!r}, {str(random_init)!r})"
+        stage = timed(Stage("random init", command), lambda: export_random_init(checkpoint, random_init))
+        stages.append(stage)
+        if stage.ok:
+            runs += plan_downstream(args.tasks, args.er_folds, root / "random_init", profile=args.profile,
+                                    upstream_argv=("-u", "ehmam", "-k", str(random_init)), prefix="random init ")
+    return runs, stages
 
 
 def shown(argv: Sequence[str]) -> str:
@@ -281,7 +379,9 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
                          f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
                          f"or pass --checkpoint")
     out_dir = (args.out / "pretrain").absolute()
-    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps))
+    monitor = [f"run.eval_data={data}", f"run.eval_every={max(1, args.pretrain_steps // 4)}",
+               f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"]  # update 0, quarters
+    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps, monitor))
     checkpoint = out_dir / "last.pt"
     if not stage.ok or not checkpoint.is_file():
         raise SystemExit(f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); "
@@ -289,14 +389,34 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     return checkpoint, stage
 
 
+ABX_FILES = 40  # utterances the demo and the study measure phone ABX on: the first of ABX_SPLITS
+ABX_SPLITS = ("dev-clean", "test-clean")
+
+
+def abx_stage(out: Path, data: Path, checkpoints: Sequence[Path] = (), upstreams: Sequence[str] = (),
+              random_init: bool = False, conditions: Sequence[str] = ("within", "across")) -> Stage:
+    """Phone ABX per layer (results.abx) of checkpoints and s3prl upstreams, beside the log-mel references, on the
+    first ABX_FILES dev-clean utterances of `data`."""
+    from results.abx.__main__ import run_abx
+
+    argv = ["-m", "results.abx", *[a for c in checkpoints for a in ("--ckpt", str(c))],
+            *[a for u in upstreams for a in ("--upstream", u)], *([] if random_init else ["--no-random-init"]),
+            "--data", str(data), "--splits", ",".join(ABX_SPLITS), "--max-files", str(ABX_FILES),
+            "--conditions", ",".join(conditions), "--out", str(out)]
+    return timed(Stage("abx", shown(argv)), lambda: run_abx(
+        out, checkpoints, data=data, splits=ABX_SPLITS, max_files=ABX_FILES, upstreams=upstreams,
+        random_init=random_init, conditions=conditions, command=shown(argv)))
+
+
 def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
-                         task_steps: dict[str, int]) -> None:
+                         task_steps: dict[str, int] | None) -> None:
+    """Train then evaluate each run; task_steps None keeps each run's profile schedule."""
     from superb.entry import main as run_downstream
 
     for run in runs:
         if run.expdir.exists():  # the demo's own output of an earlier call: redo it
             shutil.rmtree(run.expdir)
-        steps = task_steps[run.task]
+        steps = task_steps[run.task] if task_steps is not None else None
         argv = run.train_argv(checkpoint, data, steps)
         train = timed(Stage(f"{run.label} train", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
         run.stages.append(train)
@@ -310,6 +430,24 @@ def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None,
         argv = run.evaluate_argv(best, data)
         run.stages.append(timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])),
                                 lambda: run_downstream(argv)))
+
+
+def abx_report(out: Path, pretrained: Path | None, ok: bool) -> str:
+    """The phone ABX summary (best layer of each representation), and the pretraining monitor's curve when this
+    demo pretrained."""
+    if not ok:
+        return "(no phone ABX table: results.abx failed)\n"
+    from results.abx.report import read_csv, summary_table
+
+    text = ("Phone ABX (triphone, %, chance 50; lower is better), best layer by across-speaker error; per layer in "
+            f"{out / 'abx' / 'abx.md'}:\n\n" + summary_table(read_csv(out / "abx" / "abx.csv")))
+    curve = pretrained.parent / "abx_curve.tsv" if pretrained is not None else None
+    if curve is not None and curve.is_file():
+        rows = [line.split("\t") for line in curve.read_text().splitlines()[1:]]
+        text += ("\nDuring pretraining (best student layer):\n\n| update | layer | within % | across % |\n"
+                 "|---:|---:|---:|---:|\n" + "".join(f"| {s} | {k} | {float(w):.1f} | {float(a):.1f} |\n"
+                                                    for s, k, w, a in rows))
+    return text
 
 
 def wall_time_table(stages: Sequence[Stage]) -> str:
@@ -335,7 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint, pretrain_stage = pretrain(args, data)
     stages += [pretrain_stage] if pretrain_stage else []
 
-    runs = plan_downstream(args.tasks, args.er_folds, args.out / "downstream")
+    abx = abx_stage(args.out / "abx", data, [checkpoint], ["fbank"], random_init=True)  # seconds: always all rows
+    stages.append(abx)
+
+    if args.profile is None and args.task_steps is None:
+        args.task_steps = parse_task_steps("60")
+    runs, random_stages = plan_all_downstream(args, checkpoint)
+    stages += random_stages
     run_downstream_tasks(runs, checkpoint, data, args.task_steps)
     stages += [stage for run in runs for stage in run.stages]
 
@@ -343,7 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from results.tabulate import tabulate, write_report
 
     synthetic = read_marker(data) is not None
-    title = f"EH-MAM ({checkpoint.name}), downstream: {describe_task_steps(args.task_steps, args.tasks)}"
+    schedule = (f"profile {args.profile}" if args.profile else "official configs") + \
+        (f", {describe_task_steps(args.task_steps, args.tasks)}" if args.task_steps else "")
+    title = f"EH-MAM ({checkpoint.name}), downstream: {schedule}"
     table_dir = args.out / "results"
     tabulate_argv = ["-m", "results.tabulate", str(args.out / "downstream"), "--out", str(table_dir),
                      "--title", title] + (["--synthetic"] if synthetic else [])
@@ -358,13 +504,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = wall_time_table(stages)
     (args.out / "wall_times.md").write_text(timing, encoding="utf-8")
     summary = {"data": str(data), "checkpoint": str(checkpoint), "synthetic": synthetic,
-               "pretrain_steps": None if args.checkpoint else args.pretrain_steps, "task_steps": args.task_steps,
+               "pretrain_steps": None if args.checkpoint else args.pretrain_steps, "profile": args.profile,
+               "task_steps": args.task_steps, "baselines": args.baselines,
                "total_wall_s": round(time.monotonic() - start, 1),
                "stages": [{"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok,
                            "detail": s.detail} for s in stages]}
     (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
     print("\n" + (report.markdown if report else "(no table: tabulation failed)\n"))
+    print(abx_report(args.out, checkpoint if args.checkpoint is None else None, abx.ok))
     print(timing)
     print(f"wrote {table_dir}/superb.md, superb.csv, superb_runs.csv, {args.out}/wall_times.md, demo.json")
     failed = [s.name for s in stages if not s.ok]

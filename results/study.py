@@ -20,9 +20,9 @@ from typing import Sequence
 
 import yaml
 
-from results.demo import (ALL_ER_FOLDS, ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, describe_task_steps,
-                          parse_folds, parse_task_steps, parse_tasks, positive_int, prepare_corpus, pretrain_manifest,
-                          pretraining_argv, run_downstream_tasks, run_pretraining, shown, timed)
+from results.demo import (ABX_FILES, ABX_SPLITS, ALL_ER_FOLDS, ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, abx_stage,
+                          describe_task_steps, parse_folds, parse_task_steps, parse_tasks, positive_int, prepare_corpus,
+                          pretrain_manifest, pretraining_argv, run_downstream_tasks, run_pretraining, shown, timed)
 
 log = logging.getLogger("study")
 
@@ -100,10 +100,18 @@ def parse_seeds(text: str) -> list[int]:
 # Planning: the exact commands of one (condition, seed).
 
 
-def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path, out_dir: Path, steps: int) -> list[str]:
+ABX_EVALUATIONS = 5  # phone ABX monitor points per pretraining run, besides update 0
+
+
+def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path, out_dir: Path, steps: int,
+                  abx_data: Path | None = None) -> list[str]:
     """pretrain/run.py's argv: the same config, updates, warm-up and batch size for every arm; only the seed and
-    the arm's own overrides differ."""
-    return pretraining_argv(config, manifest, out_dir, steps, [f"run.seed={seed}", *condition.overrides])
+    the arm's own overrides differ. With `abx_data` the pretrainer's ABX monitor scores the student's layers on its
+    dev-clean alignments during training."""
+    monitor = [f"run.eval_data={abx_data}", f"run.eval_every={max(1, steps // ABX_EVALUATIONS)}",
+               f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"] \
+        if abx_data is not None else []
+    return pretraining_argv(config, manifest, out_dir, steps, [f"run.seed={seed}", *condition.overrides, *monitor])
 
 
 def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_folds: Sequence[int],
@@ -154,7 +162,8 @@ def run_condition(condition: Condition, seed: int, args: argparse.Namespace, dat
     checkpoint: Path | None = None
     if condition.source == "pretrain":
         stages.append(run_pretraining(pretrain_argv(condition, seed, args.pretrain_config,
-                                                    pretrain_manifest(args, data), cdir / "pretrain", args.steps)))
+                                                    pretrain_manifest(args, data), cdir / "pretrain", args.steps,
+                                                    data)))
         checkpoint = cdir / "pretrain" / "last.pt"
     elif condition.source == "random_init":
         checkpoint = cdir / "random_init.pt"
@@ -189,6 +198,8 @@ def run_condition(condition: Condition, seed: int, args: argparse.Namespace, dat
         stages.append(timed(Stage("layerwise", command),
                             lambda: run_layerwise(checkpoint, data, cdir / "layerwise",
                                                   max_utterances=args.probe_utterances, seed=seed)))
+    # fbank: s3prl's fbank; otherwise the arm's encoder
+    stages.append(abx_stage(cdir / "abx", data, [checkpoint] if checkpoint else [], [] if checkpoint else ["fbank"]))
     _write_condition_json(cdir, condition, seed, stages, downstream_stages)
 
 
@@ -217,6 +228,8 @@ class ArmResult:
     training: list[dict] = field(default_factory=list)  # metrics.jsonl records (none without pretraining)
     rho_measured: dict[str, bool] = field(default_factory=dict)  # student_rho / teacher_rho -> logged for real
     layerwise: list[dict] = field(default_factory=list)  # layerwise.csv rows
+    abx: list[dict] = field(default_factory=list)  # abx.csv rows: the arm's own representation and the references
+    abx_monitor: list[dict] = field(default_factory=list)  # the pretrainer's {"step", "abx"} records
     updates: int = 0
     audio_seconds: float = 0.0
     train_seconds: float = 0.0  # pretraining time from the logged seconds per update
@@ -273,7 +286,9 @@ def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:
                        if r.status != "ok"]
     metrics = cdir / "pretrain" / METRICS_FILE
     if metrics.is_file():
-        arm.training = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        arm.training = [r for r in records if "abx" not in r]
+        arm.abx_monitor = [r for r in records if "abx" in r]
         arm.updates, arm.audio_seconds, arm.train_seconds = training_totals(arm.training)
         config_path = cdir / "pretrain" / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
@@ -283,6 +298,11 @@ def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:
         from results.layerwise import read_csv
 
         arm.layerwise = read_csv(layerwise_csv)
+    abx_csv = cdir / "abx" / "abx.csv"
+    if abx_csv.is_file():
+        from results.abx.report import read_csv as read_abx_csv
+
+        arm.abx = read_abx_csv(abx_csv)
     record_path = cdir / "condition.json"
     if record_path.is_file():
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -502,6 +522,75 @@ def layerwise_sentences(arms: Sequence[ArmResult], a: str, b: str, labels: dict[
     return sentences
 
 
+def abx_means(arms: Sequence[ArmResult], condition: str) -> dict[int, dict[str, float]]:
+    """layer -> ABX condition -> mean error over seeds, of the arm's own representation (references left out)."""
+    from results.abx.features import REFERENCES
+
+    values: dict[int, dict[str, list[float]]] = {}
+    for arm in arms:
+        if arm.condition == condition:
+            for row in arm.abx:
+                if row["representation"] not in REFERENCES:
+                    values.setdefault(row["layer"], {}).setdefault(row["condition"], []).append(row["error"])
+    return {layer: {c: statistics.fmean(v) for c, v in errors.items()} for layer, errors in sorted(values.items())}
+
+
+def abx_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> str:
+    """Best layer by mean across-speaker error, its within and across error, and the last layer's across error;
+    then the reference rows of the first arm that scored them (the same items for every arm)."""
+    from results.abx.features import REFERENCES
+    from results.abx.report import best_layer
+
+    lines = ["| representation | best layer | within % | across % | last layer across % |", "|---|---:|---:|---:|---:|"]
+    for condition in conditions:
+        means = abx_means(arms, condition)
+        if means:
+            best = best_layer(means)
+            lines.append(f"| {labels.get(condition, condition)} | {best} | {means[best].get('within', math.nan):.1f} | "
+                         f"{means[best].get('across', math.nan):.1f} | {means[max(means)].get('across', math.nan):.1f} |")
+    references = next((a.abx for a in arms if any(r["representation"] in REFERENCES for r in a.abx)), [])
+    for name in REFERENCES:
+        errors = {r["condition"]: r["error"] for r in references if r["representation"] == name}
+        if errors:
+            lines.append(f"| {name} (reference) | – | {errors.get('within', math.nan):.1f} | "
+                         f"{errors.get('across', math.nan):.1f} | – |")
+    return "\n".join(lines) + "\n"
+
+
+def abx_monitor_means(arms: Sequence[ArmResult], condition: str) -> dict[int, dict[str, float]]:
+    """step -> best_within / best_across -> mean over seeds, from the pretrainer's ABX monitor."""
+    per_step: dict[int, dict[str, list[float]]] = {}
+    for arm in arms:
+        if arm.condition == condition:
+            for record in arm.abx_monitor:
+                for key in ("best_within", "best_across"):
+                    per_step.setdefault(record["step"], {}).setdefault(key, []).append(record["abx"][key])
+    return {step: {k: statistics.fmean(v) for k, v in keys.items()} for step, keys in sorted(per_step.items())}
+
+
+def abx_monitor_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> str:
+    lines = ["| condition | step | best layer within % | best layer across % |", "|---|---:|---:|---:|"]
+    for condition in conditions:
+        for step, row in abx_monitor_means(arms, condition).items():
+            lines.append(f"| {labels.get(condition, condition)} | {step} | {row['best_within']:.1f} | "
+                         f"{row['best_across']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def abx_sentences(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> list[str]:
+    from results.abx.report import best_layer
+
+    sentences = []
+    for condition in conditions:
+        means = abx_means(arms, condition)
+        if means:
+            best = best_layer(means)
+            sentences.append(f"{labels.get(condition, condition)}: best phone ABX layer {best}, "
+                             f"{means[best].get('within', math.nan):.1f} % within / "
+                             f"{means[best].get('across', math.nan):.1f} % across speaker (chance 50).")
+    return sentences
+
+
 def compute_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> str:
     lines = ["| condition | seeds | pretraining updates | audio seen (s) | pretraining time (s) | "
              "pretrain stage wall (s) | downstream wall (s) | layerwise wall (s) |",
@@ -578,6 +667,7 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
     if "random_mask" in conditions:
         sentences += layerwise_sentences(arms, reference, "random_mask", labels)
     sentences += training_sentences(arms, conditions, labels)
+    sentences += abx_sentences(arms, conditions, labels)
     parts += [f"- {s}" for s in sentences] + [""]
     parts += ["## SUPERB tasks", "", score_table(summaries, conditions, labels)]
     parts += ["## Loss predictor and masking over training", "",
@@ -589,6 +679,16 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
               "Linear probes per hidden state on held-out speakers (results.layerwise): phone frame accuracy, "
               "keyword accuracy, R^2 of a ridge map to log-mel, speaker accuracy; mean over seeds.", "",
               layerwise_table(arms, conditions, labels), "![layer-wise probes](layerwise_curves.png)", ""]
+    if any(a.abx for a in arms):
+        parts += ["## Phone ABX per layer", "",
+                  f"Triphone phone ABX error (results.abx) on the first {ABX_FILES} utterances of "
+                  f"{', '.join(ABX_SPLITS)}, mean over "
+                  "seeds; the best layer is the one with the lowest mean across-speaker error. Chance is 50.", "",
+                  abx_table(arms, conditions, labels)]
+    if any(a.abx_monitor for a in arms):
+        parts += ["## Phone ABX during pretraining", "",
+                  "The pretrainer's ABX monitor (run.eval_every): the best student layer's error at each "
+                  "evaluation, mean over seeds.", "", abx_monitor_table(arms, conditions, labels)]
     parts += ["## Compute per arm (mean over seeds)", "", compute_table(arms, conditions, labels)]
     parts += ["## Per-run scores", "", "| condition | seed | " + " | ".join(SCORE_COLUMNS[m] for m in [*TASKS, "SF_CER"])
               + " | problems |", "|---|---:|" + "---:|" * (len(TASKS) + 1) + "---|"]
@@ -695,7 +795,8 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
     first = args.seeds[0]
     pretrain_commands = {
         name: shown(pretrain_argv(conditions[name], first, args.pretrain_config, pretrain_manifest(args, data),
-                                  condition_dir(args.out, name, first) / "pretrain", args.steps))
+                                  condition_dir(args.out, name, first) / "pretrain", args.steps,
+                                  data if args.abx_monitor else None))
         for name in args.conditions if conditions[name].source == "pretrain"}
     meta = StudyMeta(command, list(args.seeds), list(args.conditions), labels,
                      {name: c.about for name, c in conditions.items()}, str(data), scale, args.steps,
@@ -727,6 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in ("seeds", "conditions", "steps", "task_steps"):
             setattr(args, key, record[key])
         args.er_folds = record.get("er_folds", list(ALL_ER_FOLDS))
+        args.abx_monitor = record.get("abx_monitor", False)  # studies run before the monitor existed
         if isinstance(args.task_steps, int):  # a study.json written before per-task counts
             args.task_steps = parse_task_steps(str(args.task_steps))
         args.pretrain_manifest = Path(record["pretrain_manifest"]) if record.get("pretrain_manifest") else None
@@ -740,7 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = {"command": command, "seeds": args.seeds, "conditions": args.conditions, "steps": args.steps,
                   "task_steps": args.task_steps, "er_folds": args.er_folds, "data": str(data),
                   "pretrain_config": str(args.pretrain_config),
-                  "pretrain_manifest": str(pretrain_manifest(args, data))}
+                  "pretrain_manifest": str(pretrain_manifest(args, data)), "abx_monitor": True}
+        args.abx_monitor = True
         record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         conditions = default_conditions()
         start = time.monotonic()

@@ -250,5 +250,9 @@ def test_compiled_blocks_step_matches_the_eager_step():
         b = compiled(wav, lengths, torch.arange(2))
         torch.testing.assert_close(b.loss, a.loss, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(b.aux_loss, a.aux_loss, rtol=1e-4, atol=1e-5)
+    # Adam moves an element by up to lr per update whatever its gradient's size, so where a gradient is near zero
+    # float32 reordering in the compiled kernels shifts the step by a small fraction of lr (seen: 1.5e-5 on one
+    # element of 12,288 with lr 1e-3); 5 % of lr bounds that and still catches any real divergence
+    atol = 0.05 * config.optim.lr
     for (name, p), q in zip(eager.model.named_parameters(), compiled.model.parameters()):
-        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=atol, msg=name)

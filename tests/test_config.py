@@ -10,7 +10,8 @@ from pretrain.config import PretrainConfig, apply_overrides, config_from_dict, l
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["ehmam.yaml", "tiny.yaml", "random_mask.yaml"])
+@pytest.mark.parametrize("name", ["ehmam.yaml", "tiny.yaml", "random_mask.yaml", "mel.yaml", "tiny_mel.yaml",
+                                  "cpu_recipe.yaml"])
 def test_shipped_configs_load(name):
     """Each shipped config resolves to a valid PretrainConfig."""
     config = load_config(ROOT / "pretrain" / name)
@@ -88,3 +89,14 @@ def test_saved_config_round_trips(tmp_path):
     assert again.to_dict() == c.to_dict()
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["max_steps"] == 7
     assert isinstance(again, PretrainConfig)
+
+
+def test_float_keys_accept_every_spelling_of_a_number():
+    """YAML 1.1 reads 5e-4 as a string; a float key still takes it (and 1E-3, ".5"), in --set and in files."""
+    c = config_from_dict(apply_overrides({}, ["optim.lr=5e-4", "optim.eps=1E-8", "loss.aux_weight=.5"]))
+    assert (c.optim.lr, c.optim.eps, c.loss.aux_weight) == (5e-4, 1e-8, 0.5)
+    assert isinstance(c.optim.lr, float)
+    with pytest.raises(ValueError, match=r"optim\.lr: expected float, got str 'fast'"):
+        config_from_dict(apply_overrides({}, ["optim.lr=fast"]))
+    with pytest.raises(ValueError, match=r"optim\.max_steps: expected int"):
+        config_from_dict(apply_overrides({}, ["optim.max_steps=1e3"]))  # an int key stays strict

@@ -37,7 +37,8 @@ def demo(minisuperb_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
         [sys.executable, "-m", "results.demo", "--out", str(out), "--data", str(minisuperb_ci),
-         "--pretrain-steps", str(PRETRAIN_STEPS), "--task-steps", str(TASK_STEPS)],
+         "--pretrain-steps", str(PRETRAIN_STEPS), "--task-steps", str(TASK_STEPS), "--profile", "none",
+         "--baselines", "none"],
         cwd=REPO, env=_env(out), capture_output=True, text=True, timeout=900)
     (out / "demo.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
@@ -104,7 +105,8 @@ def test_task_trains_evaluates_and_is_tabulated(demo, minisuperb_ci, task):
             assert len(_lines(expdir / PREDICTION_FILES[task])) == expected_test_items(minisuperb_ci, task)
 
     cell = read_table_row(demo)[TABLE_COLUMNS[task]]
-    values = [float(part) for part in cell.split(" / ")]  # a number (SF: F1 / CER), not missing/unfinished
+    # a number (SF: F1 / CER) with its interval and chance in brackets, not missing/unfinished
+    values = [float(part.split(" (")[0]) for part in cell.split(" / ")]
     assert len(values) == (2 if task == "sf" else 1)
     assert all(0.0 <= value <= 100.0 for value in values)
     runs = list(csv.DictReader(open(demo / "results" / "superb_runs.csv", newline="", encoding="utf-8")))
@@ -138,3 +140,19 @@ def test_asr_as_a_user_types_it(demo, minisuperb_ci, tmp_path):
     for path in (minisuperb_ci / "LibriSpeech" / "test-clean").rglob("*.trans.txt"):
         transcripts.update(line.split(" ", 1) for line in _lines(path))
     assert dict(line.split(" ", 1) for line in ref) == transcripts
+
+
+def test_demo_prints_phone_abx_beside_the_table(demo):
+    """The demo scores its checkpoint's layers by phone ABX (beside log-mel and MFCC) and shows the pretraining
+    monitor's curve: update 0, every quarter of the run, and the last update."""
+    log = (demo / "demo.log").read_text()
+    assert "Phone ABX (triphone" in log and "| last.pt (student) |" in log and "| log-mel, normalised |" in log
+    with open(demo / "abx" / "abx.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    state = torch.load(demo / "pretrain" / "last.pt", map_location="cpu", weights_only=True)
+    layers = {int(r["layer"]) for r in rows if r["representation"] == "last.pt (student)"}
+    assert layers == set(range(state["model_config"]["num_layers"] + 1))
+    every = max(1, PRETRAIN_STEPS // 4)
+    steps = [line.split("\t")[0] for line in (demo / "pretrain" / "abx_curve.tsv").read_text().splitlines()[1:]]
+    assert steps == [str(s) for s in sorted({*range(0, PRETRAIN_STEPS + 1, every), PRETRAIN_STEPS})]
+    assert "During pretraining (best student layer)" in log

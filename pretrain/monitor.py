@@ -1,0 +1,95 @@
+"""Phone ABX during pretraining: the loss says little about what the encoder learns (it can fall while every
+layer stays at chance), so every `run.eval_every` updates, and at the end, each student layer is scored on a
+held-out aligned set (`run.eval_data`). Records go to metrics.jsonl as {"step", "abx": {...}}, to TensorBoard
+under abx/, to the progress bar, and the best layer's curve to abx_curve.tsv in the run directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from .config import PretrainConfig
+
+log = logging.getLogger("pretrain")
+
+CURVE = "abx_curve.tsv"
+MONITOR_CONDITIONS = ("within", "across")
+
+
+class ABXMonitor:
+    """The item set, triples and waveforms are prepared once; each evaluation runs the student on them."""
+
+    def __init__(self, config: PretrainConfig, device: torch.device):
+        from results.abx.evaluate import ABXSet
+        from results.abx.items import FrameGeometry, items_from_alignments
+
+        run = config.run
+        libri = Path(run.eval_data) / "LibriSpeech"
+        if not libri.is_dir():
+            raise FileNotFoundError(f"run.eval_data: {libri} not found; it must be a corpus root holding "
+                                    f"LibriSpeech/alignments/<split>.jsonl (python -m minisuperb writes one)")
+        table = items_from_alignments(libri, run.eval_splits, run.eval_max_files)
+        geometry = FrameGeometry(config.model.downsample_rate, config.model.receptive_field)
+        self.abx_set = ABXSet(table, [geometry], MONITOR_CONDITIONS)
+        self.every = run.eval_every
+        self.device = device
+
+    def due(self, update: int, max_steps: int) -> bool:
+        return update % self.every == 0 or update == max_steps
+
+    def evaluate(self, encoder: torch.nn.Module, update: int) -> dict:
+        """{"step", "abx": {"within": [per layer], "across": [...], "best_layer", "best_within", "best_across",
+        "seconds"}}; the encoder is put back in the mode it was in."""
+        from results.abx.features import EncoderLayers
+
+        tick = time.perf_counter()
+        was_training = encoder.training
+        try:
+            rows = self.abx_set.evaluate(EncoderLayers(encoder, "student", self.device))
+        finally:
+            encoder.train(was_training)
+        errors = {c: [r["error"] for r in rows if r["condition"] == c] for c in MONITOR_CONDITIONS}
+        finite = [(e, k) for k, e in enumerate(errors["across"]) if math.isfinite(e)]
+        best = min(finite)[1] if finite else 0
+        return {"step": update, "abx": {**errors, "best_layer": best, "best_within": errors["within"][best],
+                                        "best_across": errors["across"][best],
+                                        "seconds": time.perf_counter() - tick}}
+
+
+def abx_records(metrics_path: Path) -> list[dict]:
+    """The ABX records of a metrics.jsonl, in step order."""
+    if not metrics_path.is_file():
+        return []
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    return sorted((r for r in records if "abx" in r), key=lambda r: r["step"])
+
+
+def write_curve(metrics_path: Path, curve_path: Path) -> None:
+    """abx_curve.tsv: step, best layer, its within and across error, rebuilt from metrics.jsonl (which a resumed
+    run has already cut back to its checkpoint), so that it always matches the log."""
+    lines = ["step\tbest_layer\twithin\tacross"]
+    lines += [f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}"
+              for r in abx_records(metrics_path)]
+    tmp = curve_path.with_name(curve_path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(curve_path)
+
+
+def log_abx(record: dict, writer, metrics_file, out_dir: Path, metrics_path: Path) -> None:
+    abx = record["abx"]
+    step = record["step"]
+    for condition in MONITOR_CONDITIONS:
+        for layer, error in enumerate(abx[condition]):
+            writer.add_scalar(f"abx/{condition}/layer_{layer}", error, step)
+        writer.add_scalar(f"abx/best_{condition}", abx[f"best_{condition}"], step)
+    writer.add_scalar("abx/best_layer", abx["best_layer"], step)
+    metrics_file.write(json.dumps(record) + "\n")
+    metrics_file.flush()
+    write_curve(metrics_path, out_dir / CURVE)
+    log.info("update %d: phone ABX best layer %d, within %.1f %%, across %.1f %% (%.1f s)", step, abx["best_layer"],
+             abx["best_within"], abx["best_across"], abx["seconds"])

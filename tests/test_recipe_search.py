@@ -1,0 +1,46 @@
+"""results.recipe_search: the arms file is validated with errors naming the entry, and one tiny arm runs end to end
+with the ABX monitor, its row reading the monitor's first and last evaluations."""
+import csv
+
+import pytest
+
+from results import recipe_search
+
+
+def test_read_arms_validates_every_entry(tmp_path):
+    path = tmp_path / "arms.yaml"
+    path.write_text("- {name: a, config: pretrain/tiny.yaml, set: [optim.lr=1e-3]}\n")
+    assert recipe_search.read_arms(path)[0].overrides == ("optim.lr=1e-3",)
+    for text, message in [
+        ("- {name: a, config: pretrain/nope.yaml}\n", r"arm 1 \(a\): 'config' must name a config file"),
+        ("- {name: a, config: pretrain/tiny.yaml}\n- {name: a, config: pretrain/tiny.yaml}\n",
+         r"arm 2: 'name' must be a unique"),
+        ("- {name: a, config: pretrain/tiny.yaml, sets: []}\n", r"arm 1: unknown key 'sets'"),
+        ("- {name: a, config: pretrain/tiny.yaml, set: [lr]}\n", r"'set' must be a list of section.key=value"),
+        ("{}\n", r"expected a non-empty YAML list"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            recipe_search.read_arms(path)
+
+
+@pytest.mark.slow
+def test_one_arm_end_to_end(minisuperb_ci, tmp_path):
+    arms = tmp_path / "arms.yaml"
+    arms.write_text("- name: tiny\n  config: pretrain/tiny.yaml\n  about: smoke\n  set: [optim.max_steps=4, "
+                    "optim.warmup_steps=1, data.max_samples=32000, data.max_batch_samples=64000, run.log_every=1]\n")
+    out = tmp_path / "out"
+    code = recipe_search.main(["--data", str(minisuperb_ci), "--arms", str(arms), "--runs", str(tmp_path / "runs"),
+                               "--out", str(out), "--eval-every", "2"])
+    assert code == 0
+    with (out / "search.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["name"] == "tiny" and row["updates"] == "4" and float(row["wall_s"]) > 0
+    assert 0 <= float(row["init_across"]) <= 100 and 0 <= float(row["end_across"]) <= 100
+    assert float(row["best_across"]) <= min(float(row["init_across"]), float(row["end_across"]))
+    text = (out / "search.md").read_text()
+    assert "| log-mel, normalised |" in text and "| tiny | 4 |" in text
+    # a rerun reports the finished arm without training it again
+    assert recipe_search.main(["--data", str(minisuperb_ci), "--arms", str(arms), "--runs", str(tmp_path / "runs"),
+                               "--out", str(out), "--eval-every", "2"]) == 0
+    assert (out / "search.md").read_text() == text
