@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
           f"audio ({len(items.files)} utterances, {len(np.unique(items.speaker))} speakers), {len(items)} items, "
           f"{len(task.pairs):,} item pairs; triples " + ", ".join(f"{k} {v:,}" for k, v in triples.items()))
     mean_error = {c: np.mean([e[c] for e in errors]) for c in CONDITIONS}
-    print(f"random features, mean error over layers: " + ", ".join(f"{c} {v:.1f} %" for c, v in mean_error.items()))
+    print("random features, mean error over layers: " + ", ".join(f"{c} {v:.1f} %" for c, v in mean_error.items()))
     # CPU seconds beside wall seconds: on a shared machine the wall clock also counts other processes' time
     print(markdown_table(
         ["stage", "wall s", "CPU s (all threads)"],

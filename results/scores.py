@@ -11,6 +11,8 @@ from typing import Callable, Sequence
 
 import editdistance
 
+from results.intervals import set_f1
+
 log = logging.getLogger(__name__)
 
 SlotMetric = Callable[..., float]
@@ -122,14 +124,7 @@ def slot_types(text: str, hypothesis: bool) -> set[str]:
 
 def utterance_slot_type_f1(hyp: str, ref: str) -> float:
     """F1 between the slot-type sets of one hypothesis and its reference (1.0 when both have none)."""
-    hyp_types, ref_types = slot_types(hyp, True), slot_types(ref, False)
-    if not hyp_types and not ref_types:
-        return 1.0
-    common = len(hyp_types & ref_types)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(hyp_types), common / len(ref_types)
-    return 2 * precision * recall / (precision + recall)
+    return set_f1(slot_types(hyp, True), slot_types(ref, False))
 
 
 def utterance_slot_value_errors(hyp: str, ref: str) -> tuple[int, int]:

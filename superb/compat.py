@@ -43,29 +43,10 @@ def apply_compat() -> None:
 
 
 def make_extension_stub() -> types.ModuleType:
-    """A `torchaudio._extension` that reports the C++ extension as unavailable.
+    """The upstream's `torchaudio._extension` stub (one definition for both), marked as ours."""
+    from upstream_ehmam.frontend import make_extension_stub as upstream_stub
 
-    PyPI torchaudio 2.11 links CUDA libraries, so next to CPU torch its extension cannot load.
-    Everything s3prl uses (resample, MelSpectrogram, kaldi fbank, lfilter) has a Python path.
-    """
-    stub = types.ModuleType("torchaudio._extension")
-    stub.__doc__ = "superb.compat stub: the torchaudio C++ extension is unavailable."
-    stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
-    stub._IS_ALIGN_AVAILABLE = False
-    stub._load_lib = lambda name: False
-    stub._check_cuda_version = lambda: None
-
-    def fail_if_no_align(func: Callable) -> Callable:
-        @functools.wraps(func)
-        def unavailable(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError(
-                f"torchaudio.{func.__name__} needs the torchaudio C++ extension, which cannot load "
-                "next to this torch build (superb.compat stubbed it out)"
-            )
-
-        return unavailable
-
-    stub.fail_if_no_align = fail_if_no_align
+    stub = upstream_stub()
     setattr(stub, _MARK, True)
     return stub
 

@@ -36,6 +36,27 @@ def mel_frames_for_samples(num_samples: int | torch.Tensor) -> int | torch.Tenso
     return max(0, (int(num_samples) - MEL_WINDOW) // MEL_HOP + 1)
 
 
+def make_extension_stub() -> types.ModuleType:
+    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise. (PyPI
+    torchaudio 2.11 links CUDA libraries, so next to a CPU torch its extension cannot load; the filterbank, the
+    resampler and kaldi fbank have Python paths.)"""
+    stub = types.ModuleType("torchaudio._extension")
+    stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
+    stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
+    stub._IS_ALIGN_AVAILABLE = False
+    stub._load_lib = lambda name: False
+    stub._check_cuda_version = lambda: None
+
+    def fail_if_no_align(func):
+        @functools.wraps(func)
+        def unavailable(*args, **kwargs):
+            raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
+        return unavailable
+
+    stub.fail_if_no_align = fail_if_no_align
+    return stub
+
+
 def _import_torchaudio_functional() -> types.ModuleType:
     """torchaudio.functional, also where torchaudio's compiled extension cannot load (PyPI torchaudio 2.11 next
     to a CPU torch): the filterbank is pure Python, so the extension is replaced by a stub that reports itself
@@ -49,21 +70,7 @@ def _import_torchaudio_functional() -> types.ModuleType:
     except OSError:
         for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
             del sys.modules[name]
-        stub = types.ModuleType("torchaudio._extension")
-        stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
-        stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
-        stub._IS_ALIGN_AVAILABLE = False
-        stub._load_lib = lambda name: False
-        stub._check_cuda_version = lambda: None
-
-        def fail_if_no_align(func):
-            @functools.wraps(func)
-            def unavailable(*args, **kwargs):
-                raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
-            return unavailable
-
-        stub.fail_if_no_align = fail_if_no_align
-        sys.modules["torchaudio._extension"] = stub
+        sys.modules["torchaudio._extension"] = make_extension_stub()
         return importlib.import_module("torchaudio.functional")
 
 
