@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 
@@ -48,3 +50,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def harmonic_utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Speech-like test signal: a few voiced segments with changing pitch and formant-like partials, plus noise."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    out = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.25):
+        seg = (t >= start) & (t < start + 0.25)
+        f0 = rng.uniform(90, 250)
+        for k in range(1, 8):
+            out[seg] += rng.uniform(0, 1) / k * np.sin(2 * np.pi * f0 * k * t[seg])
+    out += 0.05 * rng.standard_normal(t.shape)
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def harmonic_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fairseq manifest of 12 harmonic utterances of 2.5-3.5 s (seed 0) for short pretraining runs; read-only."""
+    from pretrain.manifest import write_manifest
+
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        sf.write(root / f"utt{i:02d}.flac", harmonic_utterance(rng, rng.uniform(2.5, 3.5)), 16000, subtype="PCM_16")
+    write_manifest(root, root / "train.tsv")
+    return root / "train.tsv"

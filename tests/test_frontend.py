@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from upstream_ehmam import frontend, hubconf
@@ -249,27 +248,9 @@ def test_expert_contract_for_a_mel_checkpoint(mel_ckpt):
 # --- pretraining, resume, layer-wise probes, the real runner ----------------------------------------------
 
 
-def _speechlike(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * 16000)) / 16000
-    out = np.zeros_like(t)
-    for start in np.arange(0, seconds, 0.25):
-        seg = (t >= start) & (t < start + 0.25)
-        f0 = rng.uniform(90, 250)
-        for k in range(1, 8):
-            out[seg] += rng.uniform(0, 1) / k * np.sin(2 * np.pi * f0 * k * t[seg])
-    out += 0.05 * rng.standard_normal(t.shape)
-    return (0.3 * out / np.abs(out).max()).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> Path:
-    from pretrain.manifest import write_manifest
-    root = tmp_path_factory.mktemp("audio")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        sf.write(root / f"utt{i:02d}.flac", _speechlike(rng, rng.uniform(2.5, 3.5)), 16000, subtype="PCM_16")
-    write_manifest(root, root / "train.tsv")
-    return root / "train.tsv"
+def manifest(harmonic_manifest: Path) -> Path:
+    return harmonic_manifest
 
 
 def _config(manifest: Path, out_dir: Path, *extra: str, yaml: str = "tiny_mel.yaml"):

@@ -5,12 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from pretrain.config import load_config
 from pretrain.ehmam import EHMAMPretrainModel
-from pretrain.manifest import write_manifest
 from pretrain.train import train
 from upstream_ehmam.checkpoint import load_encoder
 
@@ -20,28 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _harmonic_utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """Speech-like test signal: a few voiced segments with changing pitch and formant-like partials, plus noise."""
-    t = np.arange(int(seconds * 16000)) / 16000
-    out = np.zeros_like(t)
-    for start in np.arange(0, seconds, 0.25):
-        seg = (t >= start) & (t < start + 0.25)
-        f0 = rng.uniform(90, 250)
-        for k in range(1, 8):
-            out[seg] += rng.uniform(0, 1) / k * np.sin(2 * np.pi * f0 * k * t[seg])
-    out += 0.05 * rng.standard_normal(t.shape)
-    return (0.3 * out / np.abs(out).max()).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("audio")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        sf.write(root / f"utt{i:02d}.flac", _harmonic_utterance(rng, rng.uniform(2.5, 3.5)), 16000, subtype="PCM_16")
-    out = root / "train.tsv"
-    write_manifest(root, out)
-    return out
+def manifest(harmonic_manifest: Path) -> Path:
+    return harmonic_manifest
 
 
 def _config(manifest: Path, out_dir: Path, *extra: str):
