@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ class ABXMonitor:
         """{"step", "abx": {"within": [per layer], "across": [...], "best_layer", "best_within", "best_across",
         "seconds"}}; the encoder is put back in the mode it was in."""
         from results.abx.features import EncoderLayers
+        from results.abx.report import best_layer, by_representation
 
         tick = time.perf_counter()
         was_training = encoder.training
@@ -54,8 +54,7 @@ class ABXMonitor:
         finally:
             encoder.train(was_training)
         errors = {c: [r["error"] for r in rows if r["condition"] == c] for c in MONITOR_CONDITIONS}
-        finite = [(e, k) for k, e in enumerate(errors["across"]) if math.isfinite(e)]
-        best = min(finite)[1] if finite else 0
+        best = best_layer(by_representation(rows)["student"])
         return {"step": update, "abx": {**errors, "best_layer": best, "best_within": errors["within"][best],
                                         "best_across": errors["across"][best],
                                         "seconds": time.perf_counter() - tick}}

@@ -266,17 +266,12 @@ def parse_baselines(text: str) -> list[str]:
 def export_random_init(checkpoint: Path, path: Path, seed: int = 0) -> Path:
     """A freshly initialised encoder with the architecture (model_config) of `checkpoint`, saved as an encoder
     export: the "no pretraining" row. The global RNG is forked so the caller's random state is untouched."""
-    import torch
-
     from upstream_ehmam.checkpoint import export_encoder, load_checkpoint
     from upstream_ehmam.config import EncoderConfig
-    from upstream_ehmam.model import EHMAMEncoder
+    from upstream_ehmam.model import random_init_encoder
 
     config = EncoderConfig.from_dict(load_checkpoint(checkpoint)["model_config"], where=f"{checkpoint}: model_config")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = EHMAMEncoder(config)
-    export_encoder(encoder, path)
+    export_encoder(random_init_encoder(config, seed), path)
     return path
 
 

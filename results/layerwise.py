@@ -11,7 +11,6 @@ import argparse
 import bisect
 import contextlib
 import csv
-import functools
 import json
 import logging
 import math
@@ -152,13 +151,12 @@ def frame_phone_labels(phones: Sequence[str], starts: Sequence[int], num_frames:
     return labels
 
 
-@functools.lru_cache(maxsize=4)  # built once, not per utterance
 def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (torchaudio's)."""
-    from superb.compat import import_torchaudio  # torchaudio's compiled part is not needed for this
+    """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (torchaudio's):
+    the mel front end's own filterbank, built once per shape."""
+    from upstream_ehmam.frontend import mel_filterbank as model_filterbank
 
-    functional = import_torchaudio().functional
-    return functional.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, n_mels, sample_rate, norm=None, mel_scale="htk")
+    return model_filterbank(n_mels, sample_rate, n_fft=2 * (n_freqs - 1))
 
 
 def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = N_MELS, window: int = MEL_WINDOW,

@@ -131,17 +131,11 @@ def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_fo
 def export_random_init(path: Path, pretrain_config: Path, seed: int) -> Path:
     """A freshly initialised encoder of the pretraining config's shape, saved as an encoder export. The global
     RNG is forked so the caller's random state is untouched."""
-    import torch
-
     from pretrain.config import load_config
     from upstream_ehmam.checkpoint import export_encoder
-    from upstream_ehmam.model import EHMAMEncoder
+    from upstream_ehmam.model import random_init_encoder
 
-    model_config = load_config(pretrain_config).model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = EHMAMEncoder(model_config)
-    export_encoder(encoder, path)
+    export_encoder(random_init_encoder(load_config(pretrain_config).model, seed), path)
     return path
 
 

@@ -249,3 +249,11 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (LocalEncoder, MelLocalEncoder)):
             m.reset_parameters()
+
+
+def random_init_encoder(cfg: EncoderConfig, seed: int) -> EHMAMEncoder:
+    """An untrained encoder of `cfg`'s architecture, initialised as pretraining initialises it, from `seed`; the
+    global RNG is forked, so the caller's random state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return EHMAMEncoder(cfg).eval()

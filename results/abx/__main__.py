@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .evaluate import ABXSet
-from .features import MFCC, EncoderLayers, LogMel, S3prlUpstream, random_init_like
+from .features import MFCC, EncoderLayers, LogMel, S3prlUpstream
 from .items import items_from_alignments, items_from_item_file
 from .report import markdown, plot, summary_table, write_csv
 from .scoring import CONDITIONS
@@ -30,6 +30,7 @@ log = logging.getLogger("abx")
 def build_representations(checkpoints: Sequence[Path], weights: str, upstreams: Sequence[str], random_init: bool,
                           device: str, seed: int) -> list:
     from upstream_ehmam.checkpoint import load_encoder
+    from upstream_ehmam.model import random_init_encoder
 
     representations: list = [LogMel(normalised=False), LogMel(normalised=True), MFCC()]
     for ckpt in checkpoints:
@@ -37,7 +38,7 @@ def build_representations(checkpoints: Sequence[Path], weights: str, upstreams: 
         label = ckpt.name if len(checkpoints) == 1 else str(ckpt)
         representations.append(EncoderLayers(encoder, f"{label} ({weights})", device))
         if random_init:
-            representations.append(EncoderLayers(random_init_like(encoder, seed), f"{label}: random init", device))
+            representations.append(EncoderLayers(random_init_encoder(encoder.config, seed), f"{label}: random init", device))
     representations += [S3prlUpstream(name, device=device) for name in upstreams]
     return representations
 

@@ -52,6 +52,7 @@ class ABXSet:
                 raise ValueError(f"{f.path}: {wav.shape[0]} samples, but its alignment says {f.num_samples}")
             self.wavs.append(wav)
         self.cells = {name: t.num_cells for name, t in self.task.conditions.items()}
+        self._plans: dict[tuple, list] = {}  # (geometry, frame counts) -> pair layout: the monitor reuses one
         log.info("ABX set: %d items of %d files (%.1f min, %d speakers); %d item pairs; cells %s",
                  len(self.items), len(self.items.files), seconds_of(self.items) / 60,
                  len(np.unique(self.items.speaker)), len(self.task.pairs), self.cells)
@@ -87,7 +88,10 @@ class ABXSet:
         layers, counts = self.frames(representation)
         first, length = self.spans(representation.geometry, counts)
         extracted = time.perf_counter()
-        chunks = self.task.plan(first, length)
+        key = (representation.geometry, tuple(counts))
+        if key not in self._plans:
+            self._plans[key] = self.task.plan(first, length)
+        chunks = self._plans[key]
         rows = []
         for layer, frames in enumerate(layers):
             for condition, error in score(self.task, frames, chunks).items():

@@ -93,15 +93,6 @@ class EncoderLayers:
         return [h[0, :T].float().cpu() for h in hidden]
 
 
-def random_init_like(encoder: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """An untrained encoder of `encoder`'s architecture, initialised as pretraining initialises it."""
-    from upstream_ehmam.model import EHMAMEncoder
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return EHMAMEncoder(encoder.config).eval()
-
-
 class S3prlUpstream:
     """Every hidden state of an s3prl upstream (`-u NAME` of run_downstream.py), e.g. fbank or a local
     checkpoint's upstream; its frame rate is the upstream's own downsample rate."""
