@@ -10,7 +10,6 @@ table: item set, the one-off task build, and per layer the DTW distances and the
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import add_common_arguments, apply_threads, device_name, markdown_table  # noqa: E402
+from bench.common import bench_parser, apply_threads, device_name, markdown_table  # noqa: E402
 from results.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of  # noqa: E402
 from results.abx.scoring import CONDITIONS, build_task, score  # noqa: E402
 from results.layerwise import SAMPLE_RATE  # noqa: E402
@@ -34,13 +33,12 @@ def first_minutes(libri: Path, splits: list[str], minutes: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="corpus root with LibriSpeech/alignments/")
     parser.add_argument("--splits", default="dev-clean,test-clean,train-clean-100")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--layers", type=int, default=13)
     parser.add_argument("--dim", type=int, default=768)
-    add_common_arguments(parser)
     args = parser.parse_args(argv)
     threads = apply_threads(args.threads)
     geometry = FrameGeometry(320, 400)

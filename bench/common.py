@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 16_000
 
-# Dense bf16 peak of the GPUs we expect (performance.md conventions); matched against the CUDA device name.
+# Dense bf16 peak of the GPUs we expect (docs/design.md "Performance"); matched against the CUDA device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
 
 
@@ -165,7 +165,7 @@ def _attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, 
 
 def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
                              **kwargs) -> int:
-    """Backward without recomputing the scores: dV, dP, dQ, dK (4 matmuls), as performance.md counts it."""
+    """Backward without recomputing the scores: dV, dP, dQ, dK (4 matmuls), as docs/design.md "Performance" counts it."""
     b, h, s_q, d_q = query_shape
     s_k, d_v = key_shape[2], value_shape[3]
     return 2 * b * h * s_q * s_k * (2 * d_v + 2 * d_q)
@@ -173,7 +173,7 @@ def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape
 
 def _attention_mapping() -> dict:
     """Our formulas for every fused SDPA kernel. torch's FlopCounterMode has none for the CPU kernel (attention on
-    a CPU would count 0) and counts a score recompute in the CUDA backwards; performance.md counts the model's
+    a CPU would count 0) and counts a score recompute in the CUDA backwards; docs/design.md "Performance" counts the model's
     maths without recompute (MFU convention), and the unfused math path (CPU with dropout) is plain bmm."""
     aten = torch.ops.aten
     mapping = {}
@@ -215,7 +215,7 @@ def default_peak_tflops(device: torch.device) -> float | None:
 
 def seeded_audio(batch: int, num_samples: int, seed: int) -> torch.Tensor:
     """(batch, num_samples) float32 CPU waveforms, the same for a given seed on every machine: noise with a
-    syllable-rate envelope, each utterance normalised to zero mean and unit variance (method.md §3.1)."""
+    syllable-rate envelope, each utterance normalised to zero mean and unit variance (as the loader and the expert normalise)."""
     if batch < 1 or num_samples < 1:
         raise ValueError(f"need batch >= 1 and num_samples >= 1, got {batch} and {num_samples}")
     generator = torch.Generator().manual_seed(seed)
@@ -273,15 +273,41 @@ def write_json(path: str | Path, section: str, rows: list[dict], device: torch.d
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's default, i.e. the cores it sees)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default per device)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls; the median is reported")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the audio and of the models")
-    parser.add_argument("--quick", action="store_true", help="smallest sizes: a smoke run in a few seconds")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON here")
+SHARED_OPTIONS: dict[str, tuple[str, dict]] = {
+    "device": ("--device", dict(default="cpu", help="cpu | cuda | cuda:N (default cpu)")),
+    "threads": ("--threads", dict(type=int, default=None,
+                                  help="torch intra-op threads (default: torch's default, i.e. the cores it sees)")),
+    "warmup": ("--warmup", dict(type=int, default=None, help="untimed calls first (default per device)")),
+    "repeats": ("--repeats", dict(type=int, default=None, help="timed calls; the median is reported")),
+    "seed": ("--seed", dict(type=int, default=0, help="seed of the audio, the models or the draws (default 0)")),
+    "quick": ("--quick", dict(action="store_true", help="smallest sizes: a smoke run in a few seconds")),
+    "json": ("--json", dict(default=None, metavar="PATH", help="also write the rows as JSON here")),
+    "precision": ("--precision", dict(choices=("fp32", "bf16"), default=None,
+                                      help="default: bf16 autocast on CUDA, fp32 on CPU (as run.precision=auto)")),
+}
+TIMING_OPTIONS = ("device", "threads", "warmup", "repeats", "seed", "quick", "json")
+
+
+def bench_parser(doc: str | None, options: Sequence[str] = TIMING_OPTIONS) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script: its docstring as help, and the shared `options`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in options:
+        flag, kwargs = SHARED_OPTIONS[name]
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def override_sizes(sizes: Any, **values: Any) -> None:
+    """Set each size the command line gave on a script's default sizes (None keeps the default)."""
+    for name, value in values.items():
+        if value is not None:
+            setattr(sizes, name, value)
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> tuple[str, torch.dtype | None]:
+    """--precision (default bf16 on CUDA, fp32 on CPU) -> (its name, the autocast dtype or None for fp32)."""
+    precision = precision or ("bf16" if device.type == "cuda" else "fp32")
+    return precision, torch.bfloat16 if precision == "bf16" else None
 
 
 def apply_threads(threads: int | None) -> int:

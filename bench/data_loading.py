@@ -4,11 +4,10 @@ generated set of FLAC files, for 0, 1 and 2 workers: audio-seconds per second, b
 Run: python bench/data_loading.py [--quick] [--workers 0,1,2] [--files 48] [--json out.json]
 The files are speech-like (harmonic voiced segments + -40 dB noise, 16 kHz, 16-bit FLAC) in a temporary folder.
 Epoch 1 is the warm-up (worker start-up); the median over the following epochs is reported. A decode-only row
-(soundfile.read in the main process) relates the numbers to performance.md §5.
+(soundfile.read in the main process) relates the numbers to docs/design.md "Performance".
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import sys
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (add_common_arguments, apply_threads, device_name, fmt, markdown_table,  # noqa: E402
+from bench.common import (bench_parser, apply_threads, device_name, fmt, markdown_table,  # noqa: E402
                           resolve_device, write_json)
 from pretrain.data import build_loader  # noqa: E402
 from pretrain.manifest import write_manifest  # noqa: E402
@@ -152,8 +151,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--workers", default=None, help="comma-separated DataLoader worker counts (default 0,1,2)")
     parser.add_argument("--files", type=int, default=None, help="FLAC files to generate")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs after the warm-up epoch")

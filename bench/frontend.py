@@ -9,7 +9,6 @@ Timed calls are interleaved (cnn, mel, cnn, mel, ...) so that load from other pr
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (add_common_arguments, apply_threads, autocast_for, count_flops, device_name,  # noqa: E402
+from bench.common import (bench_parser, apply_threads, autocast_for, count_flops, device_name,  # noqa: E402
                           markdown_table, resolve_device, seeded_audio, time_call, write_json)
 from bench.inference import torchaudio_model  # noqa: E402
 from bench.train_step import EHMAMStep  # noqa: E402
@@ -164,8 +163,7 @@ def profile_mel_extraction(device: torch.device, seed: int, seconds: float = 10.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--skip-timing", action="store_true", help="FLOP counts only")
     parser.add_argument("--profile", action="store_true",
                         help="add the top ops of one Base mel feature extraction (10 s input)")

@@ -7,7 +7,6 @@ shapes of pretrain/tiny.yaml, 1 s.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import sys
@@ -20,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, count_flops,  # noqa: E402
+from bench.common import (TIMING_OPTIONS, bench_parser, override_sizes, resolve_precision,  # noqa: E402
+                          PeakMemory, apply_threads, autocast_for, count_flops,  # noqa: E402
                           device_name, fmt, format_bytes, markdown_table, measure, resolve_device, seeded_audio,
                           write_json)
 from pretrain.config import load_config  # noqa: E402
@@ -207,8 +207,7 @@ def format_floor_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = bench_parser(__doc__, (*TIMING_OPTIONS, "precision"))
     parser.add_argument("--shape", choices=("base", "tiny"), default=None, help="model shape (default per device)")
     parser.add_argument("--seconds", type=float, default=None, help="input length in seconds")
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
@@ -216,21 +215,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="add a row for our encoder under torch.compile (compile time shows in the warm-up)")
     parser.add_argument("--profile", action="store_true",
                         help="add each model's top ops by self time (torch.profiler, first batch size)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="default: bf16 autocast on CUDA, fp32 on CPU")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
-    sizes.shape = args.shape or sizes.shape
-    sizes.seconds = args.seconds or sizes.seconds
-    if args.batches:
-        sizes.batches = [int(b) for b in args.batches.split(",")]
-    sizes.warmup = sizes.warmup if args.warmup is None else args.warmup
-    sizes.repeats = sizes.repeats if args.repeats is None else args.repeats
-    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else None
+    override_sizes(sizes, shape=args.shape, seconds=args.seconds, batches=batches, warmup=args.warmup,
+                   repeats=args.repeats)
+    precision, autocast_dtype = resolve_precision(args.precision, device)
 
     rows = bench_rows(sizes, device, autocast_dtype, args.seed, compile_ours=args.compile)
     print(f"{HEADER}\n")

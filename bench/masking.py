@@ -12,7 +12,6 @@ sampler are measured. Prints a Markdown table; CPU, seconds.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pretrain.masking import grid_mask, plan_grid_mask, release_mask  # noqa: E402
+from bench.common import bench_parser  # noqa: E402
+from pretrain.masking import grid_mask, plan_grid_mask, plan_release_mask, release_mask  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -51,7 +51,8 @@ def measure(sampler: str, alpha: float, rows: int, trials: int, seed: int, mask_
             plan = plan_grid_mask(lengths, mask_prob, span_length, alpha, generator, num_frames=num_frames)
             mask = grid_mask(predicted, plan)
         else:
-            mask = release_mask(predicted, lengths, mask_prob, span_length, alpha, generator)
+            plan = plan_release_mask(lengths, mask_prob, span_length, alpha, generator, num_frames=num_frames)
+            mask = release_mask(predicted, plan)
         per_row = mask.sum(dim=1)
         counts.append(per_row.tolist())
         fractions.append(float(per_row.sum()) / float(valid.sum()))
@@ -63,10 +64,9 @@ def measure(sampler: str, alpha: float, rows: int, trials: int, seed: int, mask_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, ["seed"])
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(f"rows {args.rows}, trials {args.trials}, seed {args.seed}, P=0.5, L=5\n")
     print("| sampler | alpha | masked fraction of valid frames | batches with equal count in every row "

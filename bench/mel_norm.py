@@ -10,7 +10,6 @@ A rerun with the same --out reuses finished pretraining runs and probes.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
@@ -18,6 +17,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import bench_parser  # noqa: E402
+
 NORMS = ("utterance", "global")
 
 
@@ -35,7 +38,7 @@ def best(rows: list[dict], probe: str) -> tuple[float, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, [])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", default="0")

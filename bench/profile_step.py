@@ -9,9 +9,9 @@ clock (CUDA events on a GPU: the stream time between the part's start and end; t
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -29,7 +29,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import pretrain.ehmam as ehmam_module  # noqa: E402
-from bench.common import (add_common_arguments, apply_threads, device_name, fmt, markdown_table,  # noqa: E402
+import pretrain.masking as masking  # noqa: E402
+from bench.common import (TIMING_OPTIONS, bench_parser, override_sizes, resolve_precision,  # noqa: E402
+                          apply_threads, device_name, fmt, markdown_table,  # noqa: E402
                           resolve_device, seeded_audio, synchronize, write_json)
 from bench.train_step import EHMAMStep, load_bench_config  # noqa: E402
 
@@ -76,6 +78,7 @@ class PartTimer:
 
 
 def _wrapped(fn: Callable, label: str, timer: PartTimer) -> Callable:
+    @functools.wraps(fn)
     def call(*args, **kwargs):
         with timer.part(label):
             return fn(*args, **kwargs)
@@ -86,7 +89,7 @@ def _wrapped(fn: Callable, label: str, timer: PartTimer) -> Callable:
 def labelled_parts(model: ehmam_module.EHMAMPretrainModel, timer: PartTimer) -> Iterator[None]:
     """Wrap the calls EHMAMPretrainModel.forward makes, for the duration of the block, without editing it:
     instance attributes shadow the modules' forward methods, and the module globals that forward looks up
-    (make_targets, grid_mask, the loss functions) are swapped and restored."""
+    (make_targets, the loss functions) and the mask plans' `mask` methods are swapped and restored."""
     instance_patches = [(model.encoder.local, "forward", "CNN + projection"),
                         (model.teacher.context, "forward", "teacher forward"),
                         (model.encoder.context, "forward_visible", "student forward (visible frames)"),
@@ -94,8 +97,8 @@ def labelled_parts(model: ehmam_module.EHMAMPretrainModel, timer: PartTimer) -> 
     if model.predictor is not None:
         instance_patches += [(model.teacher.predictor, "forward", "teacher loss predictor"),
                              (model.predictor, "forward", "student loss predictor")]
-    global_patches = [("make_targets", "targets (instance norm, top-K mean)"), ("grid_mask", "mask"),
-                      ("release_mask", "mask"),
+    instance_patches += [(masking.GridMaskPlan, "mask", "mask"), (masking.ReleaseMaskPlan, "mask", "mask")]
+    global_patches = [("make_targets", "targets (instance norm, top-K mean)"),
                       ("regression_loss_per_frame", "losses (regression + ranking)"),
                       ("ranking_loss", "losses (regression + ranking)"),
                       ("spearman_rho", "health scalars (Spearman rho)")]
@@ -108,7 +111,10 @@ def labelled_parts(model: ehmam_module.EHMAMPretrainModel, timer: PartTimer) -> 
         yield
     finally:
         for obj, attr, _ in instance_patches:
-            obj.__dict__.pop(attr, None)
+            if isinstance(obj, type):
+                setattr(obj, attr, getattr(obj, attr).__wrapped__)
+            else:
+                obj.__dict__.pop(attr, None)
         for name, fn in originals.items():
             setattr(ehmam_module, name, fn)
 
@@ -227,31 +233,22 @@ def format_tables(parts: list[dict], ops: list[dict], device: torch.device) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = bench_parser(__doc__, (*TIMING_OPTIONS, "precision"))
     parser.add_argument("--config", default=None, help="tiny | base | a YAML path")
     parser.add_argument("--crop", type=float, default=None, help="crop length in seconds")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--clones", type=int, default=None, help="clone_batch M (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="profiled steps (after the timed ones)")
     parser.add_argument("--top", type=int, default=None, help="ops to list")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
-    sizes.config = args.config or sizes.config
-    sizes.crop_s = args.crop or sizes.crop_s
-    sizes.batch = args.batch or sizes.batch
-    sizes.clones = args.clones or sizes.clones
-    sizes.profiled_steps = args.steps or sizes.profiled_steps
-    sizes.top_ops = args.top or sizes.top_ops
-    sizes.warmup = sizes.warmup if args.warmup is None else args.warmup
-    sizes.timed_steps = sizes.timed_steps if args.repeats is None else args.repeats
-    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    override_sizes(sizes, config=args.config, crop_s=args.crop, batch=args.batch, clones=args.clones,
+                   profiled_steps=args.steps, top_ops=args.top, warmup=args.warmup, timed_steps=args.repeats)
+    precision, autocast_dtype = resolve_precision(args.precision, device)
 
     parts, ops, info = run_profile(sizes, device, autocast_dtype, args.seed, args.set)
     print(f"{HEADER}\n")

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from bench.common import command_line, environment, markdown_table, resolve_device  # noqa: E402
+from bench.common import bench_parser, command_line, environment, markdown_table, resolve_device  # noqa: E402
 
 # (name, module, title); each module has main(argv) printing "## <title>" and its tables to stdout.
 SECTIONS = [
@@ -154,12 +154,8 @@ def render(results: list[SectionResult], env: dict, args: argparse.Namespace) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    parser.add_argument("--quick", action="store_true", help="the smallest sizes of every section (a smoke run)")
+    parser = bench_parser(__doc__, ["device", "quick", "json", "threads"])  # passed on to every section
     parser.add_argument("--out", default=None, help="Markdown file (default bench/RESULTS_<device>.md)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write every section's rows here")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for every section")
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s for the MFU column")
     parser.add_argument("--sections", default=None,
                         help=f"comma-separated subset of {', '.join(n for n, _, _ in SECTIONS)}")

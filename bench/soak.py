@@ -7,7 +7,6 @@ differences); exits 1 when a checkpoint was corrupt or the two runs differ. A fe
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import bench_parser  # noqa: E402
 from pretrain.manifest import write_manifest  # noqa: E402
 from upstream_ehmam.checkpoint import load_checkpoint  # noqa: E402
 
@@ -179,11 +179,10 @@ def soak(kills: int, steps: int, save_every: int, seed: int, work: Path) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, ["seed"])  # --seed: of the kill moments
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs to deliver (default 20)")
     parser.add_argument("--steps", type=int, default=40, help="updates of the tiny run (default 40)")
     parser.add_argument("--save-every", type=int, default=2, help="updates between checkpoints (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.kills < 1 or args.steps < 4 or args.save_every < 1:

@@ -10,7 +10,6 @@ GPU default: Base (pretrain/ehmam.yaml), 15.6 s and 20 s crops, batch = data.max
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import sys
@@ -24,15 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (PeakMemory, add_common_arguments, apply_threads, autocast_for, count_flops,  # noqa: E402
+from bench.common import (TIMING_OPTIONS, bench_parser, resolve_precision,  # noqa: E402
+                          PeakMemory, apply_threads, autocast_for, count_flops,  # noqa: E402
                           default_peak_tflops, device_name, fmt, format_bytes, markdown_table, measure,
                           resolve_device, seeded_audio, write_json)
 from pretrain.config import PretrainConfig, load_config  # noqa: E402
-from pretrain.curriculum import alpha_at  # noqa: E402
 from pretrain.ehmam import EHMAMPretrainModel, StepOutput  # noqa: E402
-from pretrain.schedules import ema_decay_at, lr_at  # noqa: E402
-from pretrain.train import (_DROPOUT_STREAM, _LAYERDROP_STREAM, _MASK_STREAM, Runtime, _grad_norm_,  # noqa: E402
-                            _update_flags, derive_seed, mask_source_for)
+from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, no_phase, train_step  # noqa: E402
 from upstream_ehmam.config import EncoderConfig  # noqa: E402
 from upstream_ehmam.model import draw_layer_skips  # noqa: E402
 
@@ -41,22 +38,15 @@ CONFIGS = {"tiny": ROOT / "pretrain" / "tiny.yaml", "base": ROOT / "pretrain" / 
 HF_KINDS = ("wav2vec2", "data2vec-audio")
 HEADER = "## Training step throughput"
 
-# performance.md GFLOP per unique audio-second for Base: EH-MAM step (§1.3 project, §1.2 release) and the
-# wav2vec2 fwd+bwd step by crop length (§1.1).
+# docs/design.md "Performance": GFLOP per unique audio-second for Base, the EH-MAM step (this project's, the
+# release's) and the wav2vec2 fwd+bwd step by crop length.
 DOC_EHMAM_GF = {1: "44.1 spec / 53.2 release", 8: "174 spec / 212 release"}
 DOC_W2V2_GF = {1.0: 48.5, 12.3: 52.1, 15.6: 53.1, 20.0: 54.3}
 
 
-def no_phase(name: str) -> ContextManager:
-    """The default `phase` of a step: labels nothing."""
-    return contextlib.nullcontext()
-
-
 class EHMAMStep:
-    """One pretraining update exactly as pretrain/train.py's loop runs it in one process with grad_accum 1:
-    schedules -> seeds -> grid-mask plan -> forward (autocast) -> backward -> grad norm/clip -> finite check (the
-    loop's one host read) -> AdamW step -> EMA. Every piece is pretrain's own function; only the loop around them
-    (data loading, logging, checkpoints, DDP) is left out.
+    """One pretraining update exactly as pretrain/train.py's loop runs it in one process with grad_accum 1: both
+    call pretrain.step.train_step; only the loop around it (data loading, logging, checkpoints, DDP) is left out.
 
     `phase(name)` is entered around each part, so a profiler can label them (bench/profile_step.py).
     """
@@ -76,7 +66,6 @@ class EHMAMStep:
         optim = config.optim
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(optim.weight_decay), lr=optim.lr,
                                            betas=tuple(optim.betas), eps=optim.eps, fused=device.type == "cuda")
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.update = start_update  # optimiser updates done; schedules and seeds derive from it
         self.epoch = 1
         self.skipped = 0
@@ -85,50 +74,22 @@ class EHMAMStep:
     def __call__(self, wav: torch.Tensor, wav_lengths: torch.Tensor, positions: torch.Tensor,
                  phase: Callable[[str], ContextManager] = no_phase) -> StepOutput:
         """wav (B, S) and wav_lengths (B,) on the host (pinned for a GPU), positions (B,) their places in the
-        global batch -> the forward's StepOutput. Mirrors pretrain.train._train_loop, one micro-batch."""
-        cfg, run, optim = self.config, self.config.run, self.config.optim
-        with phase("schedules + mask plan (host)"):
-            lr = lr_at(self.update, optim.lr, optim.warmup_steps, optim.max_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            alpha = alpha_at(cfg.curriculum.mode, self.update, optim.max_steps, self.epoch, cfg.curriculum.threshold,
-                             cfg.curriculum.plateau, cfg.curriculum.e_ref)
-            torch.manual_seed(derive_seed(run.seed, self.update, 0, _DROPOUT_STREAM, 0))
-            layerdrop_generator = torch.Generator().manual_seed(derive_seed(run.seed, self.update, 0,
-                                                                            _LAYERDROP_STREAM))
-            frame_lengths_host = [int(n) for n in cfg.model.frames_for_samples(wav_lengths)]
-            mask_source = mask_source_for({"position": positions}, frame_lengths_host, alpha, cfg, 1,
-                                          derive_seed(run.seed, self.update, 0, _MASK_STREAM))
-        with phase("forward"):
-            wav_device = wav.to(self.device, non_blocking=True)
-            lengths_device = wav_lengths.to(self.device, non_blocking=True)
-            with autocast_for(self.device, self.runtime.autocast_dtype):
-                out = self.model(wav_device, lengths_device, frame_lengths_host, alpha, mask_source,
-                                 layerdrop_generator)
-        with phase("backward"):
-            out.loss.backward()
-        with phase("grad norm + finite check (host read)"):
-            grad_norm = _grad_norm_(self.params, optim.clip_grad_norm)
-            nonfinite, _ = _update_flags(grad_norm, out.loss.detach(), False, self.runtime)
-        if nonfinite:
-            self.optimizer.zero_grad(set_to_none=True)
+        global batch -> the forward's StepOutput."""
+        batch = {"wav": wav, "wav_lengths": wav_lengths, "position": positions}
+        result = train_step(self.model, self.optimizer, [batch], self.update, self.epoch, self.config, self.runtime,
+                            phase=phase)
+        if result.nonfinite:
             self.skipped += 1
-            return out
-        with phase("optimiser"):
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        self.update += 1
-        with phase("EMA"):
-            self.model.update_teacher(ema_decay_at(self.update, cfg.teacher.ema_decay_start,
-                                                   cfg.teacher.ema_decay_end, cfg.teacher.ema_anneal_updates))
-        return out
+        else:
+            self.update += 1
+        return result.out
 
     def next_update_without_layerdrop(self) -> int:
         """The first update >= the current one whose layerdrop draw skips no block (for FLOP counts)."""
         blocks, prob = self.config.model.num_layers, self.config.model.layerdrop
         update = self.update
         while any(draw_layer_skips(blocks, prob, torch.Generator().manual_seed(
-                derive_seed(self.config.run.seed, update, 0, _LAYERDROP_STREAM)))):
+                derive_seed(self.config.run.seed, update, 0, LAYERDROP_STREAM)))):
             update += 1
         return update
 
@@ -200,7 +161,7 @@ def load_bench_config(name: str, clones: int, seed: int, overrides: list[str]) -
 
 
 def doc_flops(kind: str, clones: int, crop_s: float, is_base: bool) -> str:
-    """performance.md's GFLOP per audio-second for the row, where it has one."""
+    """docs/design.md's GFLOP per audio-second for the row, where it has one."""
     if not is_base:
         return "n/a (not Base)"
     if kind == "ehmam":
@@ -300,7 +261,7 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
     for row in rows:
         if row["kind"] == "ehmam" and row["clones"] == 1 and is_base:
             notes.append(f"FLOP check, Base M=1, crop {row['crop_s']:g} s: counted {row['gflop_per_audio_s']:.1f} "
-                         f"GFLOP per audio-second; performance.md: ~53 (EH-MAM as released, and a wav2vec2 step), "
+                         f"GFLOP per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step), "
                          f"~44 (this project's step, computed, 20 s crops).")
     return rows, notes
 
@@ -317,14 +278,14 @@ def _base_flop_check(args: argparse.Namespace, device: torch.device, autocast_dt
     del step
     _release(device)
     return (f"FLOP check, Base M=1, batch 1, crop {crop_s:g} s (counted, not timed): {flops / 1e9 / crop_s:.1f} GFLOP "
-            f"per audio-second; performance.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
-            f"(this project's step, computed, 20 s crops); a short crop has less attention (performance.md §1.1: "
+            f"per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
+            f"(this project's step, computed, 20 s crops); a short crop has less attention (docs/design.md, Performance: "
             f"a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s).")
 
 
 def format_table(rows: list[dict]) -> str:
     headers = ["model", "crop s x batch", "M", "ms/step (median)", "audio-s/s", "peak memory", "GFLOP/step",
-               "GFLOP/audio-s", "performance.md GFLOP/audio-s", "TFLOP/s", "MFU", "ratio vs HF w2v2",
+               "GFLOP/audio-s", "design.md GFLOP/audio-s", "TFLOP/s", "MFU", "ratio vs HF w2v2",
                "ratio vs HF d2v-audio"]
     body = []
     for r in rows:
@@ -338,14 +299,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = bench_parser(__doc__, (*TIMING_OPTIONS, "precision"))
     parser.add_argument("--config", default=None, help="tiny | base | a YAML path (default: tiny on CPU, base on GPU)")
     parser.add_argument("--crops", default=None, help="comma-separated crop lengths in seconds")
     parser.add_argument("--batch", type=int, default=None, help="utterances per step (default per device)")
     parser.add_argument("--clones", default=None, help="comma-separated clone_batch values (default 1,8)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="default: bf16 autocast on CUDA, fp32 on CPU (as pretrain's run.precision=auto)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="peak dense TFLOP/s for MFU (default: 989 on H100/H200, 312 on A100; none on CPU)")
     parser.add_argument("--base-flops-crop", type=float, default=None,
@@ -371,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes.repeats = sizes.repeats if args.repeats is None else args.repeats
     if args.base_flops_crop is None:
         args.base_flops_crop = sizes.base_flops_crop_s
-    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    precision, autocast_dtype = resolve_precision(args.precision, device)
     peak_tflops = args.peak_tflops or default_peak_tflops(device)
 
     rows, notes = bench_rows(args, sizes, device, autocast_dtype, peak_tflops,

@@ -1,4 +1,4 @@
-"""Fluent Speech Commands as SUPERB IC reads it (s3prl.md §8.4): data/{train,valid,test}_data.csv and
+"""Fluent Speech Commands as SUPERB IC reads it: data/{train,valid,test}_data.csv and
 wavs/speakers/<id>/<uuid>.wav; FSC's 31 (action, object, location) intents from phrase templates."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ _OFF = ("turn off the {o}", "switch off the {o}", "turn the {o} off", "{o} off")
 
 
 def _intents() -> dict[tuple[str, str, str], tuple[str, ...]]:
-    """(action, object, location) -> phrasings (synthetic_speech.md §8.4)."""
+    """(action, object, location) -> phrasings."""
     t: dict[tuple[str, str, str], tuple[str, ...]] = {}
     for action, forms in (("activate", _ON), ("deactivate", _OFF)):
         t[(action, "lamp", "none")] = tuple(f.format(o="lamp") for f in forms)

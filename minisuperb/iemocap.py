@@ -1,4 +1,4 @@
-"""IEMOCAP as SUPERB ER reads it (s3prl.md §8.6, §9.6): Session{1..5}/sentences/wav/<dialog>/<turn>.wav and
+"""IEMOCAP as SUPERB ER reads it: Session{1..5}/sentences/wav/<dialog>/<turn>.wav and
 dialog/EmoEvaluation/<dialog>.txt in the real line format. Each speaker says the same sentences in all four
 emotions (text cannot leak the label), at random intensity; a few exc/fru/xxx turns exercise the mapping."""
 from __future__ import annotations

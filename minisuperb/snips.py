@@ -1,4 +1,4 @@
-"""Audio SNIPS as SUPERB SF reads it (s3prl.md §8.7, §9.5): {train,valid,test}/<Speaker>-snips-<split>-<n>.wav
+"""Audio SNIPS as SUPERB SF reads it: {train,valid,test}/<Speaker>-snips-<split>-<n>.wav
 named after s3prl's default voice lists, all.iob.snips.txt (bare slot tags, intent last) and slots.txt."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Speech Commands v0.01 as SUPERB KS reads it (s3prl.md §8.3): 1 s word clips in per-word folders with
+"""Speech Commands v0.01 as SUPERB KS reads it: 1 s word clips in per-word folders with
 hashed speaker ids chosen for s3prl's SHA-1 train/dev rule, _background_noise_/, and the 12-label test set."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CLIP = SAMPLE_RATE  # 1 s
 
 
 def hash_split(file_name: str) -> str:
-    """'dev', 'discarded' or 'train' for a file name, by the SHA-1 rule s3prl applies (s3prl.md §8.3)."""
+    """'dev', 'discarded' or 'train' for a file name, by the SHA-1 rule s3prl applies."""
     speaker = re.sub(r"_nohash_.*$", "", file_name)
     max_per_class = 2 ** 27 - 1
     value = int(hashlib.sha1(speaker.encode("utf-8")).hexdigest(), 16)

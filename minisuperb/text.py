@@ -9,11 +9,11 @@ from typing import Iterable, Sequence
 VOWELS = ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")
 CONSONANTS = ("B", "CH", "D", "DH", "F", "G", "HH", "JH", "K", "L", "M", "N", "NG", "P", "R", "S", "SH",
               "T", "TH", "V", "W", "Y", "Z", "ZH")
-# s3prl.md §9.1: SIL, SPN, then the stress-marked CMUdict set in alphabetical order (71 tokens).
+# s3prl's PR vocabulary: SIL, SPN, then the stress-marked CMUdict set in alphabetical order (71 tokens).
 PHONE_VOCAB: tuple[str, ...] = ("SIL", "SPN") + tuple(sorted(
     [v + s for v in VOWELS for s in "012"] + list(CONSONANTS)))
 
-# synthetic_speech.md §8.2: ARPAbet base phone -> espeak-ng (en) mnemonic.
+# ARPAbet base phone -> espeak-ng (en) mnemonic.
 _ESPEAK_VOWEL = {"AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
                  "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U",
                  "UW": "u:"}

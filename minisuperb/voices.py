@@ -12,7 +12,7 @@ MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "Andy", "Lee", "Denis
                  "paul", "pedro", "quincy", "robert", "travis", "victor", "adam", "david", "edward")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda",
                    "linda", "steph", "steph2", "steph3", "shelby", "grandma")
-# en-us weighted x3 (synthetic_speech.md §4); PR/ASR use the American accents only.
+# en-us weighted x3 (the accent most of LibriSpeech has); PR/ASR use the American accents only.
 ALL_ACCENTS = {"en-us": 3.0, "en-us-nyc": 1.0, "en": 1.0, "en-gb-x-rp": 1.0, "en-gb-scotland": 1.0,
                "en-gb-x-gbclan": 1.0, "en-gb-x-gbcwmd": 1.0, "en-029": 1.0}
 US_ACCENTS = {"en-us": 3.0, "en-us-nyc": 1.0}
@@ -76,7 +76,7 @@ def alternating_genders(n: int, rng: np.random.Generator) -> list[str]:
     return ["fm"[(k + first) % 2] for k in range(n)]
 
 
-# synthetic_speech.md §4 prototype deltas at full intensity:
+# prototype deltas at full intensity:
 # (delta pitch, target range, rate factor, gain dB, low-pass Hz at full intensity, tanh drive)
 EMOTIONS = {
     "neu": (0.0, None, 1.00, 0.0, None, None),

@@ -1,4 +1,4 @@
-"""VoxCeleb1 as SUPERB SID reads it (s3prl.md §8.5, §9.7): {dev,test}/wav/id1xxxx/<ytid>/<nnnnn>.wav and
+"""VoxCeleb1 as SUPERB SID reads it: {dev,test}/wav/id1xxxx/<ytid>/<nnnnn>.wav and
 iden_split.txt; every speaker in all three splits, each split from its own "videos" (own channel)."""
 from __future__ import annotations
 

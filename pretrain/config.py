@@ -20,12 +20,12 @@ from upstream_ehmam.config import EncoderConfig
 
 @dataclass
 class HeadsConfig:
-    """Regression decoder and loss predictor (method.md §3.8-3.9); both share this shape."""
+    """Regression decoder and loss predictor (docs/design.md "Heads"); both share this shape."""
     decoder_dim: int = 384
     kernel_size: int = 7
     groups: int = 16
     depth: int = 4
-    input_dropout: float = 0.1  # each head draws its own dropout mask (fixes release defect §14.7)
+    input_dropout: float = 0.1  # each head draws its own dropout mask (the release shares one in-place draw)
 
     def __post_init__(self) -> None:
         _require(self.decoder_dim > 0, "heads.decoder_dim", "must be > 0", self.decoder_dim)
@@ -38,55 +38,50 @@ class HeadsConfig:
 
 @dataclass
 class MaskConfig:
-    """Span masking (method.md §6)."""
+    """Span masking on a grid of non-overlapping cells (docs/design.md "Masking")."""
     mask_prob: float = 0.5      # P: expected share of masked frames
     span_length: int = 5        # L: frames per span
-    mode: str = "grid"          # grid (no overlap, exact count, no host sync) | release (authors' algorithm)
     clone_batch: int = 1        # M differently masked copies per utterance against one teacher pass
     noise_std: float = 0.01     # std of the noise "mask tokens" the heads see at masked frames
 
     def __post_init__(self) -> None:
         _require(0.0 < self.mask_prob <= 0.8, "mask.mask_prob", "must be in (0, 0.8]", self.mask_prob)
         _require(self.span_length >= 1, "mask.span_length", "must be >= 1", self.span_length)
-        _require(self.mode in ("grid", "release"), "mask.mode", "must be 'grid' or 'release'", self.mode)
         _require(self.clone_batch >= 1, "mask.clone_batch", "must be >= 1", self.clone_batch)
         _require(self.noise_std >= 0.0, "mask.noise_std", "must be >= 0", self.noise_std)
 
 
 @dataclass
 class CurriculumConfig:
-    """Easy-to-hard share alpha of hard spans (method.md §7)."""
-    mode: str = "progress"      # progress (alpha from u/U) | epoch (release rule) | none (alpha = 0)
+    """Easy-to-hard share alpha of hard spans (docs/design.md "Curriculum")."""
+    mode: str = "progress"      # progress (alpha from u/U) | none (alpha = 0: the random-masking baseline)
     threshold: float = 0.7      # alpha follows progress until this point ...
     plateau: float = 0.8        # ... then jumps to and stays at this share of hard spans
-    e_ref: int = 150            # epoch mode only: the release's hard-coded horizon
 
     def __post_init__(self) -> None:
-        _require(self.mode in ("progress", "epoch", "none"), "curriculum.mode",
-                 "must be 'progress', 'epoch' or 'none'", self.mode)
+        if self.mode == "epoch":
+            raise ValueError("curriculum.mode: 'epoch' moved to the release section: set release.epoch_curriculum: "
+                             "150 (the release's horizon in epochs) and keep curriculum.mode: progress")
+        _require(self.mode in ("progress", "none"), "curriculum.mode", "must be 'progress' or 'none'", self.mode)
         _require(0.0 <= self.threshold <= 1.0, "curriculum.threshold", "must be in [0, 1]", self.threshold)
         _require(0.0 <= self.plateau <= 1.0, "curriculum.plateau", "must be in [0, 1]", self.plateau)
-        _require(self.e_ref >= 1, "curriculum.e_ref", "must be >= 1", self.e_ref)
 
 
 @dataclass
 class LossConfig:
-    """L = L_rec + aux_weight * L_aux (method.md §8)."""
+    """L = L_rec + aux_weight * L_aux, L_aux averaged per valid pair (docs/design.md "Losses")."""
     top_k_layers: int = 8               # K teacher blocks averaged into the target
     aux_weight: float = 1.0             # lambda; 0 only as an ablation
-    aux_norm: str = "pair_mean"         # pair_mean (HPM) | sum (release) | flat_batch_mean (dev fork)
     aux_grad_to_encoder: bool = True    # ranking-loss gradients also reach the encoder, as in HPM
 
     def __post_init__(self) -> None:
         _require(self.top_k_layers >= 1, "loss.top_k_layers", "must be >= 1", self.top_k_layers)
         _require(self.aux_weight >= 0.0, "loss.aux_weight", "must be >= 0", self.aux_weight)
-        _require(self.aux_norm in ("pair_mean", "sum", "flat_batch_mean"), "loss.aux_norm",
-                 "must be 'pair_mean', 'sum' or 'flat_batch_mean'", self.aux_norm)
 
 
 @dataclass
 class TeacherConfig:
-    """EMA teacher (method.md §4, §9)."""
+    """EMA teacher (docs/design.md "Teacher")."""
     ema_decay_start: float = 0.999
     ema_decay_end: float = 0.99999
     ema_anneal_updates: int = 75_000
@@ -103,8 +98,35 @@ class TeacherConfig:
 
 
 @dataclass
+class ReleaseConfig:
+    """Switches that reproduce the authors' release instead of this project's fixes (docs/design.md "Departures
+    from the release"); the defaults are the project's method."""
+    span_sampler: bool = False          # the release's top-k span starts (overlapping) + batch-min trim, not grid cells
+    epoch_curriculum: int = 0           # > 0: alpha = epoch / this (the release hard-codes 150), not progress u/U
+    aux_norm: str = "pair_mean"         # L_aux per valid pair (project, HPM) | sum (release) | flat_batch_mean (fork)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.span_sampler, bool), "release.span_sampler", "must be true or false",
+                 self.span_sampler)
+        _require(self.epoch_curriculum >= 0, "release.epoch_curriculum", "must be >= 0 (0 = off)",
+                 self.epoch_curriculum)
+        _require(self.aux_norm in ("pair_mean", "sum", "flat_batch_mean"), "release.aux_norm",
+                 "must be 'pair_mean', 'sum' or 'flat_batch_mean'", self.aux_norm)
+
+
+# Keys that moved: reading one names its new place instead of "unknown key".
+MOVED_KEYS = {
+    "mask.mode": "mask.mode moved: the grid sampler is always used unless release.span_sampler: true "
+                 "(the authors' sampler, formerly mask.mode: release)",
+    "curriculum.e_ref": "curriculum.e_ref moved: set release.epoch_curriculum: N (formerly curriculum.mode: epoch "
+                        "with curriculum.e_ref: N)",
+    "loss.aux_norm": "loss.aux_norm moved to release.aux_norm (pair_mean, the default, is the project's choice)",
+}
+
+
+@dataclass
 class OptimConfig:
-    """AdamW with warm-up + cosine (method.md §10)."""
+    """AdamW with warm-up + cosine (docs/design.md "Optimiser and data")."""
     lr: float = 7.5e-4
     betas: list = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-6
@@ -130,7 +152,7 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """Audio manifest and batching (method.md §10). Sizes are in samples at 16 kHz."""
+    """Audio manifest and batching (docs/design.md "Optimiser and data"). Sizes are in samples at 16 kHz."""
     manifest: str = ""                  # fairseq TSV (python -m pretrain.manifest ROOT --out train.tsv)
     min_samples: int = 32_000           # 2 s: shorter files are skipped
     max_samples: int = 320_000          # 20 s: longer files are randomly cropped
@@ -158,7 +180,7 @@ class RunConfig:
     log_every: int = 50                 # steps between dense log lines / TensorBoard scalars
     save_every: int = 5_000             # steps between periodic checkpoints (last.pt is refreshed too)
     keep_checkpoints: int = 3           # periodic checkpoints kept besides last.pt
-    collapse_check_after: int = 5_000   # d2v2's collapse guard (method.md §13) starts after this many steps
+    collapse_check_after: int = 5_000   # d2v2's collapse guard (docs/design.md "Health") starts after this many steps
     min_target_std: float = 0.1
     min_prediction_std: float = 0.01
     max_nonfinite_skips: int = 20       # consecutive updates with a NaN/inf loss or gradient before the run stops
@@ -197,6 +219,7 @@ SECTIONS: dict[str, type] = {
     "optim": OptimConfig,
     "data": DataConfig,
     "run": RunConfig,
+    "release": ReleaseConfig,
 }
 
 
@@ -211,10 +234,15 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     def __post_init__(self) -> None:
         _require(self.loss.top_k_layers <= self.model.num_layers, "loss.top_k_layers",
                  f"must be <= model.num_layers ({self.model.num_layers})", self.loss.top_k_layers)
+        _require(self.model.embed_dim % self.heads.groups == 0, "heads.groups",
+                 f"must divide model.embed_dim ({self.model.embed_dim})", self.heads.groups)
+        _require(not (self.release.epoch_curriculum and self.curriculum.mode == "none"), "release.epoch_curriculum",
+                 "needs curriculum.mode: progress (mode none fixes alpha at 0)", self.release.epoch_curriculum)
         self._check_crops_fit_the_mask()
 
     def _check_crops_fit_the_mask(self) -> None:
@@ -228,12 +256,13 @@ class PretrainConfig:
                              f"{self.model.receptive_field}; raise data.min_samples")
         for T in range(shortest, longest + 1):
             most_spans = max(1, math.ceil(P * T / L))  # N = max(1, floor(P*T/L + U)), U < 1
-            room = (T - (L - 1)) // L if self.mask.mode == "grid" else T - L  # grid cells | release start positions
+            room = T - L if self.release.span_sampler else (T - (L - 1)) // L  # release start positions | grid cells
             if most_spans > room:
                 raise ValueError(
                     f"data.min_samples: crops of {self.data.min_samples} samples give as few as {T} frames, too few "
                     f"for up to {most_spans} spans of mask.span_length={L} at mask.mask_prob={P} "
-                    f"(mask.mode={self.mask.mode}); raise data.min_samples or lower mask.mask_prob/span_length")
+                    f"(release.span_sampler={self.release.span_sampler}); raise data.min_samples or lower "
+                    f"mask.mask_prob/span_length")
 
     def to_dict(self) -> dict:
         out = {}
@@ -295,6 +324,9 @@ def section_from_dict(cls: type, values: dict, where: str) -> Any:
         return cls.from_dict(values, where=where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
+    moved = [MOVED_KEYS[f"{where}.{key}"] for key in unknown if f"{where}.{key}" in MOVED_KEYS]
+    if moved:
+        raise ValueError(moved[0])
     if unknown:
         raise ValueError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
@@ -329,7 +361,8 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The top-level mapping of a YAML config file (also read by finetune/config.py); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -339,7 +372,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pretrai
         raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a YAML mapping of sections, got {type(values).__name__}")
-    return config_from_dict(apply_overrides(values, overrides or []), source=str(path))
+    return values
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+    return config_from_dict(apply_overrides(read_yaml_mapping(path), overrides or []), source=str(path))
 
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""Pretraining data: length-bucketed batches of equal-length random crops, no padding (method.md §10).
+"""Pretraining data: length-sorted batches of equal-length random crops, no padding (docs/design.md "Optimiser and
+data").
 
 `build_loader(manifest, ...)` returns a DataLoader of {"wav": (B, S), "wav_lengths": (B,), "index": (B,),
 "position": (B,), "bad_audio": [(path, problem), ...]} and its sampler. Unusable audio follows the policy
@@ -25,7 +26,6 @@ log = logging.getLogger("pretrain.data")
 
 NORM_EPS = 1e-5  # fairseq `normalize: true` is a layer-norm over the waveform with this eps
 
-BAD_AUDIO_POLICIES = ("skip", "error")
 # Under "skip", this many unusable files in a row (in manifest order) mean a broken corpus, not a few bad files.
 MAX_CONSECUTIVE_BAD_FILES = 64
 
@@ -83,58 +83,28 @@ def crop_seeds_for_epoch(seed: int, epoch: int, num_utterances: int) -> np.ndarr
 
 
 class BucketBatchSampler:
-    """Greedy batches of length-sorted utterances, all cropped to the batch's shortest one.
+    """Greedy batches of length-sorted utterances (ties in a seeded random order), all cropped to the batch's
+    shortest one, visited in a seeded random order.
 
     A global batch of n utterances with crop c satisfies n * c <= max_batch_samples. With
     world_size > 1 a global batch keeps a multiple of world_size items (the remainder is dropped and
     counted in `num_dropped`) and rank r takes items r::world_size, so every rank crops to the same
-    length and the ranks together see exactly one global batch per step.
+    length and the ranks together see exactly one global batch per step. The sizes are the config's
+    (data.*), checked when it is loaded.
     """
 
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        max_batch_samples: int,
-        min_samples: int,
-        max_samples: int,
-        seed: int,
-        num_buckets: int = 0,
-        shuffle: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-    ) -> None:
-        if not 0 < min_samples <= max_samples:
-            raise ValueError(f"need 0 < min_samples <= max_samples, got {min_samples} and {max_samples}")
-        if max_batch_samples < world_size * max_samples:
-            raise ValueError(
-                f"max_batch_samples ({max_batch_samples}) must be at least world_size * max_samples "
-                f"({world_size} * {max_samples}) so that every rank gets at least one full-length crop"
-            )
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        if seed < 0 or num_buckets < 0:
-            raise ValueError(f"seed and num_buckets must be >= 0, got {seed} and {num_buckets}")
+    def __init__(self, lengths: Sequence[int], max_batch_samples: int, min_samples: int, max_samples: int,
+                 seed: int, rank: int = 0, world_size: int = 1) -> None:
         all_lengths = np.asarray(lengths, dtype=np.int64)
-        if all_lengths.ndim != 1:
-            raise ValueError(f"lengths must be a flat sequence of sample counts, got shape {all_lengths.shape}")
         is_long_enough = all_lengths >= min_samples
         if not is_long_enough.any():
             raise ValueError(f"none of the {len(all_lengths)} utterances has at least min_samples={min_samples}")
-
         self.max_batch_samples = max_batch_samples
-        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
-        self.rank, self.world_size = rank, world_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
         self.num_utterances = len(all_lengths)
         self.num_skipped_short = int((~is_long_enough).sum())
         self._indices = np.flatnonzero(is_long_enough)  # (N,) dataset indices that can be cropped
         self._sizes = np.minimum(all_lengths[self._indices], max_samples)  # (N,) effective sizes
-        if num_buckets > 0:
-            # quantile edges: equally populated buckets; items are shuffled freely inside a bucket
-            inner_edges = np.unique(np.quantile(self._sizes, np.linspace(0, 1, num_buckets + 1)[1:-1]))
-            self._bucket_keys = np.searchsorted(inner_edges, self._sizes, side="right")
-        else:
-            self._bucket_keys = self._sizes  # one bucket per distinct size: shuffled only among ties
         self.epoch = 0
         self._start_batch = 0
         self._plan: tuple[int, _EpochPlan] | None = None
@@ -148,19 +118,12 @@ class BucketBatchSampler:
         return plan
 
     def _make_plan(self, epoch: int) -> _EpochPlan:
-        if self.shuffle:
-            tie_break = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(len(self._sizes))
-            order = np.lexsort((tie_break, self._bucket_keys))
-        else:
-            order = np.lexsort((self._indices, self._sizes, self._bucket_keys))
+        tie_break = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(len(self._sizes))
+        order = np.lexsort((tie_break, self._sizes))
         bounds, crops = _greedy_batches(self._sizes[order], self.max_batch_samples)
-        if self.drop_last and (bounds[-1][1] - bounds[-1][0] + 1) * crops[-1] <= self.max_batch_samples:
-            bounds, crops = bounds[:-1], crops[:-1]  # the final batch ran out of items before the budget
-
-        if self.shuffle:
-            # ordered before any world-size drop, so every world size walks the formed batches in one order
-            batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(bounds))
-            bounds, crops = [bounds[i] for i in batch_order], [crops[i] for i in batch_order]
+        # ordered before any world-size drop, so every world size walks the formed batches in one order
+        batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(bounds))
+        bounds, crops = [bounds[i] for i in batch_order], [crops[i] for i in batch_order]
 
         drop_rng = np.random.default_rng([self.seed, epoch, _DROP_STREAM])
         batches, kept_crops = [], []
@@ -169,11 +132,7 @@ class BucketBatchSampler:
             remainder = len(members) % self.world_size
             if remainder:
                 # random items each epoch (not always the longest), so no utterance is left out for good
-                if self.shuffle:
-                    keep = np.sort(drop_rng.permutation(len(members))[remainder:])
-                else:
-                    keep = np.arange(len(members) - remainder)
-                members = members[keep]
+                members = members[np.sort(drop_rng.permutation(len(members))[remainder:])]
             if len(members):  # only the greedy pass's last batch can hold fewer than world_size items
                 batches.append(members)
                 kept_crops.append(crop)  # the formed batch's minimum, so n * crop stays within budget
@@ -211,7 +170,7 @@ class BucketBatchSampler:
 
     @property
     def num_dropped(self) -> int:
-        """Utterances of the current epoch not yielded: world-size remainders and a drop_last batch."""
+        """Utterances of the current epoch not yielded: the world-size remainders."""
         return self._epoch_plan(self.epoch).num_dropped
 
     def __len__(self) -> int:
@@ -253,8 +212,6 @@ class AudioDataset(Dataset):
     """
 
     def __init__(self, manifest: Path, normalize: bool = True, bad_audio: str = "skip") -> None:
-        if bad_audio not in BAD_AUDIO_POLICIES:
-            raise ValueError(f"bad_audio must be one of {', '.join(BAD_AUDIO_POLICIES)}, got {bad_audio!r}")
         self.manifest = Path(manifest)
         self.root, entries = read_manifest(self.manifest)
         if not entries:
@@ -284,7 +241,7 @@ class AudioDataset(Dataset):
                 continue
             x = torch.from_numpy(wav)  # (T,)
             if self.normalize:
-                x = normalize_waveform(x)  # over the whole utterance, before cropping (method.md §3.1)
+                x = normalize_waveform(x)  # over the whole utterance, before cropping, as the expert does
             crop = crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
             return AudioItem(crop, ref.index, ref.position, tuple(passed_over))
         first_path, first_problem = passed_over[0]
@@ -433,50 +390,22 @@ def unwrap_worker_error(err: Exception) -> Exception:
     return type(err)(last[len(prefix):])
 
 
-def _one_thread_per_worker(worker_id: int) -> None:
-    # N workers x default intra-op threads oversubscribe the cores (performance.md §5, fairseq #3342)
+def init_loader_worker(worker_id: int) -> None:
+    # N workers x default intra-op threads oversubscribe the cores (docs/design.md "Performance", fairseq #3342)
     torch.set_num_threads(1)
-
-
-def _init_worker(worker_id: int) -> None:
-    _one_thread_per_worker(worker_id)
     # Ctrl-C reaches the whole process group: the main process finishes its update and checkpoints, which may
     # still need batches, so workers leave SIGINT to it (they exit with the main process as usual).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build_loader(
-    manifest: Path,
-    max_batch_samples: int,
-    min_samples: int,
-    max_samples: int,
-    seed: int,
-    num_workers: int,
-    rank: int = 0,
-    world_size: int = 1,
-    pin_memory: bool = False,
-    prefetch_factor: int | None = None,
-    bad_audio: str = "skip",
-) -> tuple[DataLoader, BucketBatchSampler]:
+def build_loader(manifest: Path, max_batch_samples: int, min_samples: int, max_samples: int, seed: int,
+                 num_workers: int, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                 bad_audio: str = "skip") -> tuple[DataLoader, BucketBatchSampler]:
     """DataLoader over the manifest with the bucketed sampler; batches depend only on (seed, epoch).
-
-    Call sampler.set_epoch(epoch[, start_batch]) before each epoch. prefetch_factor applies only
-    when num_workers > 0 (a single-process loader prefetches nothing).
-    """
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    Call sampler.set_epoch(epoch[, start_batch]) before each epoch."""
     dataset = AudioDataset(manifest, normalize=True, bad_audio=bad_audio)
-    sampler = BucketBatchSampler(
-        dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank, world_size=world_size
-    )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_batch,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        worker_init_fn=_init_worker if num_workers > 0 else None,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch_factor if num_workers > 0 else None,
-    )
-    return loader, sampler
+    sampler = BucketBatchSampler(dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank,
+                                 world_size=world_size)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch, num_workers=num_workers,
+                      pin_memory=pin_memory, worker_init_fn=init_loader_worker if num_workers > 0 else None,
+                      persistent_workers=num_workers > 0), sampler

@@ -1,4 +1,5 @@
-"""Student heads (method §3.8-§3.10): conv regression decoder, conv loss predictor, mask-token insertion."""
+"""Student heads (docs/design.md "Heads"): the conv regression decoder and the conv loss predictor, which share
+one construction, and mask-token insertion."""
 from __future__ import annotations
 
 import torch
@@ -11,10 +12,6 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, kernel_size: int, groups: int):
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd so the length is kept, got {kernel_size}")
-        if in_dim % groups or out_dim % groups:
-            raise ValueError(f"groups={groups} must divide both widths {in_dim} and {out_dim}")
         self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2, groups=groups)
         self.norm = nn.LayerNorm(out_dim, elementwise_affine=False)
         self.residual = in_dim == out_dim
@@ -31,75 +28,62 @@ class ConvStack(nn.Module):
     def __init__(self, embed_dim: int, decoder_dim: int, kernel_size: int, groups: int, depth: int,
                  input_dropout: float):
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
         self.input_dropout = input_dropout
         widths = [embed_dim] + [decoder_dim] * depth
         self.blocks = nn.ModuleList(ConvBlock(i, o, kernel_size, groups) for i, o in zip(widths[:-1], widths[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, dec)
-        # Out of place: the two heads read the same tensor and must each draw their own dropout (method §14.7).
+        # Out of place: the two heads read the same tensor and must each draw their own dropout.
         x = F.dropout(x, self.input_dropout, self.training).transpose(1, 2)  # (B, D, T)
         for block in self.blocks:
             x = block(x)
         return x.transpose(1, 2)  # (B, T, dec)
 
 
-class ConvDecoder(nn.Module):
-    """Regression decoder (§3.8): conv stack -> Linear(dec -> embed_dim); read at masked frames to get y_hat."""
+class ConvHead(nn.Module):
+    """Conv stack -> `norm` -> Linear(dec -> embed_dim), PyTorch's default init for every conv, norm and Linear."""
 
-    def __init__(self, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7, groups: int = 16,
-                 depth: int = 4, input_dropout: float = 0.1):
+    def __init__(self, norm: bool, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7,
+                 groups: int = 16, depth: int = 4, input_dropout: float = 0.1):
         super().__init__()
         self.stack = ConvStack(embed_dim, decoder_dim, kernel_size, groups, depth, input_dropout)
+        self.norm = nn.LayerNorm(decoder_dim) if norm else nn.Identity()
         self.proj = nn.Linear(decoder_dim, embed_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PyTorch default init for every conv and the output Linear (§3.10); call after a whole-model BERT init."""
+        """Undo the encoder's BERT init on the heads: call after a whole-model init."""
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.Linear, nn.LayerNorm)):
                 module.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+
+class ConvDecoder(ConvHead):
+    """Regression decoder: (B, T, D) -> (B, T, D); read at the masked frames to get y_hat."""
+
+    def __init__(self, **sizes):
+        super().__init__(norm=False, **sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.stack(x))
 
 
-class LossPredictor(nn.Module):
-    """Loss predictor (§3.9): conv stack -> LayerNorm(dec, affine) -> Linear(dec -> embed_dim) -> channel mean."""
+class LossPredictor(ConvHead):
+    """Loss predictor: (B, T, D) -> (B, T), the channel mean of LayerNorm(dec, affine) -> Linear."""
 
-    def __init__(self, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7, groups: int = 16,
-                 depth: int = 4, input_dropout: float = 0.1):
-        super().__init__()
-        self.stack = ConvStack(embed_dim, decoder_dim, kernel_size, groups, depth, input_dropout)
-        self.norm = nn.LayerNorm(decoder_dim)
-        self.proj = nn.Linear(decoder_dim, embed_dim)
-        self.reset_parameters()
+    def __init__(self, **sizes):
+        super().__init__(norm=True, **sizes)
 
-    def reset_parameters(self) -> None:
-        """Initialised like the decoder (project choice, §3.10): PyTorch defaults; LayerNorm weight 1, bias 0."""
-        for module in self.modules():
-            if isinstance(module, (nn.Conv1d, nn.Linear, nn.LayerNorm)):
-                module.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.norm(self.stack(x))).mean(dim=-1)
 
 
 def insert_mask_tokens(visible: torch.Tensor, visible_idx: torch.Tensor, num_frames: int, noise_std: float,
                        generator: torch.Generator | None) -> torch.Tensor:
-    """(R, T, D): visible frames scattered back to their positions, N(0, noise_std^2) noise elsewhere. No sync.
+    """(R, T, D): visible frames (R, Tv, D) scattered back to their positions, N(0, noise_std^2) noise elsewhere.
 
-    The noise is drawn on visible.device, so `generator` must live there (a CUDA generator for CUDA tensors);
-    None uses the global RNG of that device.
+    The noise is drawn on visible.device from `generator` (which must live there; None: that device's global RNG).
     """
-    if visible.dim() != 3 or visible_idx.shape != visible.shape[:2]:
-        raise ValueError(f"visible must be (R, Tv, D) and visible_idx (R, Tv), got {tuple(visible.shape)} "
-                         f"and {tuple(visible_idx.shape)}")
     R, Tv, D = visible.shape
-    if Tv > num_frames:
-        raise ValueError(f"{Tv} visible frames do not fit in num_frames={num_frames}")
-    if generator is not None and generator.device.type != visible.device.type:
-        raise ValueError(f"generator is on {generator.device} but visible is on {visible.device}")
     noise = torch.randn(R, num_frames, D, generator=generator, device=visible.device, dtype=visible.dtype)
     return noise.mul_(noise_std).scatter(1, visible_idx[:, :, None].expand(R, Tv, D), visible)

@@ -153,15 +153,7 @@ def write_manifest(
             f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped else "")
         )
 
-    is_valid = np.zeros(len(entries), dtype=bool)
-    if valid_fraction > 0:
-        num_valid = int(round(valid_fraction * len(entries)))
-        if num_valid == 0 and len(entries) >= 2:
-            num_valid = 1
-        rng = np.random.default_rng(seed)
-        is_valid[rng.permutation(len(entries))[:num_valid]] = True
-    train = [e for e, v in zip(entries, is_valid) if not v]
-    valid = [e for e, v in zip(entries, is_valid) if v]
+    train, valid = split_valid(entries, valid_fraction, seed)
 
     _write_atomic(Path(out), root, train)
     summary.num_train, summary.train_samples = len(train), sum(n for _, n in train)
@@ -169,6 +161,18 @@ def write_manifest(
         _write_atomic(Path(valid_out), root, valid)
         summary.num_valid, summary.valid_samples = len(valid), sum(n for _, n in valid)
     return summary
+
+
+def split_valid(entries: list, valid_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, valid): round(valid_fraction * n) seeded random entries, at least one when the fraction is
+    positive and there are two or more; both keep the input order."""
+    is_valid = np.zeros(len(entries), dtype=bool)
+    if valid_fraction > 0:
+        num_valid = int(round(valid_fraction * len(entries)))
+        if num_valid == 0 and len(entries) >= 2:
+            num_valid = 1
+        is_valid[np.random.default_rng(seed).permutation(len(entries))[:num_valid]] = True
+    return [e for e, v in zip(entries, is_valid) if not v], [e for e, v in zip(entries, is_valid) if v]
 
 
 def _write_atomic(out: Path, root: Path, entries: list[tuple[str, int]]) -> None:

@@ -1,4 +1,5 @@
-"""Learning-rate and EMA-decay schedules as pure functions of the update count (method §9, §10)."""
+"""Learning-rate and EMA-decay schedules as pure functions of the update count (docs/design.md "Optimiser and
+data", "Teacher")."""
 from __future__ import annotations
 
 import math
@@ -11,10 +12,6 @@ def lr_at(update: int, peak_lr: float, warmup_updates: int, total_updates: int) 
     moves and step warmup_updates - 1 runs at the peak. Then a cosine from the peak at update = warmup_updates
     to 0 at update = total_updates (the last step, total_updates - 1, runs at a small positive LR); 0 after.
     """
-    if update < 0:
-        raise ValueError(f"update must be >= 0, got {update}")
-    if warmup_updates < 0 or total_updates <= warmup_updates:
-        raise ValueError(f"need 0 <= warmup_updates < total_updates, got {warmup_updates}, {total_updates}")
     if update < warmup_updates:
         return peak_lr * (update + 1) / warmup_updates
     if update >= total_updates:
@@ -25,8 +22,4 @@ def lr_at(update: int, peak_lr: float, warmup_updates: int, total_updates: int) 
 
 def ema_decay_at(update: int, start: float = 0.999, end: float = 0.99999, anneal_updates: int = 75000) -> float:
     """tau(u) = end - (end - start) * max(0, 1 - u / U); u = updates done after the step (1-based)."""
-    if update < 0:
-        raise ValueError(f"update must be >= 0, got {update}")
-    if anneal_updates <= 0:
-        return end
     return end - (end - start) * max(0.0, 1.0 - update / anneal_updates)

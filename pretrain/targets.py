@@ -1,4 +1,4 @@
-"""Regression targets (method §5): the average of the instance-normalised FFN outputs of the top-K teacher blocks."""
+"""Regression targets (docs/design.md "Targets"): the average of the instance-normalised FFN outputs of the top-K teacher blocks."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,8 +10,6 @@ _EPS = 1e-5
 
 def make_targets(ffn_outputs: Sequence[torch.Tensor], frame_lengths: torch.Tensor, top_k: int) -> torch.Tensor:
     """(B, T, D) fp32 targets; statistics over valid frames only (biased variance, eps 1e-5); padded frames are 0."""
-    if not 1 <= top_k <= len(ffn_outputs):
-        raise ValueError(f"top_k must be in 1..{len(ffn_outputs)} (number of FFN outputs), got {top_k}")
     shape = ffn_outputs[-1].shape
     if len(shape) != 3 or any(a.shape != shape for a in ffn_outputs):
         raise ValueError(f"ffn_outputs must all be (B, T, D) of one shape, got {[tuple(a.shape) for a in ffn_outputs]}")

@@ -1,23 +1,10 @@
-"""The pretraining loop: schedules -> forward -> backward/clip/step -> EMA -> log -> checkpoint.
+"""The pretraining loop: data -> train_step (pretrain/step.py) -> log -> checkpoint, with resume, DDP and faults.
 
-Every random draw of a step derives from (run.seed, update, micro-step), so a resumed run continues the
-uninterrupted one exactly with no replay. Started by torchrun, it runs DDP (NCCL on GPUs, gloo on CPU).
-
-DDP computes the single-process function (tests/test_ddp.py). The sampler forms one global batch per micro-step
-and gives rank r its positions r, r+W, ...; crops derive from (seed, epoch, utterance); the grid-mask plan is
-drawn for the whole global batch from (seed, update, micro) and each rank keeps its rows; layerdrop derives from
-(seed, update, micro). So every rank holds B/W rows of one length T with the same masked count N*L (N is the
-minimum over the global batch), and the DDP gradient average of the per-rank means is the global mean of L_rec,
-and of L_aux with pair_mean (equal valid-pair counts, unless two realised losses tie exactly) (method.md §8.4).
-Not rank-invariant: dropout and mask-token noise (drawn per rank: the same law, other values), aux_norm "sum"
-(a per-rank sum, averaged), aux_norm "flat_batch_mean" (pairs within a rank), mask.mode "release" (per-rank
-equalisation).
-
-Faults: an update whose loss or gradient norm is not finite is skipped (no optimiser step, no EMA) and counted;
-run.max_nonfinite_skips skips in a row stop the run and leave the last checkpoint as it was. The check is one
-scalar host read per update (after backward, also carrying the stop flag; all-reduced under DDP), which only
-delays the next update's launch by the time the device takes to finish the backward. SIGTERM/SIGINT finish the
-current update, write a checkpoint and exit; SIGKILL loses at most the updates since the last checkpoint.
+A resumed run continues the uninterrupted one exactly; started by torchrun, it runs DDP (NCCL on GPUs, gloo on CPU)
+and computes the single-process function (docs/design.md "Distributed training"). An update whose loss or
+gradient norm is not finite is skipped and counted; run.max_nonfinite_skips in a row stop the run, leaving the last
+checkpoint as it was. SIGTERM/SIGINT finish the current update, write a checkpoint and exit; SIGKILL loses at most
+the updates since the last checkpoint.
 """
 from __future__ import annotations
 
@@ -27,11 +14,9 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -39,40 +24,22 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_training_checkpoint,
                             save_training_checkpoint)
 from .config import PretrainConfig, save_config
-from .curriculum import alpha_at
 from .data import BadAudioLog, build_loader, unwrap_worker_error
-from .ehmam import EHMAMPretrainModel, StepOutput
-from .masking import MaskPlan, plan_grid_mask
+from .ehmam import EHMAMPretrainModel
+from .masking import draw_mask_plan
 from .monitor import ABXMonitor, log_abx
-from .schedules import ema_decay_at, lr_at
+from .step import Runtime, StepResult, derive_seed, train_step
+
+__all__ = ["METRICS", "Runtime", "StopSignal", "TrainingAborted", "derive_seed", "init_runtime", "train",
+           "truncate_metrics"]
 
 log = logging.getLogger("pretrain")
 
 METRICS = "metrics.jsonl"
-# derive_seed(run.seed, update, micro, stream[, rank]): one stream per kind of randomness
-_MASK_STREAM, _LAYERDROP_STREAM, _DROPOUT_STREAM = 1, 2, 3
 
 
 class TrainingAborted(RuntimeError):
     """A health check stopped the run; the last good checkpoint is left untouched."""
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int
-    world_size: int
-    local_rank: int
-    autocast_dtype: torch.dtype | None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def derive_seed(*values: int) -> int:
-    """A 63-bit seed from integers, stable across platforms and processes."""
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def init_runtime(config: PretrainConfig) -> Runtime:
@@ -227,157 +194,100 @@ def _wrap(model: EHMAMPretrainModel, config: PretrainConfig, runtime: Runtime) -
                                    find_unused_parameters=unused)
 
 
-def mask_source_for(batch: dict, frame_lengths_host: list[int], alpha: float, config: PretrainConfig,
-                    world_size: int, seed: int) -> MaskPlan | torch.Generator:
-    """Grid mode: the plan of the whole global batch (B * world_size rows of T frames, times clone_batch), drawn
-    from `seed`, cut to this process's rows (its global positions). Release mode: a generator for this process."""
-    generator = torch.Generator().manual_seed(seed)
-    if config.mask.mode != "grid":
-        return generator
-    if len(set(frame_lengths_host)) != 1:
-        raise ValueError(f"pretraining batches must hold crops of one length, got frame lengths {frame_lengths_host}")
-    clones = config.mask.clone_batch
-    positions = batch["position"].tolist()
-    global_rows = len(positions) * world_size * clones
-    plan = plan_grid_mask([frame_lengths_host[0]] * global_rows, config.mask.mask_prob, config.mask.span_length,
-                          alpha, generator)
-    return plan.select_rows([p * clones + c for p in positions for c in range(clones)])
+class RunReport:
+    """What the main process writes while training: TensorBoard scalars, metrics.jsonl, the progress bar and the
+    phone ABX monitor; other ranks only keep the timing and run the health checks."""
 
+    def __init__(self, stack: contextlib.ExitStack, config: PretrainConfig, runtime: Runtime, out_dir: Path,
+                 update: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
 
-def _grad_norm_(params: list[torch.Tensor], clip: float) -> torch.Tensor:
-    """Total gradient norm as a device tensor (no host read), clipping to `clip` when > 0."""
-    if clip > 0:
-        return torch.nn.utils.clip_grad_norm_(params, clip)
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=params[0].device)
+        self.config, self.runtime, self.out_dir = config, runtime, out_dir
+        self.writer = self.metrics_file = self.monitor = None
+        if runtime.is_main:
+            # purge_step drops the TensorBoard events a killed run wrote past its last checkpoint
+            self.writer = stack.enter_context(contextlib.closing(
+                SummaryWriter(str(out_dir / "tb"), purge_step=update + 1 if update else None)))
+            self.metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
+            self.monitor = ABXMonitor(config, runtime.device) if config.run.eval_data else None
+        self.progress = stack.enter_context(contextlib.closing(tqdm(
+            total=config.optim.max_steps, initial=update, disable=not runtime.is_main, desc="pretrain",
+            dynamic_ncols=True)))
+        self.postfix: dict[str, str] = {}
+        self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
 
+    def evaluate_abx(self, model: EHMAMPretrainModel, update: int) -> None:
+        """Score the student's layers; the seconds it takes stay out of the logged seconds per update."""
+        record = self.monitor.evaluate(model.encoder, update)
+        log_abx(record, self.writer, self.metrics_file, self.out_dir, self.out_dir / METRICS)
+        self.postfix["abx"] = f"{record['abx']['best_across']:.1f}"
+        self.progress.set_postfix(**self.postfix)
+        self.tick += record["abx"]["seconds"]
 
-def _update_flags(grad_norm: torch.Tensor, loss_sum: torch.Tensor, stop_received: bool,
-                  runtime: Runtime) -> tuple[bool, bool]:
-    """(non-finite, stop) for this update, the same on every rank; the one host read of an update."""
-    nonfinite = ~(torch.isfinite(grad_norm) & torch.isfinite(loss_sum))
-    flags = torch.stack([nonfinite.float(), torch.tensor(float(stop_received), device=nonfinite.device)])
-    if runtime.world_size > 1:
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    nonfinite_any, stop_any = flags.tolist()
-    return nonfinite_any > 0, stop_any > 0
+    def abx_due(self, update: int) -> bool:
+        return self.monitor is not None and self.monitor.due(update, self.config.optim.max_steps)
+
+    def log_update(self, result: StepResult, state: TrainState, bad_audio: BadAudioLog) -> None:
+        """The dense log record every run.log_every updates (and at updates 1 and max_steps), then the health check."""
+        self.progress.update(1)
+        self.steps_since_log += 1
+        update, max_steps = state.update, self.config.optim.max_steps
+        if update % self.config.run.log_every and update not in (1, max_steps):
+            return
+        seconds = (time.perf_counter() - self.tick) / self.steps_since_log
+        scalars = _log_scalars(state, result, seconds, self.audio_seconds / self.steps_since_log, bad_audio,
+                               self.runtime)
+        self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
+        if self.runtime.is_main:
+            self.postfix.update(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
+                                alpha=f"{result.alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}")
+            self.progress.set_postfix(**self.postfix)
+            for key, value in scalars.items():
+                if key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"train/{key}", value, update)
+            self.metrics_file.write(json.dumps(scalars) + "\n")
+            self.metrics_file.flush()
+        _check_health(scalars, self.config, state)
 
 
 def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: TrainState,
                 config: PretrainConfig, runtime: Runtime, out_dir: Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
-    optim, run = config.optim, config.run
     wrapped = _wrap(model, config, runtime)
-    params = [p for p in model.parameters() if p.requires_grad]
     bad_audio = BadAudioLog(state.bad_audio)
     state.bad_audio = bad_audio.files  # the same dict: checkpoints carry the record so far
     last_saved = state.update if (out_dir / LAST).exists() else None
-    autocast = (torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype)
-                if runtime.autocast_dtype is not None else contextlib.nullcontext())
     batches = _batches(loader, sampler, state)
     with contextlib.ExitStack() as stack:
-        writer = metrics_file = None
-        if runtime.is_main:
-            # purge_step drops the TensorBoard events a killed run wrote past its last checkpoint
-            writer = stack.enter_context(contextlib.closing(
-                SummaryWriter(str(out_dir / "tb"), purge_step=state.update + 1 if state.update else None)))
-            metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
-        progress = stack.enter_context(contextlib.closing(tqdm(
-            total=optim.max_steps, initial=state.update, disable=not runtime.is_main, desc="pretrain",
-            dynamic_ncols=True)))
+        report = RunReport(stack, config, runtime, out_dir, state.update)
         stop = stack.enter_context(StopSignal())
         stack.callback(_report_faults, bad_audio, state)  # also when a health check stops the run
-        postfix: dict[str, str] = {}
-        monitor = ABXMonitor(config, runtime.device) if run.eval_data and runtime.is_main else None
-
-        def evaluate_abx() -> float:
-            """Score the student's layers (main process only); returns the seconds it took."""
-            record = monitor.evaluate(model.encoder, state.update)
-            log_abx(record, writer, metrics_file, out_dir, out_dir / METRICS)
-            postfix["abx"] = f"{record['abx']['best_across']:.1f}"
-            progress.set_postfix(**postfix)
-            return record["abx"]["seconds"]
-
-        if monitor is not None and state.update == 0:
-            evaluate_abx()
+        if report.monitor is not None and state.update == 0:
+            report.evaluate_abx(model, 0)
         model.train()
-        tick, audio_seconds, steps_since_log = time.perf_counter(), 0.0, 0
-        while state.update < optim.max_steps:
-            # 1. schedules: pure functions of the update count
-            lr = lr_at(state.update, optim.lr, optim.warmup_steps, optim.max_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            alpha = alpha_at(config.curriculum.mode, state.update, optim.max_steps, state.epoch,
-                             config.curriculum.threshold, config.curriculum.plateau, config.curriculum.e_ref)
-
-            # 2-4. forward, losses, backward over the micro-batches
-            loss_sum = torch.zeros((), device=runtime.device)
-            for micro in range(optim.grad_accum):
-                batch = next(batches)
+        while state.update < config.optim.max_steps:
+            epoch = state.epoch  # the epoch the update starts in, before its batches may open the next one
+            micro_batches = [next(batches) for _ in range(config.optim.grad_accum)]
+            for batch in micro_batches:
                 bad_audio.record(batch["bad_audio"])
-                torch.manual_seed(derive_seed(run.seed, state.update, micro, _DROPOUT_STREAM, runtime.rank))
-                layerdrop_generator = torch.Generator().manual_seed(
-                    derive_seed(run.seed, state.update, micro, _LAYERDROP_STREAM))  # the same on every rank
-                frame_lengths_host = [int(n) for n in config.model.frames_for_samples(batch["wav_lengths"])]
-                mask_source = mask_source_for(batch, frame_lengths_host, alpha, config, runtime.world_size,
-                                              derive_seed(run.seed, state.update, micro, _MASK_STREAM))
-                wav = batch["wav"].to(runtime.device, non_blocking=True)
-                wav_lengths = batch["wav_lengths"].to(runtime.device, non_blocking=True)
-                sync = (micro == optim.grad_accum - 1 or runtime.world_size == 1)
-                with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast:
-                    out = wrapped(wav, wav_lengths, frame_lengths_host, alpha, mask_source, layerdrop_generator)
-                    (out.loss / optim.grad_accum).backward()
-                loss_sum += out.loss.detach()
-                audio_seconds += float(batch["wav_lengths"].sum()) / 16000 * runtime.world_size
-            grad_norm = _grad_norm_(params, optim.clip_grad_norm)
-            nonfinite, stop_requested = _update_flags(grad_norm, loss_sum, stop.received is not None, runtime)
-
-            if nonfinite:
-                # 5'. skip: the weights, the optimiser moments and the teacher stay as they were
-                optimizer.zero_grad(set_to_none=True)
+                report.audio_seconds += float(batch["wav_lengths"].sum()) / 16000 * runtime.world_size
+            result = train_step(model, optimizer, micro_batches, state.update, epoch, config, runtime,
+                                wrapped=wrapped, stop_received=stop.received is not None)
+            if result.nonfinite:
                 _count_skip(state, config, out_dir, last_saved)
             else:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
                 state.update += 1
                 state.consecutive_skips = 0
-
-                # 5. EMA teacher, right after the optimiser step
-                decay = ema_decay_at(state.update, config.teacher.ema_decay_start, config.teacher.ema_decay_end,
-                                     config.teacher.ema_anneal_updates)
-                model.update_teacher(decay)
-                progress.update(1)
-
-                # 6. log (the only other host reads of device values), health checks
-                steps_since_log += 1
-                if state.update % run.log_every == 0 or state.update == optim.max_steps or state.update == 1:
-                    seconds = (time.perf_counter() - tick) / steps_since_log
-                    scalars = _log_scalars(state, out, lr, alpha, decay, seconds, audio_seconds / steps_since_log,
-                                           grad_norm, bad_audio, runtime)
-                    tick, audio_seconds, steps_since_log = time.perf_counter(), 0.0, 0
-                    if runtime.is_main:
-                        postfix.update(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
-                                       alpha=f"{alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}")
-                        progress.set_postfix(**postfix)
-                        for key, value in scalars.items():
-                            if key not in ("step", "epoch"):
-                                writer.add_scalar(f"train/{key}", value, state.update)
-                        metrics_file.write(json.dumps(scalars) + "\n")
-                        metrics_file.flush()
-                    _check_health(scalars, config, state)
-                # before the checkpoint of the same update, so that a resume never misses an evaluation
-                if monitor is not None and monitor.due(state.update, optim.max_steps):
-                    tick += evaluate_abx()  # kept out of the logged seconds per update
-
-            # 7. checkpoint on schedule, at the last update, and when asked to stop
-            periodic = not nonfinite and (state.update % run.save_every == 0 or state.update == optim.max_steps)
-            if periodic or stop_requested:
+                report.log_update(result, state, bad_audio)
+                if report.abx_due(state.update):  # before the checkpoint: a resume never misses an evaluation
+                    report.evaluate_abx(model, state.update)
+            periodic = not result.nonfinite and (state.update % config.run.save_every == 0
+                                                 or state.update == config.optim.max_steps)
+            if periodic or result.stop:
                 if runtime.is_main:
-                    save_training_checkpoint(out_dir, model, optimizer, state, config, run.keep_checkpoints)
+                    save_training_checkpoint(out_dir, model, optimizer, state, config, config.run.keep_checkpoints)
                 last_saved = state.update
-            if stop_requested:
+            if result.stop:
                 log.warning("stop signal: checkpoint written at update %d, exiting; rerun the same command to resume",
                             state.update)
                 break
@@ -406,13 +316,14 @@ def _count_skip(state: TrainState, config: PretrainConfig, out_dir: Path, last_s
             f"Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
 
 
-def _log_scalars(state: TrainState, out: StepOutput, lr: float, alpha: float, decay: float,
-                 seconds_per_step: float, audio_seconds: float, grad_norm: torch.Tensor, bad_audio: BadAudioLog,
-                 runtime: Runtime) -> dict:
-    """The dense log record; under DDP the step's device scalars are averaged over ranks (one all-reduce)."""
+def _log_scalars(state: TrainState, result: StepResult, seconds_per_step: float, audio_seconds: float,
+                 bad_audio: BadAudioLog, runtime: Runtime) -> dict:
+    """The dense log record; under DDP the step's device scalars are averaged over ranks (one all-reduce).
+    A scalar the configured step does not measure (e.g. rho without a loss predictor) is NaN, never 0."""
+    out = result.out
     values = torch.stack([out.loss.detach(), out.rec_loss, out.aux_loss, out.masked_fraction, out.target_std,
                           out.prediction_std, out.student_rho, out.teacher_rho,
-                          grad_norm.to(out.rec_loss.device)]).float()
+                          result.grad_norm.to(out.rec_loss.device)]).float()
     if runtime.world_size > 1:
         dist.all_reduce(values)
         values /= runtime.world_size
@@ -421,7 +332,7 @@ def _log_scalars(state: TrainState, out: StepOutput, lr: float, alpha: float, de
     return {
         "step": state.update, "epoch": state.epoch,
         "loss": loss, "rec_loss": rec_loss, "aux_loss": aux_loss,
-        "lr": lr, "alpha": alpha, "ema_decay": decay, "grad_norm": grad_norm_value,
+        "lr": result.lr, "alpha": result.alpha, "ema_decay": result.decay, "grad_norm": grad_norm_value,
         "masked_fraction": masked_fraction, "num_masked": out.num_masked,
         "target_std": target_std, "prediction_std": prediction_std,
         "student_rho": student_rho, "teacher_rho": teacher_rho,
@@ -450,11 +361,14 @@ def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, conf
     print(f"batches per epoch (this rank): {len(sampler)}")
     batch = next(_batches(loader, sampler, state))
     frames = [int(n) for n in config.model.frames_for_samples(batch["wav_lengths"])]
+    mask = config.mask
+    plan = draw_mask_plan(frames, batch["position"].tolist(), runtime.world_size, mask.clone_batch, mask.mask_prob,
+                          mask.span_length, 0.5, config.release.span_sampler, torch.Generator().manual_seed(0))
     model.train()
     with torch.no_grad():
-        out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), frames, 0.5,
-                    torch.Generator().manual_seed(0), torch.Generator().manual_seed(0))
+        out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), plan,
+                    torch.Generator().manual_seed(0))
     print(f"one batch: wav {tuple(batch['wav'].shape)} ({batch['wav'].shape[1] / 16000:.2f} s each), "
-          f"frames {frames[0]}, clones {config.mask.clone_batch}, masked frames per row {out.num_masked} "
+          f"frames {frames[0]}, clones {mask.clone_batch}, masked frames per row {out.num_masked} "
           f"(fraction {out.masked_fraction.item():.3f}), loss {out.loss.item():.4f}")
     return Path(config.run.out_dir)

@@ -1,7 +1,7 @@
 """Runtime shims that let PyPI s3prl 0.4.18 run on current torch, torchaudio and huggingface_hub.
 
 Nothing happens at import: the entry point calls `apply_compat()` once, before anything imports
-s3prl. Every installer is idempotent and only fills what is missing or broken (s3prl.md §3).
+s3prl. Every installer is idempotent and only fills what is missing or broken (docs/design.md "s3prl compatibility layer").
 """
 
 from __future__ import annotations

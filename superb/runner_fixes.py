@@ -1,4 +1,4 @@
-"""Runtime fixes for s3prl 0.4.18's downstream runner (s3prl.md §2 steps 3-5, §10), applied after
+"""Runtime fixes for s3prl 0.4.18's downstream runner (docs/design.md "s3prl compatibility layer"), applied after
 `superb.compat.apply_compat()`: graft the missing ctc corpus package, stop the ctc loader from
 mutating its config, move the SID file-list cache out of site-packages, and turn a train loader
 with zero batches (which makes the runner loop forever) into an error."""

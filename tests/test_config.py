@@ -19,7 +19,7 @@ def test_shipped_configs_load(name):
 
 
 def test_base_config_has_paper_values():
-    """ehmam.yaml carries the Base values of method.md §11."""
+    """ehmam.yaml carries the Base values of docs/design.md "Configuration"."""
     c = load_config(ROOT / "pretrain" / "ehmam.yaml")
     assert (c.model.embed_dim, c.model.num_layers, c.model.num_heads, c.model.ffn_dim) == (768, 12, 12, 3072)
     assert (c.mask.mask_prob, c.mask.span_length, c.loss.top_k_layers) == (0.5, 5, 8)
@@ -35,46 +35,68 @@ def test_random_mask_baseline_switches_off_the_method():
     assert not c.uses_loss_predictor
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"optim": {"max_stepz": 3}}, "optim.max_stepz: unknown key"),
-    ({"optim": {"max_steps": "many"}}, "optim.max_steps: expected int"),
+@pytest.mark.parametrize("values, key", [
+    ({"optim": {"max_stepz": 3}}, "optim.max_stepz"),
+    ({"optim": {"max_steps": "many"}}, "optim.max_steps"),
     ({"mask": {"mask_prob": 1.5}}, "mask.mask_prob"),
     ({"data": {"min_samples": 64000, "max_samples": 32000}}, "data.min_samples"),
-    ({"model": {"embed_dim": 100, "num_heads": 12}}, "num_heads"),
+    ({"model": {"embed_dim": 100, "num_heads": 12}}, "model.num_heads"),
     ({"curriculum": {"mode": "hard"}}, "curriculum.mode"),
     ({"loss": {"top_k_layers": 13}}, "loss.top_k_layers"),
-    ({"optimizer": {}}, "unknown section 'optimizer'"),
+    ({"optimizer": {}}, "optimizer"),
     ({"run": {"precision": "fp16"}}, "run.precision"),
     ({"optim": {"max_steps": 10, "warmup_steps": 10}}, "optim.warmup_steps"),
-    ({"mask": {"mask_prob": 0.0}}, "mask.mask_prob: must be in (0, 0.8]"),
-    ({"curriculum": {"plateau": 1.2}}, "curriculum.plateau: must be in [0, 1]"),
-    ({"curriculum": {"threshold": -0.1}}, "curriculum.threshold: must be in [0, 1]"),
-    ({"model": {"embed_dim": 128, "num_heads": 3}}, "model.num_heads: must divide embed_dim=128"),
-    ({"heads": {"decoder_dim": 64, "groups": 5}}, "heads.groups: must divide heads.decoder_dim"),
-    ({"model": {"layerdrop": 1.0}}, "model.layerdrop: must be in [0, 1)"),
-    ({"data": {"bad_audio": "ignore"}}, "data.bad_audio: must be 'skip' or 'error'"),
-    ({"data": {"bad_audio": 1}}, "data.bad_audio: expected str"),
-    ({"run": {"max_nonfinite_skips": 0}}, "run.max_nonfinite_skips: must be >= 1"),
-    ({"run": {"save_every": True}}, "run.save_every: expected int, got bool"),
-    ({"optim": {"eps": 0.0}}, "optim.eps: must be > 0"),
-    ({"optim": {"weight_decay": -0.01}}, "optim.weight_decay: must be >= 0"),
-    ({"data": {"min_samples": 4000, "max_samples": 32000}},
-     "data.min_samples: crops of 4000 samples give as few as 12 frames"),
-    ({"mask": {"mode": "release"}, "data": {"min_samples": 1700, "max_samples": 32000}},
-     r"data\.min_samples: .* 5 frames, too few for up to 1 spans .*mask\.mode=release"),
+    ({"mask": {"mask_prob": 0.0}}, "mask.mask_prob"),
+    ({"curriculum": {"plateau": 1.2}}, "curriculum.plateau"),
+    ({"curriculum": {"threshold": -0.1}}, "curriculum.threshold"),
+    ({"model": {"embed_dim": 128, "num_heads": 3}}, "model.num_heads"),
+    ({"heads": {"decoder_dim": 64, "groups": 5}}, "heads.groups"),
+    ({"model": {"embed_dim": 120, "num_heads": 4, "pos_conv_groups": 8}}, "heads.groups"),
+    ({"model": {"layerdrop": 1.0}}, "model.layerdrop"),
+    ({"data": {"bad_audio": "ignore"}}, "data.bad_audio"),
+    ({"data": {"bad_audio": 1}}, "data.bad_audio"),
+    ({"run": {"max_nonfinite_skips": 0}}, "run.max_nonfinite_skips"),
+    ({"run": {"save_every": True}}, "run.save_every"),
+    ({"optim": {"eps": 0.0}}, "optim.eps"),
+    ({"optim": {"weight_decay": -0.01}}, "optim.weight_decay"),
+    ({"data": {"min_samples": 4000, "max_samples": 32000}}, "data.min_samples"),
+    ({"release": {"span_sampler": True}, "data": {"min_samples": 1700, "max_samples": 32000}}, "data.min_samples"),
+    ({"release": {"aux_norm": "mean"}}, "release.aux_norm"),
+    ({"release": {"epoch_curriculum": -1}}, "release.epoch_curriculum"),
+    ({"release": {"epoch_curriculum": 150}, "curriculum": {"mode": "none"}}, "release.epoch_curriculum"),
 ])
-def test_bad_config_names_the_key(values, message):
+def test_bad_config_names_the_key(values, key):
     """Bad values raise a ValueError whose message names the offending key."""
-    pattern = message if ".*" in message else re.escape(message)
-    with pytest.raises(ValueError, match=pattern):
+    with pytest.raises(ValueError, match=re.escape(key)):
         config_from_dict(values)
+
+
+@pytest.mark.parametrize("values, new_place", [
+    ({"mask": {"mode": "release"}}, "release.span_sampler"),
+    ({"curriculum": {"mode": "epoch"}}, "release.epoch_curriculum"),
+    ({"curriculum": {"e_ref": 150}}, "release.epoch_curriculum"),
+    ({"loss": {"aux_norm": "sum"}}, "release.aux_norm"),
+])
+def test_moved_release_keys_name_their_new_place(values, new_place):
+    """A key that moved into the release section is refused with its new name, not as an unknown key."""
+    with pytest.raises(ValueError, match=re.escape(new_place)):
+        config_from_dict(values)
+
+
+def test_release_section_reaches_the_crop_check():
+    """The release sampler needs T - L start positions, not grid cells: a crop the grid refuses may fit it."""
+    crops = {"data": {"min_samples": 3200, "max_samples": 32000}}
+    with pytest.raises(ValueError, match="data.min_samples"):
+        config_from_dict(crops)
+    assert config_from_dict({**crops, "release": {"span_sampler": True}}).release.span_sampler
 
 
 def test_overrides_are_type_checked_and_applied():
     """--set section.key=value parses YAML values and goes through the same checks."""
-    values = apply_overrides({}, ["optim.max_steps=12", "optim.warmup_steps=2", "mask.mode=release", "optim.betas=[0.9, 0.95]"])
+    values = apply_overrides({}, ["optim.max_steps=12", "optim.warmup_steps=2", "release.span_sampler=true",
+                                  "optim.betas=[0.9, 0.95]"])
     c = config_from_dict(values)
-    assert c.optim.max_steps == 12 and c.mask.mode == "release" and c.optim.betas == [0.9, 0.95]
+    assert c.optim.max_steps == 12 and c.release.span_sampler and c.optim.betas == [0.9, 0.95]
     with pytest.raises(ValueError, match="optim.max_steps"):
         config_from_dict(apply_overrides({}, ["optim.max_steps=1.5"]))
     with pytest.raises(ValueError, match="section.key"):
@@ -96,7 +118,7 @@ def test_float_keys_accept_every_spelling_of_a_number():
     c = config_from_dict(apply_overrides({}, ["optim.lr=5e-4", "optim.eps=1E-8", "loss.aux_weight=.5"]))
     assert (c.optim.lr, c.optim.eps, c.loss.aux_weight) == (5e-4, 1e-8, 0.5)
     assert isinstance(c.optim.lr, float)
-    with pytest.raises(ValueError, match=r"optim\.lr: expected float, got str 'fast'"):
+    with pytest.raises(ValueError, match=r"optim\.lr"):
         config_from_dict(apply_overrides({}, ["optim.lr=fast"]))
-    with pytest.raises(ValueError, match=r"optim\.max_steps: expected int"):
+    with pytest.raises(ValueError, match=r"optim\.max_steps"):
         config_from_dict(apply_overrides({}, ["optim.max_steps=1e3"]))  # an int key stays strict

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from pretrain.config import config_from_dict
 from pretrain.curriculum import alpha_at, alpha_epoch, alpha_progress
 from pretrain.schedules import ema_decay_at, lr_at
 
@@ -29,18 +30,14 @@ def test_alpha_epoch_release_rule():
     assert alpha_epoch(10, e_ref=20) == pytest.approx(0.5)
 
 
-def test_alpha_at_dispatch_and_errors():
-    """alpha_at picks the mode; "none" is always 0; unknown modes and bad steps raise ValueError."""
-    kw = dict(threshold=0.7, plateau=0.8, e_ref=150)
-    assert alpha_at("progress", U // 4, U, 104, **kw) == pytest.approx(0.25)
-    assert alpha_at("epoch", U // 4, U, 104, **kw) == pytest.approx(104 / 150)
-    assert alpha_at("none", U - 1, U, 200, **kw) == 0.0
-    with pytest.raises(ValueError, match="curriculum.mode"):
-        alpha_at("linear", 0, U, 1, **kw)
-    with pytest.raises(ValueError):
-        alpha_epoch(0)
-    with pytest.raises(ValueError):
-        alpha_progress(1, 0)
+def test_alpha_at_follows_the_configured_rule():
+    """alpha_at: progress u/U by default, the release's epoch rule under release.epoch_curriculum, 0 for mode none."""
+    progress = config_from_dict({"optim": {"max_steps": U}})
+    epoch = config_from_dict({"optim": {"max_steps": U}, "release": {"epoch_curriculum": 150}})
+    none = config_from_dict({"optim": {"max_steps": U}, "curriculum": {"mode": "none"}})
+    assert alpha_at(progress, U // 4, 104) == pytest.approx(0.25)
+    assert alpha_at(epoch, U // 4, 104) == pytest.approx(104 / 150)
+    assert alpha_at(none, U - 1, 200) == 0.0
 
 
 def test_lr_warmup_and_cosine_endpoints():
@@ -62,8 +59,6 @@ def test_lr_warmup_and_cosine_endpoints():
     assert all(a <= b for a, b in zip(lrs[:top], lrs[1:top + 1]))  # rises, then never rises again
     assert all(a >= b for a, b in zip(lrs[top:], lrs[top + 1:]))
     assert lr_at(0, peak, 0, total) == pytest.approx(peak)  # no warm-up
-    with pytest.raises(ValueError):
-        lr_at(0, peak, total, total)
 
 
 def test_ema_decay_schedule_values():

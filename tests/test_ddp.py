@@ -1,4 +1,4 @@
-"""DDP computes the single-process function (pretrain/train.py docstring, method.md §8.4): two gloo processes
+"""DDP computes the single-process function (docs/design.md "Distributed training"): two gloo processes
 started by torchrun match one process that sees the same global batches, update for update."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pretrain.config import load_config
 from pretrain.data import build_loader
 from pretrain.ehmam import EHMAMPretrainModel
 from pretrain.manifest import write_manifest
-from pretrain.train import mask_source_for, train
+from pretrain.step import mask_plan_for
+from pretrain.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 CROP = 32_000  # every utterance is longer, so each global batch of 4 holds 4 crops of 2 s (99 frames)
@@ -58,14 +59,14 @@ def test_ranks_take_their_rows_of_the_global_mask_plan(manifest):
     frames = [99] * 4
     loader, sampler = build_loader(manifest, 4 * CROP, CROP, CROP, seed=0, num_workers=0)
     sampler.set_epoch(1)
-    single = mask_source_for(next(iter(loader)), frames, 0.5, config, world_size=1, seed=11)
+    single = mask_plan_for(config, frames, next(iter(loader))["position"].tolist(), 0.5, world_size=1, seed=11)
     assert single.offsets.shape == (8, ) and single.num_hard == single.num_spans - int(single.num_spans * 0.5)
     for rank in (0, 1):
         loader, sampler = build_loader(manifest, 4 * CROP, CROP, CROP, seed=0, num_workers=0, rank=rank, world_size=2)
         sampler.set_epoch(1)
         batch = next(iter(loader))
         assert batch["position"].tolist() == [rank, rank + 2]
-        local = mask_source_for(batch, frames[:2], 0.5, config, world_size=2, seed=11)
+        local = mask_plan_for(config, frames[:2], batch["position"].tolist(), 0.5, world_size=2, seed=11)
         rows = [2 * p + c for p in (rank, rank + 2) for c in (0, 1)]
         assert torch.equal(local.offsets, single.offsets[rows])
         assert torch.equal(local.cell_scores, single.cell_scores[rows])

@@ -1,8 +1,15 @@
-"""Tests for pretrain/ema.py: the fused EMA update against the plain loop and the float64 formula (method §9)."""
+"""Tests for pretrain/ema.py: the fused EMA update against the plain loop and the float64 formula."""
 import pytest
 import torch
 
-from pretrain.ema import ema_update_, ema_update_reference_
+from pretrain.ema import ema_update_
+
+
+@torch.no_grad()
+def ema_update_reference_(teacher, student, decay):
+    """The plain per-tensor loop the fused form is checked against."""
+    for t, s in zip(teacher, student):
+        t.mul_(decay).add_(s, alpha=1.0 - decay)
 
 
 def _random_params(g, scale):
@@ -48,13 +55,9 @@ def test_updates_parameters_in_place_without_autograd():
     assert torch.equal(teacher.weight, student.weight)
 
 
-def test_mismatched_inputs_raise():
-    """Different lengths or shapes, or a decay outside [0, 1], raise ValueError."""
-    a, b = [torch.zeros(3)], [torch.zeros(3), torch.zeros(2)]
-    for update in (ema_update_, ema_update_reference_):
-        with pytest.raises(ValueError, match="teacher has 1"):
-            update(a, b, 0.9)
-        with pytest.raises(ValueError, match="shape"):
-            update([torch.zeros(3)], [torch.zeros(4)], 0.9)
-        with pytest.raises(ValueError, match="decay"):
-            update([torch.zeros(3)], [torch.zeros(3)], 1.5)
+def test_mismatched_lists_raise_instead_of_truncating():
+    """A student list of another length is a ValueError naming both counts, and the teacher is left untouched."""
+    teacher = [torch.zeros(3)]
+    with pytest.raises(ValueError, match="teacher has 1 tensors, student has 2"):
+        ema_update_(teacher, [torch.ones(3), torch.ones(2)], 0.5)
+    assert torch.equal(teacher[0], torch.zeros(3))

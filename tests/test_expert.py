@@ -1,4 +1,4 @@
-"""The s3prl UpstreamExpert contract (s3prl.md §5) for upstream_ehmam, probed like s3prl's own upstream test
+"""The s3prl UpstreamExpert contract (docs/design.md "The s3prl upstream") for upstream_ehmam, probed like s3prl's own upstream test
 but without importing s3prl: layer count and shapes, short inputs, padding invariance, options, bad inputs."""
 import ast
 import importlib

@@ -25,7 +25,8 @@ from pretrain.config import load_config
 from pretrain.ehmam import EHMAMPretrainModel
 from pretrain.manifest import write_manifest
 from pretrain.run import main as run_main
-from pretrain.train import StopSignal, TrainingAborted, Runtime, _update_flags, train, truncate_metrics
+from pretrain.step import Runtime, update_flags
+from pretrain.train import StopSignal, TrainingAborted, train, truncate_metrics
 from upstream_ehmam.checkpoint import export_encoder, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,9 +199,9 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run(manifest, tmp_pa
 def test_update_flags_catch_a_nonfinite_gradient_with_a_finite_loss():
     """The skip decision reads the gradient norm as well as the loss; the stop flag rides along."""
     cpu = Runtime(torch.device("cpu"), rank=0, world_size=1, local_rank=0, autocast_dtype=None)
-    assert _update_flags(torch.tensor(float("inf")), torch.tensor(1.0), False, cpu) == (True, False)
-    assert _update_flags(torch.tensor(2.0), torch.tensor(float("nan")), False, cpu) == (True, False)
-    assert _update_flags(torch.tensor(2.0), torch.tensor(1.0), True, cpu) == (False, True)
+    assert update_flags(torch.tensor(float("inf")), torch.tensor(1.0), False, cpu) == (True, False)
+    assert update_flags(torch.tensor(2.0), torch.tensor(float("nan")), False, cpu) == (True, False)
+    assert update_flags(torch.tensor(2.0), torch.tensor(1.0), True, cpu) == (False, True)
 
 
 @pytest.fixture(scope="module")

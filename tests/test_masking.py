@@ -1,9 +1,9 @@
-"""Tests for pretrain/masking.py: grid-mask invariants, the release sampler, and index helpers (method §6)."""
+"""Tests for pretrain/masking.py: grid-mask invariants, the release sampler, and index helpers."""
 import pytest
 import torch
 
-from pretrain.masking import (MaskPlan, grid_mask, masked_indices, num_hard_spans, plan_grid_mask, release_mask,
-                              span_counts, visible_indices)
+from pretrain.masking import (GridMaskPlan, draw_mask_plan, grid_mask, masked_indices, num_hard_spans,
+                              plan_grid_mask, plan_release_mask, release_mask, span_counts, visible_indices)
 
 P, L = 0.5, 5
 LENGTHS = [200, 173, 150, 199]  # padded to T = 200
@@ -91,10 +91,10 @@ def test_plan_is_seeded_and_shaped():
     assert a.offsets.dtype == torch.int64 and a.offsets.shape == (len(LENGTHS),)
     assert a.cell_scores.shape == (len(LENGTHS), a.num_cells)
     assert a.num_cells == (min(LENGTHS) - (L - 1)) // L
-    assert a.num_visible + a.num_masked == a.num_frames == max(LENGTHS)
+    assert a.num_masked == a.num_spans * L and a.num_frames == max(LENGTHS)
     assert a.num_spans == min(span_counts(LENGTHS, P, L, _gen(9)))
     moved = a.to("meta")
-    assert isinstance(moved, MaskPlan) and moved.offsets.device.type == "meta" and a.offsets.device.type == "cpu"
+    assert isinstance(moved, GridMaskPlan) and moved.offsets.device.type == "meta" and a.offsets.device.type == "cpu"
 
 
 def test_grid_mask_needs_no_data_dependent_shapes():
@@ -102,7 +102,7 @@ def test_grid_mask_needs_no_data_dependent_shapes():
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(1)).to("meta")
     mask = grid_mask(torch.empty(len(LENGTHS), plan.num_frames, device="meta"), plan)
     assert mask.shape == (len(LENGTHS), plan.num_frames)
-    assert visible_indices(mask, plan.num_visible).shape == (len(LENGTHS), plan.num_visible)
+    assert visible_indices(mask, plan.num_frames - plan.num_masked).shape == (len(LENGTHS), plan.num_frames - plan.num_masked)
     assert masked_indices(mask, plan.num_masked).shape == (len(LENGTHS), plan.num_masked)
 
 
@@ -115,16 +115,11 @@ def test_num_hard_spans_formula():
 
 
 def test_grid_mask_bad_input_raises():
-    """Too many spans for the shortest row, alpha outside [0, 1], or a missing predicted loss raise ValueError."""
+    """Too many spans for the shortest row, or hard spans without a predicted loss, raise ValueError."""
     with pytest.raises(ValueError, match="T=12"):
         plan_grid_mask([12], 0.8, L, 0.0, _gen(0))
-    with pytest.raises(ValueError, match="alpha"):
-        plan_grid_mask(LENGTHS, P, L, 1.5, _gen(0))
     with pytest.raises(ValueError, match="predicted_loss is None"):
         grid_mask(None, plan_grid_mask(LENGTHS, P, L, 0.5, _gen(0)))
-    plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(0))
-    with pytest.raises(ValueError, match="shape"):
-        grid_mask(torch.zeros(len(LENGTHS), plan.num_frames + 1), plan)
 
 
 def _spans_from_starts(starts: torch.Tensor, length: int, t_pad: int) -> torch.Tensor:
@@ -140,7 +135,7 @@ def test_release_mask_single_row_alpha_one_is_union_of_top_spans():
     loss = torch.rand(1, t_pad, generator=_gen(1))
     loss[0, t_len:] = 5.0 + torch.arange(t_pad - t_len)  # padded frames predicted hardest: must be ignored
     (n,) = span_counts([t_len], P, L, _gen(2))  # same first draw as release_mask
-    mask = release_mask(loss, [t_len], P, L, 1.0, _gen(2))
+    mask = release_mask(loss, plan_release_mask([t_len], P, L, 1.0, _gen(2), num_frames=t_pad))
     expected = _spans_from_starts(loss[0, :t_len].topk(n).indices, t_len, t_pad)
     assert torch.equal(mask[0], expected)
 
@@ -151,7 +146,7 @@ def test_release_mask_batch_properties():
     for b, t_b in enumerate(LENGTHS):  # padded frames get the largest values: they must still never be chosen
         loss[b, t_b:] = 10.0 + torch.arange(max(LENGTHS) - t_b)
     for alpha in (0.0, 0.5, 1.0):
-        mask = release_mask(loss, LENGTHS, P, L, alpha, _gen(4))
+        mask = release_mask(loss, plan_release_mask(LENGTHS, P, L, alpha, _gen(4)))
         counts = mask.sum(dim=1)
         assert (counts == counts[0]).all() and int(counts[0]) > 0
         for b, t_b in enumerate(LENGTHS):
@@ -166,19 +161,20 @@ def test_release_mask_batch_properties():
 def test_release_mask_is_seeded_and_needs_loss_for_hard_spans():
     """Same generator seed, same mask; hard spans without a predicted loss raise ValueError."""
     loss = torch.rand(len(LENGTHS), max(LENGTHS), generator=_gen(3))
-    first, second = release_mask(loss, LENGTHS, P, L, 0.5, _gen(8)), release_mask(loss, LENGTHS, P, L, 0.5, _gen(8))
-    assert torch.equal(first, second)
-    assert release_mask(None, LENGTHS, P, L, 0.0, _gen(8)).shape == (len(LENGTHS), max(LENGTHS))
+    first = release_mask(loss, plan_release_mask(LENGTHS, P, L, 0.5, _gen(8)))
+    assert torch.equal(first, release_mask(loss, plan_release_mask(LENGTHS, P, L, 0.5, _gen(8))))
+    assert not torch.equal(first, release_mask(loss, plan_release_mask(LENGTHS, P, L, 0.5, _gen(9))))
+    assert release_mask(None, plan_release_mask(LENGTHS, P, L, 0.0, _gen(8))).shape == (len(LENGTHS), max(LENGTHS))
     with pytest.raises(ValueError, match="predicted_loss is None"):
-        release_mask(None, LENGTHS, P, L, 0.5, _gen(8))
+        release_mask(None, plan_release_mask(LENGTHS, P, L, 0.5, _gen(8)))
 
 
 def test_visible_and_masked_indices_are_complementary_and_sorted():
     """visible_indices and masked_indices partition 0..T-1 and are ascending per row."""
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(11))
     mask = grid_mask(torch.randn(len(LENGTHS), plan.num_frames, generator=_gen(12)), plan)
-    vis, msk = visible_indices(mask, plan.num_visible), masked_indices(mask, plan.num_masked)
-    assert vis.shape == (len(LENGTHS), plan.num_visible) and msk.shape == (len(LENGTHS), plan.num_masked)
+    vis, msk = visible_indices(mask, plan.num_frames - plan.num_masked), masked_indices(mask, plan.num_masked)
+    assert vis.shape == (len(LENGTHS), plan.num_frames - plan.num_masked) and msk.shape == (len(LENGTHS), plan.num_masked)
     assert (vis.diff(dim=1) > 0).all() and (msk.diff(dim=1) > 0).all()
     assert not mask.gather(1, vis).any() and mask.gather(1, msk).all()
     together = torch.cat([vis, msk], dim=1).sort(dim=1).values
@@ -193,7 +189,7 @@ def test_release_mask_single_row_mixed_alpha():
     for seed in range(5):
         (n,) = span_counts([t_len], P, L, _gen(seed))
         n_hard = num_hard_spans(n, 0.5)
-        mask = release_mask(loss, [t_len], P, L, 0.5, _gen(seed))[0]
+        mask = release_mask(loss, plan_release_mask([t_len], P, L, 0.5, _gen(seed)))[0]
         hard = _spans_from_starts(loss[0].topk(n_hard).indices, t_len, t_len)
         assert (mask | ~hard).all()
         assert not mask[-1], "random starts are drawn from 0..T-L-1, so the last frame stays visible"
@@ -210,7 +206,16 @@ def test_select_rows_keeps_the_global_span_count():
         plan.num_spans, plan.num_hard, plan.num_cells, plan.num_frames)
     loss = torch.randn(6, 150, generator=_gen(14))
     assert torch.equal(grid_mask(loss[[4, 1]], part), grid_mask(loss, plan)[[4, 1]])
-    with pytest.raises(ValueError, match="rows must be a non-empty selection of 0..5"):
-        plan.select_rows([6])
-    with pytest.raises(ValueError, match="non-empty"):
-        plan.select_rows([])
+
+
+def test_draw_mask_plan_owns_the_choice_of_sampler_and_the_row_layout():
+    """draw_mask_plan gives clone c of utterance b row b * clones + c: the grid plan of two processes is the single
+    process's plan at their positions; the release plan is drawn for the local rows and masks the same count in
+    every row."""
+    lengths, clones = [150, 150], 2
+    whole = draw_mask_plan(lengths * 2, [0, 1, 2, 3], 1, clones, P, L, 0.5, False, _gen(5))
+    part = draw_mask_plan(lengths, [1, 3], 2, clones, P, L, 0.5, False, _gen(5))
+    assert torch.equal(part.offsets, whole.offsets[[2, 3, 6, 7]]) and part.num_spans == whole.num_spans
+    release = draw_mask_plan(lengths, [0, 1], 1, clones, P, L, 0.5, True, _gen(5))
+    mask, count = release.mask(torch.rand(4, 150, generator=_gen(6)), torch.device("cpu"))
+    assert mask.shape == (4, 150) and (mask.sum(1) == count).all() and 0 < count < 150

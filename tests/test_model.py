@@ -305,7 +305,7 @@ def test_init_weights_follows_method():
 
 
 def test_base_parameter_count():
-    """The Base encoder has exactly 93,163,532 parameters, split as in method.md §12."""
+    """The Base encoder has exactly 93,163,532 parameters, split as in docs/design.md "Parameter counts"."""
     with torch.device("meta"):
         model = EHMAMEncoder(EncoderConfig())
 

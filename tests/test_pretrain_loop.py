@@ -9,6 +9,7 @@ import torch
 
 from pretrain.config import load_config
 from pretrain.ehmam import EHMAMPretrainModel
+from pretrain.step import mask_plan_for
 from pretrain.train import train
 from upstream_ehmam.checkpoint import load_encoder
 
@@ -88,7 +89,8 @@ def test_teacher_gets_no_gradients_and_follows_the_ema(manifest):
     model = EHMAMPretrainModel(config)
     wav = torch.randn(2, 32000)
     lengths = torch.tensor([32000, 32000])
-    out = model(wav, lengths, [99, 99], 0.5, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    plan = mask_plan_for(config, [99, 99], [0, 1], 0.5, world_size=1, seed=0)
+    out = model(wav, lengths, plan, torch.Generator().manual_seed(1))
     out.loss.backward()
     teacher, student = model.ema_pairs()
     assert all(not t.requires_grad and t.grad is None for t in model.teacher.parameters())

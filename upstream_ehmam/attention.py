@@ -1,6 +1,6 @@
 """ALiBi attention for the context encoder: slopes, the additive attention bias, and the post-LN block.
 
-method.md §3.6-§3.7. The bias is built once per forward (in the compute dtype) and shared by all blocks.
+docs/design.md "Encoder". The bias is built once per forward (in the compute dtype) and shared by all blocks.
 """
 from __future__ import annotations
 
@@ -83,5 +83,5 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h1 = self.norm1(x + self.dropout(self.attention(x, attn_bias)))
-        f = self.fc2(self.activation_dropout(F.gelu(self.fc1(h1))))  # target tap (method §3.6)
+        f = self.fc2(self.activation_dropout(F.gelu(self.fc1(h1))))  # target tap: the FFN output before residual and LN2
         return self.norm2(h1 + self.dropout(f)), f

@@ -1,6 +1,6 @@
-"""Encoder hyperparameters (method.md §3, §11) as one validated dataclass, plus the CNN frame-count formula.
+"""Encoder hyperparameters (docs/design.md "Encoder", "Configuration") as one validated dataclass, plus the CNN frame-count formula.
 
-Defaults are the Base model: 93,163,532 encoder parameters (method.md §12). `frontend` picks what turns the
+Defaults are the Base model: 93,163,532 encoder parameters (docs/design.md "Parameter counts"). `frontend` picks what turns the
 waveform into 50 frames per second: the CNN (`cnn`, the default) or stacked log-mel frames (`mel`,
 upstream_ehmam/frontend.py); `downsample_rate`, `receptive_field` and `frames_for_samples` describe either.
 """
@@ -15,7 +15,7 @@ import torch
 
 from . import frontend as _mel
 
-# (channels, kernel, stride) per conv: 320x downsampling, 400-sample receptive field (method.md §3.2).
+# (channels, kernel, stride) per conv: 320x downsampling, 400-sample receptive field (wav2vec 2.0 / data2vec 2.0).
 BASE_CONV_LAYERS: list[list[int]] = [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
 
 _INT_FIELDS = ("embed_dim", "num_layers", "num_heads", "ffn_dim", "pos_conv_depth", "pos_conv_kernel",
@@ -80,10 +80,6 @@ class EncoderConfig:
             value = getattr(self, name)
             out[name] = [float(v) for v in value] if isinstance(value, list) else float(value)
         return out
-
-    @property
-    def conv_channels(self) -> int:
-        return int(self.conv_layers[-1][0])
 
     @property
     def downsample_rate(self) -> int:

@@ -1,4 +1,4 @@
-"""s3prl UpstreamExpert for EH-MAM checkpoints (s3prl.md §5): list of 16 kHz waveforms -> hidden states.
+"""s3prl UpstreamExpert for EH-MAM checkpoints (docs/design.md "The s3prl upstream"): list of 16 kHz waveforms -> hidden states.
 
 Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>|key=value,...] ...`
 e.g. `-g num_layers=8` or `-g weights=teacher,num_layers=8` (the keys of the options YAML).

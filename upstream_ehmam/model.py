@@ -1,4 +1,4 @@
-"""The EH-MAM encoder (method.md §3): CNN + projection (LocalEncoder), positional conv + ALiBi post-LN
+"""The EH-MAM encoder (docs/design.md "Encoder"): CNN + projection (LocalEncoder), positional conv + ALiBi post-LN
 transformer (ContextEncoder), and their composition (EHMAMEncoder) used for pretraining and for SUPERB.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ class LocalEncoder(nn.Module):
 
     def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """wav (B, S), wav_lengths (B,) -> features (B, T, D) with padded frames zeroed, frame_lengths (B,)."""
-        # A valid output frame only reads valid input samples (method §3.2), so padding needs no masking
+        # A valid output frame only reads valid input samples, so padding needs no masking
         # between convs; only the output's padded frames are zeroed.
         # The convs run as 2-D convs on channels-last (B, C, 1, T) tensors: the LayerNorm over channels then
         # reads contiguous memory, with none of the transpose copies a (B, C, T) layout needs (bench/RESULTS.md).
@@ -151,7 +151,7 @@ class ContextEncoder(nn.Module):
         frame_lengths: torch.Tensor,
         layerdrop_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Student path (method §2 step 4): x (B, T, D) local features, mask (B, T) True = masked,
+        """Student path (docs/design.md "One training step", step 4): x (B, T, D) local features, mask (B, T) True = masked,
         visible_idx (B, Tv) ascending original positions of the kept frames -> last block output (B, Tv, D).
         In training mode each block is skipped with probability cfg.layerdrop (host-side draw)."""
         B, T, D = x.shape
@@ -224,7 +224,7 @@ class EHMAMEncoder(nn.Module):
 
 
 def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-utterance zero mean / unit variance over its own samples (method §3.1), then zero-pad.
+    """Per-utterance zero mean / unit variance over its own samples (fairseq `normalize: true`), then zero-pad.
 
     wavs: list of 1-D float tensors -> (padded (B, S) float32, lengths (B,) long), on wavs[0]'s device.
     """
@@ -234,7 +234,7 @@ def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.T
 
 
 def init_weights(module: nn.Module) -> None:
-    """method §3.10, applied once to a whole tree: Linear N(0, 0.02) zero bias; LayerNorm 1/0; then every
+    """The data2vec 2.0 init (docs/design.md "Encoder"), applied once to a whole tree: Linear N(0, 0.02) zero bias; LayerNorm 1/0; then every
     front end re-initialised (CNN Kaiming-normal, projection Linear PyTorch default). Other convs keep
     PyTorch's default."""
     for m in module.modules():

@@ -1,4 +1,4 @@
-"""The item layout s3prl's ctc data loader expects from a corpus (s3prl.md §9.8)."""
+"""The item layout s3prl's ctc data loader expects from a corpus (docs/design.md "s3prl compatibility layer")."""
 
 from __future__ import annotations
 
