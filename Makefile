@@ -12,7 +12,7 @@ OUT ?= demo_out
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet "$(TORCH)" -e '.[synth,s3prl,dev]'
+	$(VENV)/bin/pip install --quiet "$(TORCH)" -e '.[synth,s3prl,finetune,dev]'
 	touch $@
 
 install: $(VENV)/.installed

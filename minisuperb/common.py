@@ -16,7 +16,7 @@ from .text import arpabet_to_espeak
 
 # Stable corpus numbers: part of every seed, so adding a corpus never changes another one's audio.
 CORPUS_IDS = {"LibriSpeech": 1, "speech_commands": 2, "fluent_commands": 3, "voxceleb1": 4,
-              "iemocap": 5, "snips": 6, "pretrain": 7}
+              "iemocap": 5, "snips": 6, "pretrain": 7, "librispeech_finetuning": 8}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from superb import prepare
 
-from . import (__version__, fluent_commands, iemocap, librispeech, pretrain, snips, speech_commands,
+from . import (__version__, finetuning, fluent_commands, iemocap, librispeech, pretrain, snips, speech_commands,
                voxceleb)
 from .common import Context, Plan
 from .jobs import Executor, probe_engine
@@ -24,9 +24,9 @@ from .text import cmudict_path, espeak_reads_back, load_pronunciations
 PLANNERS: dict[str, Callable[[Context], Plan]] = {
     "LibriSpeech": librispeech.plan, "speech_commands": speech_commands.plan,
     "fluent_commands": fluent_commands.plan, "voxceleb1": voxceleb.plan, "iemocap": iemocap.plan,
-    "snips": snips.plan, "pretrain": pretrain.plan}
+    "snips": snips.plan, "pretrain": pretrain.plan, "librispeech_finetuning": finetuning.plan}
 FOLDERS = ("LibriSpeech", speech_commands.TRAIN_DIR, speech_commands.TEST_DIR, fluent_commands.ROOT_DIR,
-           voxceleb.ROOT_DIR, iemocap.ROOT_DIR, snips.ROOT_DIR, pretrain.ROOT_DIR)
+           voxceleb.ROOT_DIR, iemocap.ROOT_DIR, snips.ROOT_DIR, pretrain.ROOT_DIR, finetuning.ROOT_DIR)
 MARKER = "minisuperb.json"
 README = "README.md"
 
@@ -182,6 +182,8 @@ compare methods, not for absolute SUPERB numbers.
 * `fluent_speech_commands_dataset/`: IC. `VoxCeleb1/`: SID (`iden_split.txt`).
 * `IEMOCAP_full_release/`: ER (run `python -m s3prl.downstream.emotion.IEMOCAP_preprocess` for the meta data).
 * `SNIPS/`: SF (`all.iob.snips.txt`, `slots.txt`; voices named after s3prl's default speaker lists).
+* `librispeech_finetuning/`: LibriLight-style `1h/0..5/{{clean,other}}` and `9h/{{clean,other}}` for CTC fine-tuning,
+  with `LibriSpeech/dev-other`, `LibriSpeech/test-other` (reverberant, noisy) and `LibriSpeech/librispeech-lm-norm.txt`.
 * `pretrain/`: 8-15 s utterances with room reverb and noise; fairseq manifests `train.tsv`, `valid.tsv`.
 
 Texts come from the project's own template grammar and command templates; pronunciations from CMUdict

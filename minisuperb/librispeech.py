@@ -1,4 +1,4 @@
-"""LibriSpeech tree for PR and ASR (s3prl.md §8.1, §8.2, §9.1-9.4): flac + trans.txt per chapter, the
+"""LibriSpeech tree for PR and ASR: flac + trans.txt per chapter, the
 lexicon, phoneme vocabulary, character dictionary, bucket CSVs and frame-level phone alignments."""
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ def plan(ctx: Context) -> Plan:
     chapter_ids = iter(int(i) for i in rng.choice(range(1000, 330000), size=2 * n_speakers, replace=False))
     speakers = sample_speakers(rng, [str(i) for i in speaker_ids], alternating_genders(n_speakers, rng),
                                US_ACCENTS)  # American English, like the LibriVox readers PR expects
-    lo, hi = ctx.scale.libri_sentences
+    sentences = {split: ctx.scale.libri_sentences for split in SPLITS}
+    sentences[SPLITS[1]] = ctx.scale.libri_dev_sentences or ctx.scale.libri_sentences
     jobs: list[Job] = []
     entries: list[tuple[str, str, str, list[str]]] = []  # (split, speaker, utterance id, words)
     genders: dict[str, tuple[str, str]] = {}
     spk_iter = iter(speakers)
     for split, (n_spk, n_utt) in sizes.items():
+        lo, hi = sentences[split]
         for _ in range(n_spk):
             spk = next(spk_iter)
             genders[spk.name] = (spk.gender.upper(), split)
@@ -96,7 +98,7 @@ def _write_alignments(root: Path, entries: list[tuple[str, str, str, list[str]]]
 
 
 def _write_char_dict(path: Path, transcripts: list[list[str]]) -> None:
-    """fairseq dictionary (s3prl.md §9.3): fixed symbol order, counts from the training transcripts."""
+    """fairseq dictionary: fixed symbol order, counts from the training transcripts."""
     counts = Counter()
     for words in transcripts:
         counts["|"] += len(words)

@@ -48,6 +48,15 @@ class Scale:
     # VoxCeleb1: utterances per speaker in the dev and the test video (1 each in the real-sized layout;
     # more make a test set big enough for a narrow accuracy interval without more speakers)
     vox_eval_utts: tuple[int, int] = (1, 1)
+    # CTC fine-tuning (minisuperb/finetuning.py): (speakers, utterances per speaker) in each 1h fold's clean and
+    # other half, in each 9h half, and in LibriSpeech dev-other and test-other; LM text sentences
+    ft_fold: tuple[int, int] = (1, 2)
+    ft_9h: tuple[int, int] = (1, 3)
+    libri_other: tuple[int, int] = (2, 3)
+    lm_sentences: int = 200
+    # LibriSpeech dev-clean sentences per utterance when they differ from libri_sentences: longer dev
+    # utterances give the phone ABX measured on them (results.abx) more items at little cost elsewhere
+    libri_dev_sentences: tuple[int, int] | None = None
 
 
 SCALES: dict[str, Scale] = {
@@ -68,12 +77,13 @@ SCALES: dict[str, Scale] = {
         vox_speakers=40, vox_train_videos=3, vox_utts_per_video=3, vox_sentences=(2, 3),
         er_sentences=10, er_extra=4, er_dialogs=4,
         sf_train=480, sf_valid=80, sf_test=80, sf_distractors=10,
-        pt_speakers=50, pt_utts_per_speaker=10, pt_valid_speakers=2),
+        pt_speakers=50, pt_utts_per_speaker=10, pt_valid_speakers=2,
+        ft_fold=(2, 5), ft_9h=(8, 10), libri_other=(8, 10), lm_sentences=5000),
     # `make demo`: learnable on a 2-core CPU in minutes. Test sets of 260-290 utterances for KS, IC, SID and
     # ER (pooled over the five folds) keep every 95 % Wilson interval within +-6 points even at 50 %
     # accuracy; training sets only as large as the cpu profiles (downstream_configs/profiles/) can use.
     "demo": Scale(
-        libri_train=(24, 12), libri_dev=(3, 6), libri_test=(5, 12), libri_sentences=(1, 1),
+        libri_train=(24, 12), libri_dev=(8, 10), libri_test=(5, 12), libri_sentences=(1, 1),
         ks_train_speakers=30, ks_dev_speakers=3, ks_test_speakers=20, ks_fillers_per_speaker=3,
         ks_noise_seconds=20.0, ks_test_silence=20,
         fsc_train=(20, 31), fsc_valid=(2, 15), fsc_test=(10, 27),
@@ -81,7 +91,8 @@ SCALES: dict[str, Scale] = {
         er_sentences=7, er_extra=1, er_dialogs=2,
         sf_train=400, sf_valid=40, sf_test=80, sf_distractors=2,
         pt_speakers=24, pt_utts_per_speaker=6, pt_valid_speakers=1,
-        vox_eval_utts=(2, 14)),
+        vox_eval_utts=(2, 14), libri_dev_sentences=(1, 3),
+        ft_fold=(1, 4), ft_9h=(4, 8), libri_other=(3, 6), lm_sentences=2000),
     # internal: the smallest trees the writers accept (determinism checks)
     "tiny": Scale(
         libri_train=(2, 2), libri_dev=(1, 2), libri_test=(1, 2), libri_sentences=(1, 1),
@@ -91,5 +102,6 @@ SCALES: dict[str, Scale] = {
         vox_speakers=2, vox_train_videos=1, vox_utts_per_video=1, vox_sentences=(1, 1),
         er_sentences=1, er_extra=0, er_dialogs=1,
         sf_train=3, sf_valid=1, sf_test=1, sf_distractors=1,
-        pt_speakers=1, pt_utts_per_speaker=1, pt_valid_speakers=1),
+        pt_speakers=1, pt_utts_per_speaker=1, pt_valid_speakers=1,
+        ft_fold=(1, 1), ft_9h=(1, 1), libri_other=(1, 1), lm_sentences=20),
 }

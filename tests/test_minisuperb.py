@@ -1,4 +1,4 @@
-"""mini-SUPERB: the invariants s3prl's seven SUPERB loaders rely on (s3prl.md §8-§11), checked on the
+"""mini-SUPERB: the invariants s3prl's seven SUPERB loaders rely on (docs/design.md "s3prl compatibility layer"), checked on the
 shared ci corpus with independent re-implementations of the loaders' rules, plus determinism and errors."""
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ LIBRI_SPLITS = ["train-clean-100", "dev-clean", "test-clean"]
 
 
 def ks_role(file_name: str) -> str:
-    """s3prl's Speech Commands split rule, written from s3prl.md §8.3 (independent of minisuperb)."""
+    """s3prl's Speech Commands split rule, written from its documented form (independent of minisuperb)."""
     speaker = file_name.split("_nohash_")[0]
     value = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2 ** 27
     percent = value * 100.0 / (2 ** 27 - 1)
@@ -216,7 +216,7 @@ def test_iemocap_each_fold_test_session_holds_all_four_emotions(minisuperb_ci):
         labels = Counter()
         for txt in (root / f"Session{session}" / "dialog" / "EmoEvaluation").glob("*.txt"):
             for line in txt.read_text().splitlines():
-                if line.startswith("["):  # the rule of s3prl's IEMOCAP_preprocess (s3prl.md §9.6)
+                if line.startswith("["):  # the rule of s3prl's IEMOCAP_preprocess
                     fields = [f for f in re.split("[\t\n]", line) if f]
                     assert fields[1] in wavs and re.fullmatch(r"\[\d+\.\d{4} - \d+\.\d{4}\]", fields[0])
                     raw[fields[2]] += 1
@@ -301,8 +301,12 @@ def test_readme_and_marker_describe_the_run(minisuperb_ci):
     assert info["complete"] and info["seed"] == 0 and info["scale"] == "ci"
     readme = (minisuperb_ci / "README.md").read_text()
     assert f"version {minisuperb.__version__}" in readme and "seed 0" in readme
-    assert info["corpora"]["LibriSpeech"]["audio_files"] == sum(
-        1 for _ in (minisuperb_ci / "LibriSpeech").rglob("*.flac"))
+    libri = minisuperb_ci / "LibriSpeech"
+    other = [p for split in ("dev-other", "test-other") for p in (libri / split).rglob("*.flac")]
+    assert other  # the fine-tuning planner's LibriSpeech "other" evaluation sets
+    assert info["corpora"]["LibriSpeech"]["audio_files"] == sum(1 for _ in libri.rglob("*.flac")) - len(other)
+    assert info["corpora"]["librispeech_finetuning"]["audio_files"] == len(other) + sum(
+        1 for _ in (minisuperb_ci / "librispeech_finetuning").rglob("*.flac"))
 
 
 # --- determinism and errors -------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""Word error rate and Viterbi transcription of a labelled subset (used for validation and by finetune.decode)."""
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import editdistance
+import torch
+
+from .data import BatchDataset, make_loader
+from .letters import indices_to_words
+from .model import CTCModel, greedy_indices
+
+log = logging.getLogger("finetune.evaluate")
+
+
+def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
+    """{"wer": 100 x word edits / reference words, "errors", "words", "sentences"}."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
+    words = sum(len(r.split()) for r in references)
+    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "words": words, "sentences": len(references)}
+
+
+@torch.no_grad()
+def emissions(model: CTCModel, dataset: BatchDataset, device: torch.device, autocast_dtype: torch.dtype | None = None,
+              num_workers: int = 0) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """Per batch: (manifest indices, log-probabilities (B, T, V) float32 on the CPU, frame lengths (B,))."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in make_loader(dataset, range(len(dataset)), num_workers):
+            for path, problem in batch["bad_audio"]:
+                log.warning("bad audio left out of the evaluation (data.bad_audio=skip): %s", problem or path)
+            if not batch["index"]:
+                continue
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits, frame_lengths = model(batch["wav"].to(device), batch["wav_lengths"].to(device))
+            yield batch["index"], torch.log_softmax(logits.float(), dim=-1).cpu(), frame_lengths.cpu()
+    finally:
+        model.train(was_training)
+
+
+def viterbi_transcripts(model: CTCModel, dataset: BatchDataset, symbols: list[str], device: torch.device,
+                        autocast_dtype: torch.dtype | None = None) -> dict[int, str]:
+    """Manifest index -> greedy CTC transcript (utterances skipped as bad audio are absent)."""
+    out = {}
+    for indices, log_probs, frame_lengths in emissions(model, dataset, device, autocast_dtype):
+        for index, path in zip(indices, greedy_indices(log_probs, frame_lengths)):
+            out[index] = indices_to_words(path, symbols)
+    return out
+
+
+def viterbi_wer(model: CTCModel, dataset: BatchDataset, symbols: list[str], device: torch.device,
+                autocast_dtype: torch.dtype | None = None) -> dict:
+    hyps = viterbi_transcripts(model, dataset, symbols, device, autocast_dtype)
+    refs = dataset.subset.references
+    return word_error_rate([hyps[i] for i in sorted(hyps)], [refs[i] for i in sorted(hyps)])

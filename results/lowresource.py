@@ -1,0 +1,95 @@
+"""The low-resource ASR table: our fine-tuned runs beside the published Base results (LibriSpeech 960 h pretraining).
+
+Run: python -m results.lowresource --runs runs --out results/lowresource [--run 10m=DIR ...] [--label NAME]
+
+A run is a fine-tuning folder whose `decode/wer.json` was written by `python -m finetune.decode`; `--runs DIR` finds
+`DIR/finetune_<split>` (the base_<split>.yaml default out_dir), `--run SPLIT=DIR` names one. A split without a decoded
+run shows as "missing". Writes lowresource.md and lowresource.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+SPLITS = ("10m", "1h", "10h", "100h")
+TESTS = ("test-clean", "test-other")
+# WER (test-clean, test-other) per split with the 4-gram LM, Base models pretrained on LibriSpeech 960 h; None = not
+# reported. Sources (the papers' low-resource tables): wav2vec 2.0, Baevski et al. 2020, arXiv 2006.11477; HuBERT,
+# Hsu et al. 2021, arXiv 2106.07447; data2vec, Baevski et al. 2022, arXiv 2202.03555; WavLM, Chen et al. 2022,
+# arXiv 2110.13900 (test-other; no 10-minute result); data2vec 2.0, Baevski et al. 2022, arXiv 2212.07525
+# (test-other).
+PUBLISHED_LM = {
+    "wav2vec 2.0 Base": {"10m": (9.1, 15.6), "1h": (5.5, 11.3), "10h": (4.3, 9.5), "100h": (3.4, 8.0)},
+    "HuBERT Base": {"10m": (9.7, 15.3), "1h": (6.1, 11.3), "10h": (4.3, 9.4), "100h": (3.4, 8.1)},
+    "data2vec Base": {"10m": (7.9, 12.3), "1h": (4.6, 9.1), "10h": (3.9, 8.1), "100h": (2.8, 6.8)},
+    "WavLM Base": {"10m": None, "1h": (None, 10.8), "10h": (None, 9.2), "100h": (None, 7.7)},
+    "data2vec 2.0 Base": {"10m": (None, 11.5), "1h": (None, 8.7), "10h": (None, 7.6), "100h": (None, 6.4)},
+}
+PUBLISHED_NO_LM = {  # wav2vec 2.0 Base, Viterbi decoding without an LM (same paper)
+    "wav2vec 2.0 Base": {"10m": (46.9, 50.9), "1h": (24.5, 29.7), "10h": (11.1, 17.6), "100h": (6.1, 13.3)},
+}
+
+
+def read_run(run_dir: Path) -> dict | None:
+    """{"viterbi": (clean, other), "lm": (clean, other) or None, "lm_settings"} from run_dir/decode/wer.json."""
+    path = Path(run_dir) / "decode" / "wer.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    splits = summary.get("splits", {})
+
+    def pair(kind: str):
+        values = tuple(splits.get(t, {}).get(kind, {}).get("wer") for t in TESTS)
+        return None if all(v is None for v in values) else values
+
+    return {"viterbi": pair("viterbi"), "lm": pair("lm"), "lm_settings": summary.get("lm")}
+
+
+def cell(pair) -> str:
+    if pair is None:
+        return "missing"
+    return " / ".join("–" if v is None else f"{v:.1f}" for v in pair)
+
+
+def table(runs: dict[str, dict | None], label: str) -> list[list[str]]:
+    """Rows: model, decoding, then 'test-clean / test-other' per split."""
+    rows = [[label, "Viterbi (no LM)"] + [cell(runs[s]["viterbi"] if runs.get(s) else None) for s in SPLITS],
+            [label, "4-gram LM"] + [cell(runs[s]["lm"] if runs.get(s) else None) for s in SPLITS]]
+    for name, values in PUBLISHED_NO_LM.items():
+        rows.append([f"{name} (published)", "Viterbi (no LM)"] + [cell(values[s]) for s in SPLITS])
+    for name, values in PUBLISHED_LM.items():
+        rows.append([f"{name} (published)", "4-gram LM"] + [cell(values[s]) if values[s] else "–" for s in SPLITS])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, help="folder holding finetune_<split> run folders")
+    parser.add_argument("--run", action="append", default=[], metavar="SPLIT=DIR", help="one split's run folder")
+    parser.add_argument("--label", default="EH-MAM Base (ours)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    folders = {s: args.runs / f"finetune_{s}" for s in SPLITS} if args.runs else {}
+    for item in args.run:
+        split, _, folder = item.partition("=")
+        if split not in SPLITS or not folder:
+            print(f"error: --run {item!r}: expected SPLIT=DIR with SPLIT one of {', '.join(SPLITS)}", file=sys.stderr)
+            return 2
+        folders[split] = Path(folder)
+    rows = table({s: read_run(d) for s, d in folders.items()}, args.label)
+    header = ["model", "decoding"] + [f"{s} (clean / other)" for s in SPLITS]
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "lowresource.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    md = ["# Low-resource fine-tuning: WER on LibriSpeech test-clean / test-other", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    (args.out / "lowresource.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
