@@ -1,21 +1,23 @@
-"""The README's main command: mini-SUPERB corpus -> tiny EH-MAM pretraining -> seven SUPERB tasks -> table.
+"""The README's main command: mini-SUPERB corpus -> tiny EH-MAM pretraining -> phone ABX -> seven SUPERB tasks -> table.
 
     python -m results.demo --out demo_out
-    python -m results.demo --out demo_out --data DIR --checkpoint CKPT --tasks pr,asr --task-steps 100
+    python -m results.demo --out demo_out --data DIR --checkpoint CKPT --tasks pr,asr --profile none --task-steps 100
 
 Each stage is the command a user would type (they are printed): `python -m minisuperb`, `python pretrain/run.py`,
-`python run_downstream.py -m train --profile cpu` then `-m evaluate` per task and upstream, and `python -m
-results.tabulate`. Beside the pretrained checkpoint the same tasks run on `-u fbank` and on a randomly initialised
-encoder of the checkpoint's architecture (--baselines), so the table shows what pretraining adds. The downstream
-runs share this process (s3prl's start-up costs several seconds per process), one after another; a task that fails
-is reported and shows as missing/unfinished in the table, the others still run. A rerun reuses a complete corpus
-and a finished pretraining under --out and redoes the downstream runs.
+`python -m results.abx`, `python run_downstream.py -m train --profile cpu --cache-features` then `-m evaluate` per
+task and upstream, and `python -m results.tabulate`. Beside the pretrained checkpoint the same tasks run on `-u fbank`
+and on a randomly initialised encoder of the checkpoint's architecture (--baselines), so the table shows what
+pretraining adds. The downstream runs go to --jobs worker processes of one thread each (s3prl is imported once per
+worker); FBANK's runs start while the checkpoint pretrains. A task that fails is reported and shows as
+missing/unfinished in the table, the others still run. A rerun reuses a complete corpus and a finished pretraining
+under --out and redoes the downstream runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import shlex
 import shutil
 import subprocess
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-REPO = Path(__file__).resolve().parent.parent
+from results.paths import REPO, repo_relative
 TASK_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "sf")
 ER_FOLD_COUNT = 5
 ALL_ER_FOLDS = tuple(range(1, ER_FOLD_COUNT + 1))  # SUPERB's ER score is the mean over these
@@ -117,8 +119,9 @@ class DownstreamRun:
             raise ValueError(f"{self.label}: an ehmam run needs a checkpoint")
         else:
             upstream = ["-u", "ehmam", "-k", str(checkpoint)]
+        # every upstream here is frozen, so each utterance is encoded once and its features reused
         argv = ["-m", "train", *upstream, "-d", self.task, "--data-root", str(data), "--workers", "0",
-                "-p", str(self.expdir)]
+                "--cache-features", "-p", str(self.expdir)]
         if self.profile:
             argv += ["--profile", self.profile] + (["-o", steps_override(steps)] if steps else [])
         elif steps is None:
@@ -212,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: generate a mini-SUPERB (--scale) under OUT/minisuperb")
     # small: 500 pretraining utterances (1.7 h) and 8 dev-clean speakers, enough for the recipe to learn and for
     # its phone ABX to be measured; demo: the test sets the cpu profile's intervals need
-    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="small",
-                        help="mini-SUPERB scale to generate (default small; use demo with --profile cpu)")
+    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo",
+                        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)")
     parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one")
@@ -224,17 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS),
                         help="ER folds to run; SUPERB's ER score is the mean of all five")
-    # the cpu profile learns (FBANK above chance) but runs for over an hour with EH-MAM upstreams: opt-in for now
-    parser.add_argument("--profile", type=parse_profile, default=None,
-                        help="downstream settings: none (default): the official configs with small CPU batches for "
-                             "--task-steps updates (default 60), a smoke test of the pipeline; or a profile in "
-                             "downstream_configs/profiles/ (cpu: learns on mini-SUPERB demo, README section 4)")
+    parser.add_argument("--profile", type=parse_profile, default="cpu",
+                        help="downstream settings: a profile in downstream_configs/profiles/ (default cpu: learns on "
+                             "mini-SUPERB demo in minutes), or none: the official configs with small CPU batches for "
+                             "--task-steps updates (default 60), a smoke test of the pipeline")
     parser.add_argument("--task-steps", type=parse_task_steps, default=None,
                         help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
                              "(default: the profile's)")
-    parser.add_argument("--baselines", type=parse_baselines, default=[],
+    parser.add_argument("--baselines", type=parse_baselines, default=list(BASELINES),
                         help="SUPERB rows beside the checkpoint: fbank (s3prl's -u fbank), random (an untrained "
-                             "encoder of the checkpoint's architecture), fbank,random, or none (default)")
+                             "encoder of the checkpoint's architecture), fbank,random (default), or none")
+    parser.add_argument("--jobs", type=positive_int, default=min(os.cpu_count() or 1, 4),
+                        help="downstream runs at a time, one thread each (default: CPU count, at most 4)")
     return parser
 
 
@@ -275,15 +279,20 @@ def export_random_init(checkpoint: Path, path: Path, seed: int = 0) -> Path:
     return path
 
 
-def plan_all_downstream(args: argparse.Namespace, checkpoint: Path) -> tuple[list[DownstreamRun], list[Stage]]:
-    """The checkpoint's runs (OUT/downstream/<task>), then each baseline's (OUT/downstream/<baseline>/<task>; the
-    random-init encoder is exported here)."""
+def plan_fbank_runs(args: argparse.Namespace) -> list[DownstreamRun]:
+    """The FBANK baseline's runs (OUT/downstream/fbank/<task>); they need no checkpoint."""
+    if "fbank" not in args.baselines:
+        return []
+    return plan_downstream(args.tasks, args.er_folds, args.out / "downstream" / "fbank", profile=args.profile,
+                           upstream_argv=("-u", "fbank"), prefix="fbank ")
+
+
+def plan_checkpoint_runs(args: argparse.Namespace, checkpoint: Path) -> tuple[list[DownstreamRun], list[Stage]]:
+    """The checkpoint's runs (OUT/downstream/<task>), then the random-init encoder's (OUT/downstream/random_init/
+    <task>; the encoder is exported here)."""
     root = args.out / "downstream"
     runs = plan_downstream(args.tasks, args.er_folds, root, profile=args.profile)
     stages = []
-    if "fbank" in args.baselines:
-        runs += plan_downstream(args.tasks, args.er_folds, root / "fbank", profile=args.profile,
-                                upstream_argv=("-u", "fbank"), prefix="fbank ")
     if "random" in args.baselines:
         random_init = args.out / "random_init.pt"
         command = f"results.demo.export_random_init({str(checkpoint)!r}, {str(random_init)!r})"
@@ -295,8 +304,17 @@ def plan_all_downstream(args: argparse.Namespace, checkpoint: Path) -> tuple[lis
     return runs, stages
 
 
+# Slowest first, so that the workers of a DownstreamPool finish close together.
+COST_ORDER = ("asr", "sf", "pr", "sid", "ic", "ks", "er")
+
+
+def slowest_first(runs: Sequence[DownstreamRun]) -> list[DownstreamRun]:
+    return sorted(runs, key=lambda run: COST_ORDER.index(run.task))
+
+
 def shown(argv: Sequence[str]) -> str:
-    return shlex.join(["python", *argv])
+    """The command line as a user would type it from the repository root."""
+    return shlex.join(["python", *(repo_relative(arg) for arg in argv)])
 
 
 def timed(stage: Stage, action) -> Stage:
@@ -354,15 +372,19 @@ def pretraining_argv(config: Path, manifest: Path, out_dir: Path, steps: int,
     return argv
 
 
-def run_pretraining(argv: Sequence[str]) -> Stage:
-    """Run pretrain/run.py in its own process, exactly as a user runs it; a rerun continues or finds it finished."""
+def run_pretraining(argv: Sequence[str], threads: int | None = None) -> Stage:
+    """Run pretrain/run.py in its own process, exactly as a user runs it; a rerun continues or finds it finished.
+    `threads` caps its intra-op threads (OMP_NUM_THREADS): set it when downstream workers share the cores, since
+    oversubscribed OpenMP threads spin instead of working."""
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    shown_command = shown(argv) if threads is None else f"OMP_NUM_THREADS={threads} {shown(argv)}"
 
     def run() -> None:
-        done = subprocess.run([sys.executable, *argv], cwd=REPO)
+        done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"pretrain/run.py exited with status {done.returncode}")
 
-    return timed(Stage("pretrain", shown(argv)), run)
+    return timed(Stage("pretrain", shown_command), run)
 
 
 def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
@@ -379,7 +401,8 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     out_dir = (args.out / "pretrain").absolute()
     monitor = [f"run.eval_data={data}", f"run.eval_every={max(1, args.pretrain_steps // 4)}",
                f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"]  # update 0, quarters
-    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps, monitor))
+    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps, monitor),
+                            threads=1)  # FBANK's downstream runs use the other cores meanwhile
     checkpoint = out_dir / "last.pt"
     if not stage.ok or not checkpoint.is_file():
         raise SystemExit(f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); "
@@ -406,28 +429,72 @@ def abx_stage(out: Path, data: Path, checkpoints: Sequence[Path] = (), upstreams
         random_init=random_init, conditions=conditions, command=shown(argv)))
 
 
-def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
-                         task_steps: dict[str, int] | None) -> None:
-    """Train then evaluate each run; task_steps None keeps each run's profile schedule."""
+def execute_run(run: DownstreamRun, checkpoint: Path | None, data: Path, steps: int | None) -> DownstreamRun:
+    """Train then evaluate one run in this process; its stages record what happened (a failure is recorded,
+    not raised). `steps` None keeps the run's profile schedule."""
     from superb.entry import main as run_downstream
 
+    if run.expdir.exists():  # the demo's own output of an earlier call: redo it
+        shutil.rmtree(run.expdir)
+    argv = run.train_argv(checkpoint, data, steps)
+    train = timed(Stage(f"{run.label} train", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
+    run.stages.append(train)
+    if not train.ok:
+        return run
+    try:
+        best = checkpoint_to_evaluate(run.expdir, steps)
+    except FileNotFoundError as error:
+        train.ok, train.detail = False, str(error)
+        return run
+    argv = run.evaluate_argv(best, data)
+    run.stages.append(timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])),
+                            lambda: run_downstream(argv)))
+    return run
+
+
+def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
+                         task_steps: dict[str, int] | None) -> None:
+    """Train then evaluate each run, one after another in this process."""
     for run in runs:
-        if run.expdir.exists():  # the demo's own output of an earlier call: redo it
-            shutil.rmtree(run.expdir)
-        steps = task_steps[run.task] if task_steps is not None else None
-        argv = run.train_argv(checkpoint, data, steps)
-        train = timed(Stage(f"{run.label} train", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
-        run.stages.append(train)
-        if not train.ok:
-            continue
-        try:
-            best = checkpoint_to_evaluate(run.expdir, steps)
-        except FileNotFoundError as error:
-            train.ok, train.detail = False, str(error)
-            continue
-        argv = run.evaluate_argv(best, data)
-        run.stages.append(timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])),
-                                lambda: run_downstream(argv)))
+        execute_run(run, checkpoint, data, task_steps[run.task] if task_steps is not None else None)
+
+
+def _single_threaded_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+
+
+class DownstreamPool:
+    """Downstream runs on `jobs` worker processes of one thread each (s3prl is imported once per worker).
+
+    `submit` returns at once; `finish` waits for every run and copies each worker's stages back into the
+    caller's DownstreamRun objects, in submission order.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_single_threaded_worker)
+        self._pending: list[tuple[DownstreamRun, object]] = []
+
+    def submit(self, runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
+               task_steps: dict[str, int] | None) -> None:
+        for run in runs:
+            steps = task_steps[run.task] if task_steps is not None else None
+            self._pending.append((run, self._executor.submit(execute_run, run, checkpoint, data, steps)))
+
+    def finish(self) -> None:
+        for run, future in self._pending:
+            try:
+                run.stages[:] = future.result().stages
+            except Exception as error:  # noqa: BLE001 - a crashed worker must not lose the other runs
+                run.stages.append(Stage(f"{run.label} train", "", ok=False, detail=f"{type(error).__name__}: {error}"))
+        self._pending.clear()
+        self._executor.shutdown()
 
 
 def abx_report(out: Path, pretrained: Path | None, ok: bool) -> str:
@@ -468,17 +535,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data, corpus_stage = prepare_corpus(args)
     stages += [corpus_stage] if corpus_stage else []
+    import torch
+
+    torch.set_num_threads(1)  # this process's ABX and exports run beside the downstream workers
+    if args.profile is None and args.task_steps is None:
+        args.task_steps = parse_task_steps("60")
+    # FBANK needs no checkpoint: its runs start while the checkpoint pretrains
+    pool = DownstreamPool(args.jobs)
+    fbank_runs = plan_fbank_runs(args)
+    pool.submit(slowest_first(fbank_runs), None, data, args.task_steps)
+
     checkpoint, pretrain_stage = pretrain(args, data)
     stages += [pretrain_stage] if pretrain_stage else []
-
     abx = abx_stage(args.out / "abx", data, [checkpoint], ["fbank"], random_init=True)  # seconds: always all rows
     stages.append(abx)
 
-    if args.profile is None and args.task_steps is None:
-        args.task_steps = parse_task_steps("60")
-    runs, random_stages = plan_all_downstream(args, checkpoint)
+    checkpoint_runs, random_stages = plan_checkpoint_runs(args, checkpoint)
     stages += random_stages
-    run_downstream_tasks(runs, checkpoint, data, args.task_steps)
+    pool.submit(slowest_first(checkpoint_runs), checkpoint, data, args.task_steps)
+    pool.finish()
+    runs = checkpoint_runs + fbank_runs
     stages += [stage for run in runs for stage in run.stages]
 
     from minisuperb import read_marker

@@ -20,9 +20,12 @@ from typing import Sequence
 
 import yaml
 
-from results.demo import (ABX_FILES, ABX_SPLITS, ALL_ER_FOLDS, ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamRun, Stage, abx_stage,
-                          describe_task_steps, parse_folds, parse_task_steps, parse_tasks, positive_int, prepare_corpus,
-                          pretrain_manifest, pretraining_argv, run_downstream_tasks, run_pretraining, shown, timed)
+from results.demo import (ABX_FILES, ABX_SPLITS, ALL_ER_FOLDS, ER_FOLD_COUNT, REPO, TASK_ORDER, DownstreamPool,
+                          DownstreamRun, Stage, abx_stage, describe_task_steps, parse_folds, parse_profile,
+                          parse_task_steps, parse_tasks, positive_int, prepare_corpus, pretrain_manifest,
+                          pretraining_argv, run_pretraining, shown, slowest_first, timed)
+from results.paths import repo_relative
+from results.tabulate import TASK_HEADERS
 
 log = logging.getLogger("study")
 
@@ -115,7 +118,7 @@ def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path,
 
 
 def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_folds: Sequence[int],
-                    root: Path) -> list[DownstreamRun]:
+                    root: Path, profile: str | None = None) -> list[DownstreamRun]:
     """One DownstreamRun per task (per ER fold) of an arm; s3prl's downstream seed follows the study seed."""
     upstream = ("-u", "fbank") if condition.source == "fbank" else ()
     runs = []
@@ -124,7 +127,7 @@ def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_fo
         for fold in folds:
             label = f"er_fold{fold}" if fold else task
             runs.append(DownstreamRun(label, task, root / label, fold=fold, upstream_argv=upstream,
-                                 downstream_seed=seed))
+                                      downstream_seed=seed, profile=profile))
     return runs
 
 
@@ -147,54 +150,98 @@ def condition_dir(out: Path, condition: str, seed: int) -> Path:
     return out / f"seed{seed}" / condition
 
 
-def run_condition(condition: Condition, seed: int, args: argparse.Namespace, data: Path) -> None:
-    """Pretrain (or build) the upstream, run the tasks, tabulate them and probe the layers; stages and their
-    commands go to <arm dir>/condition.json."""
+@dataclass
+class ArmRun:
+    """One (condition, seed) while the study runs: its folder, upstream checkpoint, stages and downstream runs."""
+
+    condition: Condition
+    seed: int
+    cdir: Path
+    checkpoint: Path | None = None
+    stages: list[Stage] = field(default_factory=list)
+    runs: list[DownstreamRun] = field(default_factory=list)
+
+
+def build_upstream(condition: Condition, seed: int, args: argparse.Namespace, data: Path) -> ArmRun:
+    """Pretrain the arm (or export its random init); `checkpoint` stays None for fbank and for a failed build."""
     cdir = condition_dir(args.out, condition.name, seed)
     cdir.mkdir(parents=True, exist_ok=True)
-    stages: list[Stage] = []
-    checkpoint: Path | None = None
+    arm = ArmRun(condition, seed, cdir)
     if condition.source == "pretrain":
-        stages.append(run_pretraining(pretrain_argv(condition, seed, args.pretrain_config,
-                                                    pretrain_manifest(args, data), cdir / "pretrain", args.steps,
-                                                    data)))
-        checkpoint = cdir / "pretrain" / "last.pt"
+        arm.stages.append(run_pretraining(pretrain_argv(condition, seed, args.pretrain_config,
+                                                        pretrain_manifest(args, data), cdir / "pretrain",
+                                                        args.steps, data), threads=1))
+        arm.checkpoint = cdir / "pretrain" / "last.pt"
     elif condition.source == "random_init":
-        checkpoint = cdir / "random_init.pt"
-        command = f"results.study.export_random_init({str(checkpoint)!r}, {str(args.pretrain_config)!r}, seed={seed})"
-        stages.append(timed(Stage("random init", command),
-                            lambda: export_random_init(checkpoint, args.pretrain_config, seed)))
-    if checkpoint is not None and not checkpoint.is_file():
-        _write_condition_json(cdir, condition, seed, stages, [])
-        log.error("%s seed %d: no checkpoint, skipping its tasks and probes", condition.name, seed)
-        return
+        arm.checkpoint = cdir / "random_init.pt"
+        command = (f"results.study.export_random_init({repo_relative(arm.checkpoint)!r}, "
+                   f"{repo_relative(args.pretrain_config)!r}, seed={seed})")
+        arm.stages.append(timed(Stage("random init", command),
+                                lambda: export_random_init(arm.checkpoint, args.pretrain_config, seed)))
+    return arm
 
-    runs = plan_study_runs(condition, seed, args.tasks, args.er_folds, cdir / "downstream")
-    run_downstream_tasks(runs, checkpoint, data, args.task_steps)  # fbank: the checkpoint is not used
-    downstream_stages = [s for run in runs for s in run.stages]
+
+def probe_upstream(arm: ArmRun, args: argparse.Namespace, data: Path) -> None:
+    """The layer-wise probes of an encoder arm, and phone ABX per layer (fbank: s3prl's fbank)."""
+    cdir, checkpoint = arm.cdir, arm.checkpoint
+    if checkpoint is not None:
+        from results.layerwise import run_layerwise
+
+        command = shown(["-m", "results.layerwise", "--ckpt", str(checkpoint), "--data", str(data), "--out",
+                         str(cdir / "layerwise"), "--max-utterances", str(args.probe_utterances),
+                         "--seed", str(arm.seed)])
+        arm.stages.append(timed(Stage("layerwise", command),
+                                lambda: run_layerwise(checkpoint, data, cdir / "layerwise",
+                                                      max_utterances=args.probe_utterances, seed=arm.seed)))
+    arm.stages.append(abx_stage(cdir / "abx", data, [checkpoint] if checkpoint else [],
+                                [] if checkpoint else ["fbank"]))
+
+
+def tabulate_arm(arm: ArmRun, data: Path) -> None:
+    """The arm's SUPERB table (<arm dir>/superb.md) once its downstream runs are done; stages and their commands
+    go to <arm dir>/condition.json."""
+    cdir = arm.cdir
+    downstream_stages = [s for run in arm.runs for s in run.stages]
 
     def table() -> None:
         from minisuperb import read_marker
         from results.tabulate import tabulate
 
         kind = "synthetic" if read_marker(data) is not None else "unstated"
-        report = tabulate([cdir / "downstream"], f"{condition.label}, seed {seed}", kind)
+        report = tabulate([cdir / "downstream"], f"{arm.condition.label}, seed {arm.seed}", kind)
         (cdir / "superb.md").write_text(report.markdown, encoding="utf-8")
 
-    stages += downstream_stages
+    stages = arm.stages + downstream_stages
     stages.append(timed(Stage("tabulate", shown(["-m", "results.tabulate", str(cdir / "downstream"), "--out",
                                                    str(cdir), "--synthetic"])), table))
-    if checkpoint is not None:
-        from results.layerwise import run_layerwise
+    _write_condition_json(cdir, arm.condition, arm.seed, stages, downstream_stages)
 
-        command = shown(["-m", "results.layerwise", "--ckpt", str(checkpoint), "--data", str(data), "--out",
-                         str(cdir / "layerwise"), "--max-utterances", str(args.probe_utterances), "--seed", str(seed)])
-        stages.append(timed(Stage("layerwise", command),
-                            lambda: run_layerwise(checkpoint, data, cdir / "layerwise",
-                                                  max_utterances=args.probe_utterances, seed=seed)))
-    # fbank: s3prl's fbank; otherwise the arm's encoder
-    stages.append(abx_stage(cdir / "abx", data, [checkpoint] if checkpoint else [], [] if checkpoint else ["fbank"]))
-    _write_condition_json(cdir, condition, seed, stages, downstream_stages)
+
+def run_study_arms(args: argparse.Namespace, data: Path) -> None:
+    """Every (seed, condition): the main process pretrains and probes one arm while a DownstreamPool of --jobs
+    workers runs the downstream tasks of the arms built before it."""
+    import torch
+
+    torch.set_num_threads(1)  # the probes and ABX of this process run beside the downstream workers
+    conditions = default_conditions()
+    pool = DownstreamPool(args.jobs)
+    arms: list[ArmRun] = []
+    for seed in args.seeds:
+        for name in args.conditions:
+            log.info("=== %s, seed %d ===", name, seed)
+            arm = build_upstream(conditions[name], seed, args, data)
+            if arm.checkpoint is not None and not arm.checkpoint.is_file():
+                _write_condition_json(arm.cdir, arm.condition, seed, arm.stages, [])
+                log.error("%s seed %d: no checkpoint, skipping its tasks and probes", name, seed)
+                continue
+            arm.runs = plan_study_runs(arm.condition, seed, args.tasks, args.er_folds, arm.cdir / "downstream",
+                                       args.profile)
+            pool.submit(slowest_first(arm.runs), arm.checkpoint, data, args.task_steps)
+            probe_upstream(arm, args, data)
+            arms.append(arm)
+    pool.finish()
+    for arm in arms:
+        tabulate_arm(arm, data)
 
 
 def _write_condition_json(cdir: Path, condition: Condition, seed: int, stages: Sequence[Stage],
@@ -219,6 +266,7 @@ class ArmResult:
     condition: str
     seed: int
     scores: dict[str, float] = field(default_factory=dict)  # TASKS + SF_CER -> score
+    cells: dict[str, str] = field(default_factory=dict)  # TASKS -> the SUPERB table's cell: interval and chance
     training: list[dict] = field(default_factory=list)  # metrics.jsonl records (none without pretraining)
     rho_measured: dict[str, bool] = field(default_factory=dict)  # student_rho / teacher_rho -> logged for real
     layerwise: list[dict] = field(default_factory=list)  # layerwise.csv rows
@@ -276,6 +324,7 @@ def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:
 
         report = tabulate([downstream], None, "unstated")
         arm.scores = task_scores(report.runs)
+        arm.cells = {task: report.rows[0].text(task) for task in TASKS} if report.rows else {}
         arm.failed += [f"{r.run.task}{' ' + r.run.fold if r.run.fold else ''}: {r.status}" for r in report.runs
                        if r.status != "ok"]
     metrics = cdir / "pretrain" / METRICS_FILE
@@ -617,15 +666,21 @@ class StudyMeta:
     data: str
     scale: str
     steps: int
-    task_steps: dict[str, int]  # task -> downstream updates
+    task_steps: dict[str, int] | None  # task -> downstream updates; None: the profile's schedule
     er_folds: list[int] = field(default_factory=lambda: list(ALL_ER_FOLDS))
     pretrain_commands: dict[str, str] = field(default_factory=dict)  # condition -> one seed's command
+    profile: str | None = None  # the downstream profile (downstream_configs/profiles/)
 
 
 def er_folds_text(folds: Sequence[int]) -> str:
     if tuple(folds) == ALL_ER_FOLDS:
         return "ER: all five folds, averaged"
     return f"ER: fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {ER_FOLD_COUNT}"
+
+
+def downstream_text(profile: str | None, task_steps: dict[str, int] | None) -> str:
+    schedule = describe_task_steps(task_steps) if task_steps else "the profile's schedule"
+    return f"profile {profile}, {schedule}" if profile else f"official configs, {schedule}"
 
 
 def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
@@ -636,7 +691,7 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
              f"Command: `{meta.command}`", "",
              f"Seeds: {', '.join(map(str, meta.seeds))}. Corpus: `{meta.data}` ({meta.scale}). Pretraining: "
              f"{meta.steps} updates per arm, same config, batch size and warm-up for every pretrained arm. "
-             f"Downstream: {describe_task_steps(meta.task_steps)} "
+             f"Downstream: {downstream_text(meta.profile, meta.task_steps)} "
              f"({er_folds_text(meta.er_folds)}), s3prl --seed = study seed. "
              "Scores are test-set SUPERB units (%), mean ± sample std [min, max] over seeds.", ""]
     if "synthetic" in meta.scale or "mini-SUPERB" in meta.scale:
@@ -684,10 +739,13 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
                   "The pretrainer's ABX monitor (run.eval_every): the best student layer's error at each "
                   "evaluation, mean over seeds.", "", abx_monitor_table(arms, conditions, labels)]
     parts += ["## Compute per arm (mean over seeds)", "", compute_table(arms, conditions, labels)]
-    parts += ["## Per-run scores", "", "| condition | seed | " + " | ".join(SCORE_COLUMNS[m] for m in [*TASKS, "SF_CER"])
-              + " | problems |", "|---|---:|" + "---:|" * (len(TASKS) + 1) + "---|"]
+    parts += ["## Per-run scores", "",
+              "Each seed's SUPERB row with its 95 % interval and the chance level of the test set (as "
+              "results.tabulate prints them; per-arm tables in seed*/<condition>/superb.md).", "",
+              "| condition | seed | " + " | ".join(TASK_HEADERS[t] for t in TASKS) + " | problems |",
+              "|---|---:|" + "---|" * len(TASKS) + "---|"]
     for arm in sorted(arms, key=lambda a: (conditions.index(a.condition) if a.condition in conditions else 99, a.seed)):
-        cells = [f"{arm.scores[m]:.2f}" if m in arm.scores else "missing" for m in [*TASKS, "SF_CER"]]
+        cells = [arm.cells.get(t) or (f"{arm.scores[t]:.2f}" if t in arm.scores else "missing") for t in TASKS]
         problems = "; ".join(arm.failed).replace("|", "/")
         parts.append(f"| {labels.get(arm.condition, arm.condition)} | {arm.seed} | " + " | ".join(cells)
                      + f" | {problems} |")
@@ -757,17 +815,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results/study"))
     parser.add_argument("--data", type=Path, default=None,
                         help="corpus root (mini-SUPERB or real corpora); default: generate mini-SUPERB under OUT")
-    parser.add_argument("--scale", choices=("ci", "small"), default="ci", help="mini-SUPERB scale to generate")
+    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo",
+                        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)")
     parser.add_argument("--corpus-seed", type=int, default=0, help="mini-SUPERB seed (the corpus is shared)")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1], help="comma-separated study seeds")
-    parser.add_argument("--steps", type=positive_int, default=300, help="pretraining updates per arm")
-    parser.add_argument("--task-steps", type=parse_task_steps, default=parse_task_steps("60"),
-                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated study seeds")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="pretraining updates per arm")
+    parser.add_argument("--profile", type=parse_profile, default="cpu",
+                        help="downstream profile in downstream_configs/profiles/ (default cpu), or none: the "
+                             "official configs with small CPU batches for --task-steps updates")
+    parser.add_argument("--task-steps", type=parse_task_steps, default=None,
+                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
+                             "(default: the profile's schedule; without a profile 60)")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="downstream runs at a time beside the pretraining of the next arm (one thread each)")
     parser.add_argument("--conditions", type=parse_conditions, default=list(default_conditions()),
                         help="comma-separated arms: " + ",".join(default_conditions()))
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS))
-    parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "tiny.yaml")
+    parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "cpu_recipe.yaml")
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
                         help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
                              "pretraining set of a larger mini-SUPERB while the tasks run on a ci corpus")
@@ -793,8 +858,8 @@ def write_report(args: argparse.Namespace, data: Path, command: str) -> Path:
                                   data if args.abx_monitor else None))
         for name in args.conditions if conditions[name].source == "pretrain"}
     meta = StudyMeta(command, list(args.seeds), list(args.conditions), labels,
-                     {name: c.about for name, c in conditions.items()}, str(data), scale, args.steps,
-                     args.task_steps, list(args.er_folds), pretrain_commands)
+                     {name: c.about for name, c in conditions.items()}, repo_relative(data), scale, args.steps,
+                     args.task_steps, list(args.er_folds), pretrain_commands, args.profile)
     args.out.mkdir(parents=True, exist_ok=True)
     plot_training(arms, args.conditions, labels, args.out / "training_curves.png")
     plot_layerwise_curves(arms, args.conditions, labels, args.out / "layerwise_curves.png")
@@ -821,30 +886,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         for key in ("seeds", "conditions", "steps", "task_steps"):
             setattr(args, key, record[key])
+        args.profile = record.get("profile")  # studies run before profiles: the official configs
         args.er_folds = record.get("er_folds", list(ALL_ER_FOLDS))
         args.abx_monitor = record.get("abx_monitor", False)  # studies run before the monitor existed
         if isinstance(args.task_steps, int):  # a study.json written before per-task counts
             args.task_steps = parse_task_steps(str(args.task_steps))
-        args.pretrain_manifest = Path(record["pretrain_manifest"]) if record.get("pretrain_manifest") else None
-        args.pretrain_config = Path(record["pretrain_config"])
-        data, command = Path(record["data"]), record["command"]
+        args.pretrain_manifest = REPO / record["pretrain_manifest"] if record.get("pretrain_manifest") else None
+        args.pretrain_config = REPO / record["pretrain_config"]
+        data, command = REPO / record["data"], record["command"]  # relative paths: to the repository root
     else:
-        command = shlex.join(["python", "-m", "results.study", *raw])
+        command = shlex.join(["python", "-m", "results.study", *(repo_relative(a) for a in raw)])
+        if args.profile is None and args.task_steps is None:
+            args.task_steps = parse_task_steps("60")
         args.out.mkdir(parents=True, exist_ok=True)
         corpus_args = argparse.Namespace(data=args.data, out=args.out, scale=args.scale, seed=args.corpus_seed)
         data, _ = prepare_corpus(corpus_args)
         record = {"command": command, "seeds": args.seeds, "conditions": args.conditions, "steps": args.steps,
-                  "task_steps": args.task_steps, "er_folds": args.er_folds, "data": str(data),
-                  "pretrain_config": str(args.pretrain_config),
-                  "pretrain_manifest": str(pretrain_manifest(args, data)), "abx_monitor": True}
+                  "profile": args.profile, "task_steps": args.task_steps, "er_folds": args.er_folds,
+                  "data": repo_relative(data), "pretrain_config": repo_relative(args.pretrain_config),
+                  "pretrain_manifest": repo_relative(pretrain_manifest(args, data)), "abx_monitor": True}
         args.abx_monitor = True
         record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        conditions = default_conditions()
         start = time.monotonic()
-        for seed in args.seeds:
-            for name in args.conditions:
-                log.info("=== %s, seed %d ===", name, seed)
-                run_condition(conditions[name], seed, args, data)
+        run_study_arms(args, data)
         log.info("all arms done in %.0f s", time.monotonic() - start)
     path = write_report(args, data, command)
     sys.stdout.write(path.read_text(encoding="utf-8"))

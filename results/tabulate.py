@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import yaml
 
 from results import intervals, scores
+from results.paths import repo_relative
 from results.baselines import CAVEATS, DEFAULT_BASELINES, PublishedScores
 
 log = logging.getLogger(__name__)
@@ -665,7 +666,7 @@ def render_markdown(rows: Sequence[Row], runs: Sequence[RunScore], skipped: Sequ
     parts += ["## Runs", "", markdown_table(
         ("model", "task", "fold", "lr", "status", "score", "evaluated checkpoint", "run dir", "notes"),
         [[label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "?", r.status,
-          _shown(r) or r.value_text(), r.evaluated_ckpt or "", str(r.run.path), "; ".join(r.notes)]
+          _shown(r) or r.value_text(), r.evaluated_ckpt or "", repo_relative(r.run.path), "; ".join(r.notes)]
          for r in runs]), ""]
     if data_kind != "real":
         parts += ["## Published SUPERB numbers (real data, NOT comparable to the tables above)", "",
@@ -676,7 +677,7 @@ def render_markdown(rows: Sequence[Row], runs: Sequence[RunScore], skipped: Sequ
     parts += [f"- {caveat}" for caveat in CAVEATS]
     if skipped:
         parts += ["", "## Skipped", ""]
-        parts += [f"- `{path}`: {reason}" for path, reason in skipped]
+        parts += [f"- `{repo_relative(path)}`: {reason}" for path, reason in skipped]
     return "\n".join(parts) + "\n"
 
 
@@ -714,7 +715,7 @@ def runs_csv_text(rows: Sequence[Row], runs: Sequence[RunScore]) -> str:
             f"{first.low:.4f}", f"{first.high:.4f}", "" if first.chance is None else f"{first.chance:.4f}",
             str(first.n)]
         writer.writerow((label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "",
-                         r.status, values[0], values[1], *stats, r.evaluated_ckpt or "", str(r.run.path),
+                         r.status, values[0], values[1], *stats, r.evaluated_ckpt or "", repo_relative(r.run.path),
                          "; ".join(r.notes)))
     return buffer.getvalue()
 

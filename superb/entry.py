@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     apply_compat()
     registered = register_upstreams()
     apply_runner_fixes()
+    if plan.cache_features_gib is not None:
+        from .feature_cache import install_feature_cache
+
+        install_feature_cache(plan.cache_features_gib)
     if registered:
         log.info("registered upstreams: %s", ", ".join(registered))
     log.info("s3prl argv: %s", shlex.join(plan.argv))

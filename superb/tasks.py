@@ -18,6 +18,7 @@ EXPERT = "config.downstream_expert"
 DATA_ROOT_ENV = "SUPERB_DATA"
 SYNTHETIC_HINT = "`python -m minisuperb --out {root}` makes a synthetic one"
 LEXICON_FILE = "librispeech-lexicon.txt"
+DEFAULT_CACHE_GIB = 4.0  # --cache-features without a size
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class OurOptions:
     workers: int | None = None
     fold: int | None = None
     profile: str | None = None
+    cache_features_gib: float | None = None
 
 
 def _fold(text: str) -> int:
@@ -227,6 +229,16 @@ def _workers(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"invalid worker count {text!r}: expected an integer >= 0")
     return int(text)
+
+
+def _gibibytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid cache size {text!r}: expected a positive number of GiB")
+    return value
 
 
 def our_parser() -> argparse.ArgumentParser:
@@ -243,6 +255,10 @@ def our_parser() -> argparse.ArgumentParser:
     group.add_argument("--profile", help="train with the task's settings from downstream_configs/profiles/NAME.yaml "
                                          "on top of the official config (e.g. cpu: small heads and short "
                                          "schedules for mini-SUPERB on a CPU); -o entries still win")
+    group.add_argument("--cache-features", dest="cache_features_gib", type=_gibibytes, nargs="?",
+                       const=DEFAULT_CACHE_GIB, metavar="GIB",
+                       help="run the frozen upstream once per utterance and reuse its features in later epochs "
+                            f"(keeps at most GIB GiB on the CPU, default {DEFAULT_CACHE_GIB:g}); not with -f")
     return parser
 
 
@@ -251,7 +267,7 @@ def split_our_options(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[
     data_root = known.data_root
     if data_root is None and environ.get(DATA_ROOT_ENV):
         data_root = Path(environ[DATA_ROOT_ENV])
-    return OurOptions(data_root, known.workers, known.fold, known.profile), rest
+    return OurOptions(data_root, known.workers, known.fold, known.profile, known.cache_features_gib), rest
 
 
 def _s3prl_subset_parser() -> argparse.ArgumentParser:
@@ -282,6 +298,7 @@ class Plan:
     argv: list[str]
     task: Task | None
     notes: list[str] = field(default_factory=list)
+    cache_features_gib: float | None = None
 
 
 def plan_argv(
@@ -356,7 +373,7 @@ def plan_argv(
     ):
         if value is not None:
             out += [flag, value]
-    return Plan(out, task, notes)
+    return Plan(out, task, notes, ours.cache_features_gib)
 
 
 def _task_overrides(

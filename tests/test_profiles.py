@@ -157,9 +157,9 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
 
 
 def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path):
-    """`results.demo --profile cpu --baselines fbank,random`: the baselines are fbank and random init (an untrained
-    encoder of the checkpoint's architecture), each task once per upstream (ER once per fold), all tabulated from
-    one root. (The defaults are the fast smoke run: no profile, no baselines.)"""
+    """`results.demo` (defaults: --profile cpu --baselines fbank,random): the baselines are fbank and random init
+    (an untrained encoder of the checkpoint's architecture), each task once per upstream (ER once per fold), all
+    tabulated from one root, every frozen upstream's features cached."""
     import torch
 
     from results import demo
@@ -167,20 +167,23 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
 
     checkpoint = export_from_config(tmp_path / "trained.pt", demo.REPO / "pretrain" / "tiny.yaml", seed=1)
     defaults = demo.build_parser().parse_args([])
-    assert defaults.profile is None and defaults.baselines == [] and defaults.task_steps is None
-    args = demo.build_parser().parse_args(["--out", str(tmp_path / "out"), "--tasks", "ks,er", "--er-folds", "2",
-                                           "--profile", "cpu", "--baselines", "fbank,random"])
-    assert args.profile == "cpu" and args.baselines == ["fbank", "random"] and args.task_steps is None
-    runs, stages = demo.plan_all_downstream(args, checkpoint)
+    assert defaults.profile == "cpu" and defaults.baselines == ["fbank", "random"] and defaults.task_steps is None
+    assert defaults.scale == "demo"
+    args = demo.build_parser().parse_args(["--out", str(tmp_path / "out"), "--tasks", "ks,er", "--er-folds", "2"])
+    fbank = demo.plan_fbank_runs(args)
+    runs, stages = demo.plan_checkpoint_runs(args, checkpoint)
+    runs += fbank
     assert [s.ok for s in stages] == [True]
     assert [(r.label, r.expdir.relative_to(tmp_path / "out")) for r in runs] == [
         ("ks", Path("downstream/ks")), ("er_fold2", Path("downstream/er_fold2")),
-        ("fbank ks", Path("downstream/fbank/ks")), ("fbank er_fold2", Path("downstream/fbank/er_fold2")),
         ("random init ks", Path("downstream/random_init/ks")),
-        ("random init er_fold2", Path("downstream/random_init/er_fold2"))]
-    argv = runs[2].train_argv(checkpoint, tmp_path, None)
+        ("random init er_fold2", Path("downstream/random_init/er_fold2")),
+        ("fbank ks", Path("downstream/fbank/ks")), ("fbank er_fold2", Path("downstream/fbank/er_fold2"))]
+    assert [r.task for r in demo.slowest_first(runs)] == ["ks", "ks", "ks", "er", "er", "er"]
+    argv = runs[4].train_argv(checkpoint, tmp_path, None)
     assert argv[:3] == ["-m", "train", "-u"] and argv[3] == "fbank" and "--profile" in argv and "-o" not in argv
-    random_argv = runs[5].train_argv(checkpoint, tmp_path, 40)
+    assert "--cache-features" in argv
+    random_argv = runs[3].train_argv(checkpoint, tmp_path, 40)
     assert random_argv[random_argv.index("-k") + 1] == str(tmp_path / "out" / "random_init.pt")
     assert random_argv[-2:] == ["--fold", "2"]
     assert "config.runner.total_steps=40" in random_argv[random_argv.index("-o") + 1]

@@ -60,7 +60,8 @@ def test_downstream_argv_per_arm(tmp_path):
     assert [r.label for r in runs] == ["ks", "er_fold1", "er_fold3"]
     argv = runs[0].train_argv(ckpt, data, 60)
     assert argv == ["-m", "train", "-u", "ehmam", "-k", str(ckpt), "-d", "ks", "--data-root", str(data),
-                    "--workers", "0", "-p", str(tmp_path / "ds" / "ks"), "-o", short_run_override("ks", 60),
+                    "--workers", "0", "--cache-features", "-p", str(tmp_path / "ds" / "ks"),
+                    "-o", short_run_override("ks", 60),
                     "--seed", "1"]
     assert runs[2].train_argv(ckpt, data, 60)[-4:] == ["--fold", "3", "--seed", "1"]
     fbank = study.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0].train_argv(None, data, 9)
@@ -230,11 +231,12 @@ def test_build_report_states_the_numbers():
     report = study.build_report(meta, arms_fixture())
     assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
-    assert "Downstream: 60 updates per task (KS 500) (ER: folds 1, 2 of 5)" in report
+    assert "Downstream: official configs, 60 updates per task (KS 500) (ER: folds 1, 2 of 5)" in report
     assert "- EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF)" in report
     assert "- EH-MAM beats FBANK on 1 of 1 tasks (one seed: KS)" in report
     assert "| EH-MAM | 42.00 ± 2.83 [40.00, 44.00] | 85.00 ± 7.07 [80.00, 90.00] |" in report
     assert "| FBANK | missing | 60.00 | missing |" in report
+    assert "| FBANK | 0 | missing | 60.00 | missing |" in report  # per-run rows: the number when no cell is known
     # training: EH-MAM's teacher rho mean over seeds at step 100 = 0.1 + 0.05; random masking measured none
     assert "| EH-MAM | 100 | 0.150 | 0.200 | 0.400 | 1.000 |" in report
     assert "| random masking | 100 | n/a | n/a | 0.400 | 1.000 |" in report
@@ -283,3 +285,15 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
     assert "EH-MAM has no scores" in report
     assert (tmp_path / "training_curves.png").is_file() and (tmp_path / "layerwise_curves.png").is_file()
     assert study.main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2
+
+
+def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
+    meta = study.StudyMeta(command="python -m results.study", seeds=[0, 1], conditions=["ehmam", "fbank"],
+                           labels=LABELS, about={}, data="runs/corpora/demo", scale="mini-SUPERB synthetic, scale demo",
+                           steps=1000, task_steps=None, er_folds=[1, 2, 3, 4, 5], profile="cpu")
+    arms = arms_fixture()
+    fbank = next(a for a in arms if a.condition == "fbank")
+    fbank.cells = {"KS": "60.00 (54.1–65.6; chance 21.4)"}
+    report = study.build_report(meta, arms)
+    assert "Downstream: profile cpu, the profile's schedule (ER: all five folds, averaged)" in report
+    assert "| FBANK | 0 | missing | 60.00 (54.1–65.6; chance 21.4) | missing |" in report
