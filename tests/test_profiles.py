@@ -124,9 +124,9 @@ def test_run_downstream_reports_a_bad_profile_without_a_traceback(data_root, cap
 
 @pytest.mark.slow
 def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
-    """Generate the demo scale's Speech Commands, train and evaluate `-u fbank -d ks --profile cpu` with
-    s3prl's runner, and tabulate: the chance level equals the hand count of the test folders, and the
-    lower end of the accuracy's 95 % interval is above it."""
+    """Generate the demo scale's Speech Commands, train and evaluate `-u fbank -d ks --profile cpu
+    --cache-features` (as the demo runs it) with s3prl's runner, and tabulate: the chance level equals the hand
+    count of the test folders, and the lower end of the accuracy's 95 % interval is above it."""
     import minisuperb
     from results import tabulate
     from results.demo import checkpoint_to_evaluate
@@ -136,8 +136,8 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
     data = tmp_path / "data"
     minisuperb.generate(data, "demo", workers=2, corpora=["speech_commands"], progress=False)
     expdir = tmp_path / "ks"
-    run_downstream(["-m", "train", "-u", "fbank", "-d", "ks", "--profile", "cpu", "--data-root", str(data),
-                    "--workers", "0", "-p", str(expdir)])
+    run_downstream(["-m", "train", "-u", "fbank", "-d", "ks", "--profile", "cpu", "--cache-features",
+                    "--data-root", str(data), "--workers", "0", "-p", str(expdir)])
     steps = yaml.safe_load((tasks.PROFILE_DIR / "cpu.yaml").read_text())["ks"]["runner"]["total_steps"]
     run_downstream(["-m", "evaluate", "-e", str(checkpoint_to_evaluate(expdir, steps)), "--data-root", str(data),
                     "--workers", "0"])
