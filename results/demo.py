@@ -29,9 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from results.paths import REPO, repo_relative
-TASK_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "sf")
-ER_FOLD_COUNT = 5
-ALL_ER_FOLDS = tuple(range(1, ER_FOLD_COUNT + 1))  # SUPERB's ER score is the mean over these
+from superb.registry import ER_FOLDS, SLOWEST_FIRST, TASK_NAMES, run_name
 
 log = logging.getLogger("demo")
 
@@ -137,25 +135,24 @@ class DownstreamRun:
 
 
 def plan_downstream(tasks: Sequence[str], er_folds: Sequence[int], root: Path, *, profile: str | None = None,
-                    upstream_argv: tuple[str, ...] = (), prefix: str = "") -> list[DownstreamRun]:
+                    upstream_argv: tuple[str, ...] = (), prefix: str = "",
+                    downstream_seed: int | None = None) -> list[DownstreamRun]:
     """One run per task (ER: per fold) under `root`; `prefix` starts each label (e.g. "fbank ")."""
     runs = []
     for task in tasks:
-        if task == "er":
-            runs += [DownstreamRun(f"{prefix}er_fold{k}", "er", root / f"er_fold{k}", fold=k, profile=profile,
-                                   upstream_argv=upstream_argv) for k in er_folds]
-        else:
-            runs.append(DownstreamRun(f"{prefix}{task}", task, root / task, profile=profile,
-                                      upstream_argv=upstream_argv))
+        for fold in er_folds if task == "er" else [None]:
+            name = run_name(task, fold)
+            runs.append(DownstreamRun(f"{prefix}{name}", task, root / name, fold=fold, profile=profile,
+                                      upstream_argv=upstream_argv, downstream_seed=downstream_seed))
     return runs
 
 
 def parse_tasks(text: str) -> list[str]:
     tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASK_ORDER]
+    unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:
-        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_ORDER)}")
-    return sorted(set(tasks), key=TASK_ORDER.index)
+        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_NAMES)}")
+    return sorted(set(tasks), key=TASK_NAMES.index)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -163,8 +160,9 @@ def parse_folds(text: str) -> list[int]:
         folds = sorted({int(k) for k in text.split(",") if k.strip()})
     except ValueError:
         folds = []
-    if not folds or any(not 1 <= k <= ER_FOLD_COUNT for k in folds):
-        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in 1..{ER_FOLD_COUNT}, got {text!r}")
+    if not folds or any(k not in ER_FOLDS for k in folds):
+        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in {ER_FOLDS[0]}..{ER_FOLDS[-1]}, "
+                                         f"got {text!r}")
     return folds
 
 
@@ -181,17 +179,17 @@ def parse_task_steps(text: str) -> dict[str, int]:
             raise argparse.ArgumentTypeError(f"--task-steps: {part!r} is not N or TASK=N with N a positive integer")
         if not name:
             default = steps
-        elif name in TASK_ORDER:
+        elif name in TASK_NAMES:
             per_task[name] = steps
         else:
-            raise argparse.ArgumentTypeError(f"--task-steps: unknown task {name!r}; choose from {','.join(TASK_ORDER)}")
+            raise argparse.ArgumentTypeError(f"--task-steps: unknown task {name!r}; choose from {','.join(TASK_NAMES)}")
     if default is None:
         raise argparse.ArgumentTypeError(
             f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)")
-    return {task: per_task.get(task, default) for task in TASK_ORDER}
+    return {task: per_task.get(task, default) for task in TASK_NAMES}
 
 
-def describe_task_steps(steps: dict[str, int], tasks: Sequence[str] = TASK_ORDER) -> str:
+def describe_task_steps(steps: dict[str, int], tasks: Sequence[str] = TASK_NAMES) -> str:
     """"60 updates per task" or "300 updates per task (KS 2000, IC 2000)"."""
     counts = [steps[t] for t in tasks]
     common = max(sorted(set(counts)), key=counts.count)
@@ -224,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
                         help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)")
     parser.add_argument("--pretrain-steps", type=positive_int, default=1000, help="pretraining updates")
-    parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_ORDER), help="comma-separated SUPERB tasks")
-    parser.add_argument("--er-folds", type=parse_folds, default=list(ALL_ER_FOLDS),
+    parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_NAMES), help="comma-separated SUPERB tasks")
+    parser.add_argument("--er-folds", type=parse_folds, default=list(ER_FOLDS),
                         help="ER folds to run; SUPERB's ER score is the mean of all five")
     parser.add_argument("--profile", type=parse_profile, default="cpu",
                         help="downstream settings: a profile in downstream_configs/profiles/ (default cpu: learns on "
@@ -304,12 +302,9 @@ def plan_checkpoint_runs(args: argparse.Namespace, checkpoint: Path) -> tuple[li
     return runs, stages
 
 
-# Slowest first, so that the workers of a DownstreamPool finish close together.
-COST_ORDER = ("asr", "sf", "pr", "sid", "ic", "ks", "er")
-
-
 def slowest_first(runs: Sequence[DownstreamRun]) -> list[DownstreamRun]:
-    return sorted(runs, key=lambda run: COST_ORDER.index(run.task))
+    """Slowest task first, so that the workers of a DownstreamPool finish close together."""
+    return sorted(runs, key=lambda run: SLOWEST_FIRST.index(run.task))
 
 
 def shown(argv: Sequence[str]) -> str:
@@ -334,30 +329,30 @@ def timed(stage: Stage, action) -> Stage:
     return stage
 
 
-def prepare_corpus(args: argparse.Namespace) -> tuple[Path, Stage | None]:
-    """The corpus root: --data as given, or a mini-SUPERB under OUT (a complete one there is reused)."""
-    if args.data is not None:
-        if not args.data.is_dir():
-            raise SystemExit(f"results.demo: error: --data {args.data} is not a folder")
-        return args.data.absolute(), None
+def prepare_corpus(data: Path | None, out: Path, scale: str, seed: int) -> tuple[Path, Stage | None]:
+    """The corpus root: `data` as given, or a mini-SUPERB of `scale` and `seed` under `out` (a complete one there
+    is reused)."""
+    if data is not None:
+        if not data.is_dir():
+            raise SystemExit(f"results.demo: error: --data {data} is not a folder")
+        return data.absolute(), None
     from minisuperb import generate, read_marker
 
-    root = (args.out / "minisuperb").absolute()
+    root = (out / "minisuperb").absolute()
     info = read_marker(root)
-    if info and info.get("complete") and info.get("scale") == args.scale and info.get("seed") == args.seed:
+    if info and info.get("complete") and info.get("scale") == scale and info.get("seed") == seed:
         log.info("reusing the complete mini-SUPERB corpus in %s", root)
         return root, None
-    command = shown(["-m", "minisuperb", "--out", str(root), "--scale", args.scale, "--seed", str(args.seed)])
+    command = shown(["-m", "minisuperb", "--out", str(root), "--scale", scale, "--seed", str(seed)])
     stage = timed(Stage("corpus", command),
-                  lambda: generate(root, args.scale, seed=args.seed, workers=2, force=info is not None))
+                  lambda: generate(root, scale, seed=seed, workers=2, force=info is not None))
     if not stage.ok:
         raise SystemExit(f"results.demo: error: generating mini-SUPERB failed: {stage.detail}")
     return root, stage
 
 
-def pretrain_manifest(args: argparse.Namespace, data: Path) -> Path:
-    """--pretrain-manifest, else the corpus's own pretraining set DATA/pretrain/train.tsv."""
-    manifest = getattr(args, "pretrain_manifest", None)
+def pretrain_manifest(manifest: Path | None, data: Path) -> Path:
+    """`manifest` (--pretrain-manifest), else the corpus's own pretraining set DATA/pretrain/train.tsv."""
     return (manifest or data / "pretrain" / "train.tsv").absolute()
 
 
@@ -393,7 +388,7 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
         if not args.checkpoint.is_file():
             raise SystemExit(f"results.demo: error: --checkpoint {args.checkpoint} is not a file")
         return args.checkpoint.absolute(), None
-    manifest = pretrain_manifest(args, data)
+    manifest = pretrain_manifest(args.pretrain_manifest, data)
     if not manifest.is_file():
         raise SystemExit(f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
                          f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
@@ -515,6 +510,29 @@ def abx_report(out: Path, pretrained: Path | None, ok: bool) -> str:
     return text
 
 
+def tabulate_stage(runs: Path, table_dir: Path, title: str, synthetic: bool):
+    """`python -m results.tabulate RUNS --out TABLE_DIR --title TITLE [--synthetic]`, in this process; returns the
+    stage and the report (None when tabulating failed)."""
+    from results.tabulate import tabulate, write_report
+
+    argv = ["-m", "results.tabulate", str(runs), "--out", str(table_dir), "--title", title] + \
+        (["--synthetic"] if synthetic else [])
+    reports = []
+
+    def make_table() -> None:
+        reports.append(tabulate([runs], title, "synthetic" if synthetic else "unstated"))
+        write_report(reports[0], table_dir, "superb")
+
+    stage = timed(Stage("tabulate", shown(argv)), make_table)
+    return stage, (reports[0] if reports else None)
+
+
+def stage_records(stages: Sequence[Stage]) -> list[dict]:
+    """The stages as demo.json and condition.json record them."""
+    return [{"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok, "detail": s.detail}
+            for s in stages]
+
+
 def wall_time_table(stages: Sequence[Stage]) -> str:
     lines = ["| stage | wall s | status |", "|---|---:|---|"]
     for stage in stages:
@@ -533,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     stages: list[Stage] = []
 
-    data, corpus_stage = prepare_corpus(args)
+    data, corpus_stage = prepare_corpus(args.data, args.out, args.scale, args.seed)
     stages += [corpus_stage] if corpus_stage else []
     import torch
 
@@ -558,37 +576,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages += [stage for run in runs for stage in run.stages]
 
     from minisuperb import read_marker
-    from results.tabulate import tabulate, write_report
 
     synthetic = read_marker(data) is not None
     schedule = (f"profile {args.profile}" if args.profile else "official configs") + \
         (f", {describe_task_steps(args.task_steps, args.tasks)}" if args.task_steps else "")
-    title = f"EH-MAM ({checkpoint.name}), downstream: {schedule}"
-    table_dir = args.out / "results"
-    tabulate_argv = ["-m", "results.tabulate", str(args.out / "downstream"), "--out", str(table_dir),
-                     "--title", title] + (["--synthetic"] if synthetic else [])
-    report = None
-
-    def make_table() -> None:
-        nonlocal report
-        report = tabulate([args.out / "downstream"], title, "synthetic" if synthetic else "unstated")
-        write_report(report, table_dir, "superb")
-
-    stages.append(timed(Stage("tabulate", shown(tabulate_argv)), make_table))
+    table, report = tabulate_stage(args.out / "downstream", args.out / "results",
+                                   f"EH-MAM ({checkpoint.name}), downstream: {schedule}", synthetic)
+    stages.append(table)
     timing = wall_time_table(stages)
     (args.out / "wall_times.md").write_text(timing, encoding="utf-8")
     summary = {"data": str(data), "checkpoint": str(checkpoint), "synthetic": synthetic,
                "pretrain_steps": None if args.checkpoint else args.pretrain_steps, "profile": args.profile,
                "task_steps": args.task_steps, "baselines": args.baselines,
-               "total_wall_s": round(time.monotonic() - start, 1),
-               "stages": [{"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok,
-                           "detail": s.detail} for s in stages]}
+               "total_wall_s": round(time.monotonic() - start, 1), "stages": stage_records(stages)}
     (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
     print("\n" + (report.markdown if report else "(no table: tabulation failed)\n"))
     print(abx_report(args.out, checkpoint if args.checkpoint is None else None, abx.ok))
     print(timing)
-    print(f"wrote {table_dir}/superb.md, superb.csv, superb_runs.csv, {args.out}/wall_times.md, demo.json")
+    print(f"wrote {args.out / 'results'}/superb.md, superb.csv, superb_runs.csv, {args.out}/wall_times.md, demo.json")
     failed = [s.name for s in stages if not s.ok]
     if failed:
         print(f"FAILED stages: {', '.join(failed)}", file=sys.stderr)

@@ -18,12 +18,12 @@ from typing import Sequence
 
 import torch
 
-from results.tabulate import Invocation, RunDirError, find_run_dirs, identify_task, read_run_dir
+from results.run_dirs import Invocation, RunDirError, identify_task, read_each_run_dir, read_run_dir
+from superb.registry import TASK_LABELS
 
 log = logging.getLogger("layer_weights")
 
 CSV_COLUMNS = ("run_dir", "task", "fold", "checkpoint", "step", "layer", "weight")
-TASK_ORDER = ("PR", "KS", "IC", "SID", "ER", "ASR", "SF")
 
 
 @dataclass
@@ -112,14 +112,8 @@ def read_run_weights(run_dir: Path) -> RunWeights:
 
 def collect(paths: Sequence[Path]) -> tuple[list[RunWeights], list[tuple[Path, str]]]:
     """Run weights for every run dir given or found under the given folders, and what was skipped and why."""
-    run_dirs, skipped = find_run_dirs(paths)
-    found = []
-    for run_dir in run_dirs:
-        try:
-            found.append(read_run_weights(run_dir))
-        except (FileNotFoundError, ValueError) as error:
-            skipped.append((run_dir, str(error)))
-    order = {task: i for i, task in enumerate(TASK_ORDER)}
+    found, skipped = read_each_run_dir(paths, read_run_weights, (FileNotFoundError, ValueError))
+    order = {task: i for i, task in enumerate(TASK_LABELS)}
     found.sort(key=lambda r: (order.get(r.task, len(order)), r.fold or "", str(r.run_dir)))
     return found, skipped
 

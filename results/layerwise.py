@@ -410,42 +410,55 @@ def run_layerwise(checkpoint: Path, data: Path, out: Path, weights: str = "stude
     if keywords is None:
         log.info("keyword probe skipped: no %s/ under %s", KS_TRAIN_DIR, data)
     else:
-        ks_train = pick_round_robin(keywords[0], max_utterances, generator)
-        ks_test = pick_round_robin(keywords[1], max_utterances, generator)
-        ks_train_f = extract_features(encoder, ks_train, None, torch_device, batch_size)
-        ks_test_f = extract_features(encoder, ks_test, None, torch_device, batch_size)
-        y_train, y_test = [u.label for u in ks_train], [u.label for u in ks_test]
-        log.info("keyword probe: %d train / %d test clips (test speakers held out); chance %.3f",
-                 len(ks_train), len(ks_test), 1 / len(KEYWORDS))
-        for layer in range(n_layers):
-            acc = probe_accuracy(ks_train_f.pooled[layer].to(torch_device), y_train,
-                                 ks_test_f.pooled[layer].to(torch_device), y_test, l2)
-            rows.append(_row(layer, "keyword", acc, len(ks_train), len(ks_test)))
+        rows += keyword_rows(encoder, keywords, max_utterances, generator, torch_device, batch_size, l2)
 
     for layer in range(n_layers):
         r2 = ridge_r2(train.frames[layer].to(torch_device), train.log_mels.to(torch_device),
                       test.frames[layer].to(torch_device), test.log_mels.to(torch_device), ridge)
         rows.append(_row(layer, "logmel", r2, train.log_mels.shape[0], test.log_mels.shape[0]))
 
-    all_utts = train_utts + test_utts
-    spk_train, spk_test = speaker_split(all_utts, generator)
-    if len({all_utts[i].speaker for i in spk_train}) < 2:
-        log.info("speaker probe skipped: fewer than 2 speakers have 2 or more of the selected utterances "
-                 "(raise --max-utterances)")
-    else:
-        log.info("speaker probe: %d speakers, %d train / %d test utterances of the same speakers",
-                 len({all_utts[i].speaker for i in spk_train}), len(spk_train), len(spk_test))
-        for layer in range(n_layers):
-            pooled = torch.cat([train.pooled[layer], test.pooled[layer]]).to(torch_device)
-            acc = probe_accuracy(pooled[spk_train], [all_utts[i].speaker for i in spk_train], pooled[spk_test],
-                                 [all_utts[i].speaker for i in spk_test], l2)
-            rows.append(_row(layer, "speaker", acc, len(spk_train), len(spk_test)))
-
+    rows += speaker_rows(train_utts + test_utts, train, test, generator, torch_device, l2)
     rows.sort(key=lambda r: (list(PROBES).index(r["probe"]), r["layer"]))
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "layerwise.csv")
     title = f"{checkpoint.name} ({weights}), {len(train_utts)} train / {len(test_utts)} held-out utterances"
     plot_layerwise({"": rows}, out / "layerwise.png", title)
+    return rows
+
+
+def keyword_rows(encoder, keywords: tuple[list, list], max_utterances: int | None, generator: torch.Generator,
+                 device: torch.device, batch_size: int, l2: float) -> list[dict]:
+    """The keyword probe per layer: utterance-mean features of Speech Commands clips, test speakers held out."""
+    ks_train = pick_round_robin(keywords[0], max_utterances, generator)
+    ks_test = pick_round_robin(keywords[1], max_utterances, generator)
+    ks_train_f = extract_features(encoder, ks_train, None, device, batch_size)
+    ks_test_f = extract_features(encoder, ks_test, None, device, batch_size)
+    y_train, y_test = [u.label for u in ks_train], [u.label for u in ks_test]
+    log.info("keyword probe: %d train / %d test clips (test speakers held out); chance %.3f",
+             len(ks_train), len(ks_test), 1 / len(KEYWORDS))
+    return [_row(layer, "keyword", probe_accuracy(ks_train_f.pooled[layer].to(device), y_train,
+                                                  ks_test_f.pooled[layer].to(device), y_test, l2),
+                 len(ks_train), len(ks_test))
+            for layer in range(len(ks_train_f.pooled))]
+
+
+def speaker_rows(utterances: Sequence[Utterance], train: Features, test: Features, generator: torch.Generator, device: torch.device,
+                 l2: float) -> list[dict]:
+    """The speaker probe per layer, on other utterances of the same speakers (`train` and `test` are the
+    features of the LibriSpeech utterances, in the order of `utterances`)."""
+    spk_train, spk_test = speaker_split(utterances, generator)
+    if len({utterances[i].speaker for i in spk_train}) < 2:
+        log.info("speaker probe skipped: fewer than 2 speakers have 2 or more of the selected utterances "
+                 "(raise --max-utterances)")
+        return []
+    log.info("speaker probe: %d speakers, %d train / %d test utterances of the same speakers",
+             len({utterances[i].speaker for i in spk_train}), len(spk_train), len(spk_test))
+    rows = []
+    for layer in range(len(train.pooled)):
+        pooled = torch.cat([train.pooled[layer], test.pooled[layer]]).to(device)
+        acc = probe_accuracy(pooled[spk_train], [utterances[i].speaker for i in spk_train], pooled[spk_test],
+                             [utterances[i].speaker for i in spk_test], l2)
+        rows.append(_row(layer, "speaker", acc, len(spk_train), len(spk_test)))
     return rows
 
 

@@ -13,48 +13,14 @@ from typing import Callable, Mapping, Sequence
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "downstream_configs"
-EXPERT = "config.downstream_expert"
+from superb.registry import (BY_CTC_CORPUS, BY_DOWNSTREAM, CONFIG_DIR, ER_FOLD_NAMES, EXPERT, TASKS, Task,
+                             er_fold_name, er_fold_number, run_name)
+
 DATA_ROOT_ENV = "SUPERB_DATA"
 SYNTHETIC_HINT = "`python -m minisuperb --out {root}` makes a synthetic one"
 LEXICON_FILE = "librispeech-lexicon.txt"
 DEFAULT_CACHE_GIB = 4.0  # --cache-features without a size
 
-
-@dataclass(frozen=True)
-class Task:
-    """One SUPERB task: its s3prl downstream, config family and corpus folders under the data root."""
-
-    name: str  # SUPERB name, e.g. "pr"
-    downstream: str  # s3prl `-d`, e.g. "ctc"
-    section: str  # "corpus" (ctc family) or "datarc"
-    corpus_dirs: tuple[str, ...]  # canonical folder names under the data root
-    official_workers: int  # num_workers in the official config
-    ctc_corpus: str | None = None  # corpus.name for the ctc tasks
-
-    @property
-    def config(self) -> Path:
-        return CONFIG_DIR / f"{self.name}.yaml"
-
-    @property
-    def workers_key(self) -> str:
-        return f"{EXPERT}.{self.section}.num_workers"
-
-
-TASKS = {
-    task.name: task
-    for task in (
-        Task("pr", "ctc", "corpus", ("LibriSpeech",), 24, ctc_corpus="libriphone"),
-        Task("asr", "asr", "datarc", ("LibriSpeech",), 12),
-        Task("ks", "speech_commands", "datarc", ("speech_commands_v0.01", "speech_commands_test_set_v0.01"), 8),
-        Task("ic", "fluent_commands", "datarc", ("fluent_speech_commands_dataset",), 12),
-        Task("sid", "voxceleb1", "datarc", ("VoxCeleb1",), 12),
-        Task("er", "emotion", "datarc", ("IEMOCAP_full_release",), 6),
-        Task("sf", "ctc", "corpus", ("SNIPS",), 12, ctc_corpus="snips"),
-    )
-}
-_BY_DOWNSTREAM = {task.downstream: task for task in TASKS.values() if task.downstream != "ctc"}
-_BY_CTC_CORPUS = {task.ctc_corpus: task for task in TASKS.values() if task.ctc_corpus}
 
 # our vocabulary/dictionary files, passed as absolute paths so the CWD does not matter
 RESOURCE_FILES = {
@@ -219,10 +185,10 @@ class OurOptions:
 
 
 def _fold(text: str) -> int:
-    match = re.fullmatch(r"(?:fold)?([1-5])", text)
-    if not match:
+    fold = er_fold_number(text) or er_fold_number(f"fold{text}")
+    if fold is None:
         raise argparse.ArgumentTypeError(f"invalid fold {text!r}: expected 1..5 or fold1..fold5")
-    return int(match.group(1))
+    return fold
 
 
 def _workers(text: str) -> int:
@@ -311,7 +277,7 @@ def plan_argv(
 ) -> Plan:
     """Rewrite our command line into s3prl's.
 
-    * `-d pr|asr|ks|ic|sid|er|sf` (or s3prl's own names) -> s3prl's downstream, plus
+    * `-d pr|ks|ic|sid|er|asr|sf` (or s3prl's own names) -> s3prl's downstream, plus
       `-c downstream_configs/<task>.yaml` when no `-c` is given;
     * `--data-root DIR` / $SUPERB_DATA -> `-o` entries for every corpus path of the task;
     * `--workers N` (default min(official, cpu_count)) and `--fold K` -> `-o` entries;
@@ -342,38 +308,47 @@ def plan_argv(
     if task:
         overrides, notes = _task_overrides(task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count, derive)
     if ours.profile is not None:
-        if s3.past_exp:
-            raise ValueError("--profile sets training settings; with -e the run takes them from the checkpoint")
-        if task is None:
-            raise ValueError("--profile needs a SUPERB task: -d pr|asr|ks|ic|sid|er|sf")
-        if not config_is_ours:
-            raise ValueError(f"--profile {ours.profile} applies to our {task.config.name}, not to -c {s3.config}")
-        profiled = profile_overrides(ours.profile, task)
+        profiled = _checked_profile_overrides(ours.profile, task, s3.past_exp, s3.config, config_is_ours)
         overrides.update(profiled)
         notes.append(f"profile {ours.profile}: {len(profiled)} settings from {PROFILE_DIR / (ours.profile + '.yaml')}")
     fold = _resolve_fold(task, ours.fold, s3.downstream_variant, user_overrides)
     if fold is not None:
-        overrides[f"{EXPERT}.datarc.test_fold"] = format_override_value(f"fold{fold}")
+        overrides[f"{EXPERT}.datarc.test_fold"] = format_override_value(er_fold_name(fold))
 
     if not (s3.past_exp or s3.expname or s3.expdir) and s3.upstream:
         s3.expname = default_expname(s3.upstream, task.name if task else s3.downstream, fold or _config_fold(task, s3.config))
         _refuse_stale_default_expdir(s3.expname, s3.mode, s3.auto_resume)
         notes.append(f"experiment name: {s3.expname} (result/downstream/{s3.expname}; set -n or -p to choose)")
-    if task and task.name == "asr" and s3.mode == "evaluate" and s3.evaluate_split is None:
-        s3.evaluate_split = "test-clean"
+    if task and s3.mode == "evaluate" and s3.evaluate_split is None and task.test_split != "test":
+        s3.evaluate_split = task.test_split  # s3prl evaluates "test" unless told
     if s3.device is None and not cuda_available:
         s3.device = "cpu"
 
+    return Plan(_s3prl_argv(s3, passthrough, join_overrides(overrides, user_overrides)), task, notes,
+                ours.cache_features_gib)
+
+
+def _s3prl_argv(s3: argparse.Namespace, passthrough: Sequence[str], overrides: str | None) -> list[str]:
     out = list(passthrough) + (["-a"] if s3.auto_resume else [])
     for flag, value in (
         ("-m", s3.mode), ("-t", s3.evaluate_split), ("-e", s3.past_exp), ("-c", s3.config),
         ("-d", s3.downstream), ("-v", s3.downstream_variant), ("-u", s3.upstream),
-        ("-n", s3.expname), ("-p", s3.expdir), ("--device", s3.device),
-        ("-o", join_overrides(overrides, user_overrides)),
+        ("-n", s3.expname), ("-p", s3.expdir), ("--device", s3.device), ("-o", overrides),
     ):
         if value is not None:
             out += [flag, value]
-    return Plan(out, task, notes, ours.cache_features_gib)
+    return out
+
+
+def _checked_profile_overrides(profile: str, task: Task | None, past_exp: str | None, config: str | None,
+                               config_is_ours: bool) -> dict[str, str]:
+    if past_exp:
+        raise ValueError("--profile sets training settings; with -e the run takes them from the checkpoint")
+    if task is None:
+        raise ValueError(f"--profile needs a SUPERB task: -d {'|'.join(TASKS)}")
+    if not config_is_ours:
+        raise ValueError(f"--profile {profile} applies to our {task.config.name}, not to -c {config}")
+    return profile_overrides(profile, task)
 
 
 def _task_overrides(
@@ -412,13 +387,13 @@ def _task_of(downstream: str | None, config: str | None) -> Task | None:
         return None
     if downstream in TASKS:
         return TASKS[downstream]
-    if downstream in _BY_DOWNSTREAM:
-        return _BY_DOWNSTREAM[downstream]
+    if downstream in BY_DOWNSTREAM:
+        return BY_DOWNSTREAM[downstream]
     if downstream == "ctc":
         if config is None:
             raise ValueError("-d ctc needs a config: use -d pr or -d sf (our configs), or pass -c")
         corpus = (_read_yaml(Path(config)).get("downstream_expert") or {}).get("corpus") or {}
-        return _BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
+        return BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
     return None
 
 
@@ -472,10 +447,10 @@ def _resolve_fold(
     is_er = task is not None and task.name == "er"
     user_fold = next((v for k, v in user_overrides if k == f"{EXPERT}.datarc.test_fold"), None)
     if user_fold is not None and is_er:
-        match = re.fullmatch(r"['\"]?fold([1-5])['\"]?", user_fold)
-        if not match:
+        number = er_fold_number(re.fullmatch(r"['\"]?(.*?)['\"]?", user_fold).group(1))
+        if number is None:
             raise ValueError(f"-o ...datarc.test_fold={user_fold}: expected 'fold1' ... 'fold5' (quoted)")
-        user_fold = int(match.group(1))
+        user_fold = number
     if fold is not None:
         if not is_er:
             raise ValueError("--fold applies to ER only (-d er)")
@@ -484,21 +459,19 @@ def _resolve_fold(
         return fold
     if user_fold is not None:
         return user_fold
-    if is_er and variant and re.fullmatch(r"fold[1-5]", variant):
-        return int(variant[4:])
-    return None
+    return er_fold_number(variant) if is_er and variant else None
 
 
 def _config_fold(task: Task | None, config: str | None) -> int | None:
     if task is None or task.name != "er" or config is None:
         return None
-    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", "fold1"))
-    return int(fold[4:]) if re.fullmatch(r"fold[1-5]", fold) else None
+    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0]))
+    return er_fold_number(fold)
 
 
 def default_expname(upstream: str, task_name: str | None, fold: int | None = None) -> str:
     """`<upstream>_<task>`, plus `_fold<k>` for ER, with path separators made safe."""
-    name = f"{upstream}_{task_name}" + (f"_fold{fold}" if fold else "")
+    name = f"{upstream}_{run_name(str(task_name), fold)}"
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
 
 
@@ -518,5 +491,5 @@ def task_of_checkpoint_contents(args: object, config: Mapping) -> Task | None:
     downstream = getattr(args, "downstream", None)
     if downstream == "ctc":
         corpus = (config.get("downstream_expert") or {}).get("corpus") or {}
-        return _BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
-    return _BY_DOWNSTREAM.get(downstream)
+        return BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
+    return BY_DOWNSTREAM.get(downstream)

@@ -10,7 +10,7 @@ import soundfile
 
 from superb import compat
 from superb.prepare import ER_LABELS, librispeech_splits, main, write_asr_bucket_csvs, write_iemocap_meta
-from superb.tasks import CONFIG_DIR
+from superb.registry import CONFIG_DIR
 from superb_trees import make_iemocap, make_librispeech
 
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from superb import tasks
-from superb.tasks import EXPERT, TASKS, parse_overrides, plan_argv
+from superb.registry import TASKS
+from superb.tasks import parse_overrides, plan_argv
 
 PROFILES = tasks.available_profiles()
 
@@ -163,7 +164,7 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
     import torch
 
     from results import demo
-    from results.study import export_random_init as export_from_config
+    from results.study_run import export_random_init as export_from_config
 
     checkpoint = export_from_config(tmp_path / "trained.pt", demo.REPO / "pretrain" / "tiny.yaml", seed=1)
     defaults = demo.build_parser().parse_args([])

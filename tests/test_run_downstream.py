@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from superb import tasks
-from superb.tasks import CONFIG_DIR, EXPERT, TASKS, parse_overrides, plan_argv
+from superb.registry import CONFIG_DIR, EXPERT, TASKS
+from superb.tasks import parse_overrides, plan_argv
 from superb_trees import make_iemocap, make_librispeech
 
 REPO = Path(__file__).resolve().parent.parent

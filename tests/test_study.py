@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from results import study
+from results import study, study_collect, study_report, study_run, study_tables
 from results.demo import parse_task_steps, short_run_override
 from upstream_ehmam.checkpoint import load_checkpoint, load_encoder
 
@@ -22,7 +22,7 @@ LABELS = {"ehmam": "EH-MAM", "random_mask": "random masking", "fbank": "FBANK"}
 def test_random_mask_overrides_come_from_its_yaml():
     """random masking = what pretrain/random_mask.yaml changes relative to ehmam.yaml in the method sections:
     curriculum off (alpha fixed at 0) and no auxiliary loss; no size, optimiser, data or run keys."""
-    overrides = study.baseline_overrides(REPO / "pretrain" / "random_mask.yaml", REPO / "pretrain" / "ehmam.yaml")
+    overrides = study_run.baseline_overrides(REPO / "pretrain" / "random_mask.yaml", REPO / "pretrain" / "ehmam.yaml")
     assert sorted(overrides) == ["curriculum.mode=none", "loss.aux_weight=0.0"]
     from pretrain.config import load_config
 
@@ -33,9 +33,9 @@ def test_random_mask_overrides_come_from_its_yaml():
 
 def test_pretrain_argv_equal_budget_per_arm(tmp_path):
     """Every pretrained arm runs the same config, updates, warm-up and seed; only its own overrides differ."""
-    conditions = study.default_conditions()
+    conditions = study_run.default_conditions()
     config, manifest = REPO / "pretrain" / "tiny.yaml", tmp_path / "train.tsv"
-    argvs = {name: study.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
+    argvs = {name: study_run.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
              for name in ("ehmam", "random_mask", "no_aux")}
 
     def sets(argv):
@@ -54,9 +54,9 @@ def test_pretrain_argv_equal_budget_per_arm(tmp_path):
 def test_downstream_argv_per_arm(tmp_path):
     """EH-MAM arms train with `-u ehmam -k CKPT`, fbank with `-u fbank` and no -k; ER has one run per fold;
     s3prl's --seed is the study seed; the rest is demo.py's short-run command."""
-    conditions = study.default_conditions()
+    conditions = study_run.default_conditions()
     ckpt, data = tmp_path / "last.pt", tmp_path / "data"
-    runs = study.plan_study_runs(conditions["ehmam"], 1, ["ks", "er"], [1, 3], tmp_path / "ds")
+    runs = study_run.plan_study_runs(conditions["ehmam"], 1, ["ks", "er"], [1, 3], tmp_path / "ds")
     assert [r.label for r in runs] == ["ks", "er_fold1", "er_fold3"]
     argv = runs[0].train_argv(ckpt, data, 60)
     assert argv == ["-m", "train", "-u", "ehmam", "-k", str(ckpt), "-d", "ks", "--data-root", str(data),
@@ -64,7 +64,7 @@ def test_downstream_argv_per_arm(tmp_path):
                     "-o", short_run_override("ks", 60),
                     "--seed", "1"]
     assert runs[2].train_argv(ckpt, data, 60)[-4:] == ["--fold", "3", "--seed", "1"]
-    fbank = study.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0].train_argv(None, data, 9)
+    fbank = study_run.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0].train_argv(None, data, 9)
     assert fbank[:4] == ["-m", "train", "-u", "fbank"] and "-k" not in fbank and "ehmam" not in fbank
     assert fbank[fbank.index("-d") + 1] == "pr" and fbank[-2:] == ["--seed", "0"]
     assert runs[0].evaluate_argv(tmp_path / "dev-best.ckpt", data)[:4] == ["-m", "evaluate", "-e",
@@ -76,9 +76,9 @@ def test_export_random_init_is_seeded_and_leaves_global_rng(tmp_path):
     weights, another seed other weights, and the caller's global RNG state is untouched."""
     config = REPO / "pretrain" / "tiny.yaml"
     state = torch.random.get_rng_state()
-    a = study.export_random_init(tmp_path / "a.pt", config, seed=0)
-    b = study.export_random_init(tmp_path / "b.pt", config, seed=0)
-    c = study.export_random_init(tmp_path / "c.pt", config, seed=1)
+    a = study_run.export_random_init(tmp_path / "a.pt", config, seed=0)
+    b = study_run.export_random_init(tmp_path / "b.pt", config, seed=0)
+    c = study_run.export_random_init(tmp_path / "c.pt", config, seed=1)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert load_checkpoint(a)["kind"] == "ehmam-encoder"
     sa, sb, sc = (load_checkpoint(p)["encoder"] for p in (a, b, c))
@@ -123,7 +123,7 @@ def test_training_totals_weight_each_record_by_its_step_gap():
     """updates = last step; audio and time sum sec_per_step x audio_sec_per_sec over the steps each record covers."""
     records = [{"step": 1, "sec_per_step": 0.5, "audio_sec_per_sec": 20.0},
                {"step": 11, "sec_per_step": 0.4, "audio_sec_per_sec": 25.0}]
-    updates, audio, seconds = study.training_totals(records)
+    updates, audio, seconds = study_collect.training_totals(records)
     assert updates == 11
     assert audio == pytest.approx(1 * 0.5 * 20 + 10 * 0.4 * 25)
     assert seconds == pytest.approx(0.5 + 4.0)
@@ -131,15 +131,15 @@ def test_training_totals_weight_each_record_by_its_step_gap():
 
 def test_rho_measured_follows_the_config():
     """student rho needs the ranking loss; teacher rho needs the predictor (curriculum or ranking loss)."""
-    assert study.rho_measured({}) == {"student_rho": True, "teacher_rho": True}
-    assert study.rho_measured({"loss": {"aux_weight": 0.0}}) == {"student_rho": False, "teacher_rho": True}
-    assert study.rho_measured({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}) == {
+    assert study_collect.rho_measured({}) == {"student_rho": True, "teacher_rho": True}
+    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}}) == {"student_rho": False, "teacher_rho": True}
+    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}) == {
         "student_rho": False, "teacher_rho": False}
 
 
 def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
     """An arm dir's metrics.jsonl, config.yaml, layerwise.csv and condition.json become one ArmResult."""
-    cdir = study.condition_dir(tmp_path, "random_mask", 2)
+    cdir = study_run.condition_dir(tmp_path, "random_mask", 2)
     (cdir / "pretrain").mkdir(parents=True)
     (cdir / "layerwise").mkdir()
     records = [{"step": s, "sec_per_step": 1.0, "audio_sec_per_sec": 10.0, "teacher_rho": 0.0, "student_rho": 0.0,
@@ -151,12 +151,12 @@ def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
         "layer,probe,metric,value,n_train,n_test\n0,phone,frame_accuracy,0.25,10,5\n1,phone,frame_accuracy,0.5,10,5\n")
     (cdir / "condition.json").write_text(json.dumps({"wall_s": {"pretrain": 12.0, "downstream": 30.0},
                                                      "stages": [{"name": "ks train", "ok": False, "detail": "boom"}]}))
-    arm = study.collect_arm(tmp_path, "random_mask", 2)
+    arm = study_collect.collect_arm(tmp_path, "random_mask", 2)
     assert (arm.updates, arm.audio_seconds, arm.train_seconds) == (10, 100.0, 10.0)
     assert arm.rho_measured == {"student_rho": False, "teacher_rho": False}
     assert [r["value"] for r in arm.layerwise] == [0.25, 0.5]
     assert arm.wall_s["downstream"] == 30.0 and arm.failed == ["ks train: boom"] and arm.scores == {}
-    means = study.training_means([arm], "random_mask")
+    means = study_tables.training_means([arm], "random_mask")
     assert means[10] == {"masked_fraction": 0.48, "alpha": 0.0}  # the unmeasured rho columns are left out
 
 
@@ -176,7 +176,7 @@ def arms_fixture() -> list:
     }
     arms = []
     for (condition, seed), values in scores.items():
-        arm = study.ArmResult(condition, seed, scores=values)
+        arm = study_collect.ArmResult(condition, seed, scores=values)
         if condition != "fbank":
             measured = condition == "ehmam"
             arm.rho_measured = {"student_rho": measured, "teacher_rho": measured}
@@ -191,7 +191,7 @@ def arms_fixture() -> list:
 
 def test_summaries_mean_std_and_range():
     """Per condition and metric: mean, sample std, min and max over seeds."""
-    summaries = study.score_summaries(arms_fixture())
+    summaries = study_report.score_summaries(arms_fixture())
     ks = summaries["ehmam"]["KS"]
     assert (ks.mean, ks.low, ks.high, ks.n) == (85.0, 80.0, 90.0, 2)
     assert ks.std == pytest.approx(math.sqrt(50.0))
@@ -202,33 +202,33 @@ def test_summaries_mean_std_and_range():
 
 def test_compare_respects_direction_and_seed_spread():
     """Wins use lower-is-better for PR/ASR; a clear win needs A's worst seed to beat B's best seed."""
-    summaries = study.score_summaries(arms_fixture())
-    result = study.compare(summaries["ehmam"], summaries["random_mask"])
+    summaries = study_report.score_summaries(arms_fixture())
+    result = study_report.compare(summaries["ehmam"], summaries["random_mask"])
     # PR 42 vs 51 (lower better: win, clear: 44 < 50); KS 85 vs 72.5 (clear: 80 > 75); IC tie; SID 21 vs 32 loss
     # (clear: 30 > 22); ER 42 vs 43 loss (not clear); ASR 93 vs 94 win (not clear: 96 > 93); SF 32 vs 21 clear win
     assert result.wins == ("PR", "KS", "ASR", "SF") and result.losses == ("SID", "ER") and result.ties == ("IC",)
     assert result.clear_wins == ("PR", "KS", "SF") and result.clear_losses == ("SID",)
     assert result.compared == 7 and result.seeds == 2
-    sentence = study.comparison_sentence("EH-MAM", "random masking", result)
+    sentence = study_report.comparison_sentence("EH-MAM", "random masking", result)
     assert sentence.startswith("EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF); "
                                "random masking is better on 2 and they tie on 1.")
     assert "EH-MAM on 3, random masking on 1." in sentence
-    one_seed = study.comparison_sentence("A", "B", study.compare(summaries["ehmam"], summaries["fbank"]))
+    one_seed = study_report.comparison_sentence("A", "B", study_report.compare(summaries["ehmam"], summaries["fbank"]))
     assert one_seed.startswith("A beats B on 1 of 1 tasks (one seed: KS)") and "no spread" in one_seed
     assert "Beyond the seed spread" not in one_seed
-    reverse = study.compare(summaries["random_mask"], summaries["ehmam"])
+    reverse = study_report.compare(summaries["random_mask"], summaries["ehmam"])
     assert reverse.wins == result.losses and reverse.clear_wins == result.clear_losses
 
 
 def test_build_report_states_the_numbers():
     """study.md carries the command, seeds, compute, the score table with spreads, the derived sentences,
     the training table (n/a where an arm measured nothing) and the layer-wise table."""
-    meta = study.StudyMeta(command="python -m results.study --seeds 0,1", seeds=[0, 1],
+    meta = study_report.StudyMeta(command="python -m results.study --seeds 0,1", seeds=[0, 1],
                            conditions=["ehmam", "random_mask", "fbank"], labels=LABELS,
                            about={"ehmam": "as is"}, data="/data", scale="mini-SUPERB synthetic, scale ci", steps=100,
                            task_steps=parse_task_steps("60,ks=500"), er_folds=[1, 2],
                            pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"})
-    report = study.build_report(meta, arms_fixture())
+    report = study_report.build_report(meta, arms_fixture())
     assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
     assert "Downstream: official configs, 60 updates per task (KS 500) (ER: folds 1, 2 of 5)" in report
@@ -255,9 +255,9 @@ def test_report_sentences_follow_the_numbers_either_way():
             arm.condition = "random_mask"
         elif arm.condition == "random_mask":
             arm.condition = "ehmam"
-    meta = study.StudyMeta("cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1,
+    meta = study_report.StudyMeta("cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1,
                            parse_task_steps("1"))
-    report = study.build_report(meta, arms)
+    report = study_report.build_report(meta, arms)
     assert "- EH-MAM beats random masking on 2 of 7 tasks (mean over 2 seeds: SID, ER); random masking is " \
            "better on 4 and they tie on 1." in report
     assert "Synthetic" not in report
@@ -266,13 +266,13 @@ def test_report_sentences_follow_the_numbers_either_way():
 def test_sample_steps_pick_the_nearest_logged_steps():
     """The training table samples the logged steps nearest to 0, 25, 50, 75 and 100 % of the last one."""
     records = [{"step": s} for s in (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
-    assert study.sample_steps(records) == [1, 20, 50, 70, 100]  # ties go to the earlier step
-    assert study.sample_steps([]) == []
+    assert study_tables.sample_steps(records) == [1, 20, 50, 70, 100]  # ties go to the earlier step
+    assert study_tables.sample_steps([]) == []
 
 
 def test_write_report_only_from_disk(tmp_path, monkeypatch):
     """--report-only rebuilds study.md and both figures from study.json and the arm folders."""
-    cdir = study.condition_dir(tmp_path, "ehmam", 0)
+    cdir = study_run.condition_dir(tmp_path, "ehmam", 0)
     (cdir / "layerwise").mkdir(parents=True)
     (cdir / "layerwise" / "layerwise.csv").write_text(
         "layer,probe,metric,value,n_train,n_test\n0,speaker,accuracy,0.5,4,4\n1,speaker,accuracy,0.75,4,4\n")
@@ -288,12 +288,12 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
 
 
 def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
-    meta = study.StudyMeta(command="python -m results.study", seeds=[0, 1], conditions=["ehmam", "fbank"],
+    meta = study_report.StudyMeta(command="python -m results.study", seeds=[0, 1], conditions=["ehmam", "fbank"],
                            labels=LABELS, about={}, data="runs/corpora/demo", scale="mini-SUPERB synthetic, scale demo",
                            steps=1000, task_steps=None, er_folds=[1, 2, 3, 4, 5], profile="cpu")
     arms = arms_fixture()
     fbank = next(a for a in arms if a.condition == "fbank")
     fbank.cells = {"KS": "60.00 (54.1–65.6; chance 21.4)"}
-    report = study.build_report(meta, arms)
+    report = study_report.build_report(meta, arms)
     assert "Downstream: profile cpu, the profile's schedule (ER: all five folds, averaged)" in report
     assert "| FBANK | 0 | missing | 60.00 (54.1–65.6; chance 21.4) | missing |" in report

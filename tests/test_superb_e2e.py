@@ -17,7 +17,8 @@ import pytest
 import torch
 import yaml
 
-from results.demo import TASK_ORDER, short_run_override
+from results.demo import short_run_override
+from superb.registry import TASK_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_STEPS = 6
@@ -91,7 +92,7 @@ def test_pretraining_checkpoint_is_the_evaluated_upstream(demo):
     assert all(s["ok"] for s in summary["stages"]), summary["stages"]
 
 
-@pytest.mark.parametrize("task", TASK_ORDER)
+@pytest.mark.parametrize("task", TASK_NAMES)
 def test_task_trains_evaluates_and_is_tabulated(demo, minisuperb_ci, task):
     folds = [demo / "downstream" / f"er_fold{k}" for k in range(1, 6)] if task == "er" else [demo / "downstream" / task]
     for expdir in folds:

@@ -9,7 +9,7 @@ import pytest
 from superb import compat
 from superb.corpus.libriphone import LibriPhoneDataset
 from superb.corpus.snips import SnipsDataset
-from superb.tasks import CONFIG_DIR
+from superb.registry import CONFIG_DIR
 from superb_trees import LEXICON, SENTENCES, make_librispeech, make_snips, write_noise
 
 compat.import_torchaudio()  # s3prl's ctc modules import torchaudio at module level
