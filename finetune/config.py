@@ -21,13 +21,9 @@ import yaml
 
 from pretrain.config import apply_overrides, read_yaml_mapping, section_from_dict
 from upstream_ehmam.checkpoint import WEIGHTS
+from upstream_ehmam.config import require as _require
 
 RANDOM_PREFIX = "random:"
-
-
-def _require(ok: bool, key: str, what: str, found) -> None:
-    if not ok:
-        raise ValueError(f"{key}: {what}, got {found!r}")
 
 
 @dataclass

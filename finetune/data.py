@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pretrain.data import load_audio, normalize_waveform
+from pretrain.data import load_audio
 from pretrain.manifest import read_manifest
+from upstream_ehmam.model import normalize_waveform
 
 from .letters import encode, letters_to_words
 from .schedule import micro_batch_slots

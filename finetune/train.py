@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 
 from pretrain.data import BadAudioLog, unwrap_worker_error
-from pretrain.train import Runtime, StopSignal, TrainingAborted, derive_seed, init_runtime, truncate_metrics
+from pretrain.train import (Runtime, StopSignal, TrainingAborted, derive_seed, init_runtime, open_run_logs,
+                            truncate_metrics)
 
 from .checkpoint import BEST, LAST, FinetuneState, restore, save
 from .config import FinetuneConfig, save_config
@@ -164,9 +165,6 @@ def count_skip(state: FinetuneState, config: FinetuneConfig, out_dir: Path, why:
 
 def _loop(model: CTCModel, optimizer, symbols: list[str], train_set: BatchDataset, valid_set: BatchDataset,
           state: FinetuneState, config: FinetuneConfig, runtime: Runtime, out_dir: Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
     optim, run = config.optim, config.run
     slots = micro_batch_slots(optim.micro_batches, runtime.world_size, runtime.rank)
     sampler = UpdateSlotSampler(state.batches_consumed, optim.micro_batches, runtime.world_size, runtime.rank)
@@ -174,14 +172,9 @@ def _loop(model: CTCModel, optimizer, symbols: list[str], train_set: BatchDatase
     bad_audio = BadAudioLog(state.bad_audio)
     state.bad_audio = bad_audio.files  # the same dict: checkpoints carry the record so far
     with contextlib.ExitStack() as stack:
-        log_to = None
-        if runtime.is_main:
-            writer = stack.enter_context(contextlib.closing(
-                SummaryWriter(str(out_dir / "tb"), purge_step=state.update + 1 if state.update else None)))
-            log_to = (writer, stack.enter_context((out_dir / METRICS).open("a")))
-        progress = stack.enter_context(contextlib.closing(tqdm(
-            total=optim.max_steps, initial=state.update, disable=not runtime.is_main, desc="finetune",
-            dynamic_ncols=True)))
+        writer, metrics_file, progress = open_run_logs(stack, out_dir, state.update, optim.max_steps, runtime.is_main,
+                                                       "finetune")
+        log_to = (writer, metrics_file) if runtime.is_main else None
         stop = stack.enter_context(StopSignal())
         stack.callback(lambda: bad_audio.num_files and log.warning("%s", bad_audio.summary()))
         model.train()

@@ -1,10 +1,5 @@
-"""Pretraining checkpoints: one versioned dict (upstream_ehmam/checkpoint.py format plus the training state).
-
-Written atomically from the unwrapped model (temporary file, fsync, rename); `last.pt` is a hard link to (or a
-copy of) the newest periodic file, so it never points at a partial write, and a kill at any moment leaves the
-previous checkpoint loadable. Loaded with `weights_only=True`; a checkpoint that does not fit the configured model
-is a ValueError naming the file and the difference.
-"""
+"""Pretraining checkpoints: the upstream_ehmam/checkpoint.py format plus the training state, written and checked
+as docs/design.md "Checkpoints and faults" says."""
 from __future__ import annotations
 
 import os
@@ -44,12 +39,17 @@ def git_sha() -> str:
         return "unknown"
 
 
+def checkpointed_modules(model: EHMAMPretrainModel) -> dict[str, torch.nn.Module]:
+    """The modules a pretraining checkpoint holds, by key ('heads.NAME' is NAME in the 'heads' dict)."""
+    modules = {"encoder": model.encoder, "teacher_context": model.teacher.context, "heads.decoder": model.decoder}
+    if model.predictor is not None:
+        modules.update({"heads.predictor": model.predictor, "heads.teacher_predictor": model.teacher.predictor})
+    return modules
+
+
 def checkpoint_dict(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, state: TrainState,
                     config: PretrainConfig) -> dict:
-    heads = {"decoder": model.decoder.state_dict()}
-    if model.predictor is not None:
-        heads["predictor"] = model.predictor.state_dict()
-        heads["teacher_predictor"] = model.teacher.predictor.state_dict()
+    states = {key: module.state_dict() for key, module in checkpointed_modules(model).items()}
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -57,9 +57,9 @@ def checkpoint_dict(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer,
         "format_version": FORMAT_VERSION,
         "kind": "ehmam-pretrain",
         "model_config": config.model.to_dict(),
-        "encoder": model.encoder.state_dict(),
-        "teacher_context": model.teacher.context.state_dict(),
-        "heads": heads,
+        "encoder": states["encoder"],
+        "teacher_context": states["teacher_context"],
+        "heads": {key[len("heads."):]: value for key, value in states.items() if key.startswith("heads.")},
         "optimizer": optimizer.state_dict(),
         "train_state": asdict(state),
         "rng": rng,
@@ -80,8 +80,7 @@ def save_training_checkpoint(out_dir: Path, model: EHMAMPretrainModel, optimizer
     except OSError:  # file systems without hard links: a second atomic write
         save_atomic(checkpoint_dict(model, optimizer, state, config), tmp)
     os.replace(tmp, out_dir / LAST)
-    periodic = sorted(out_dir.glob("checkpoint_*.pt"))
-    for old in periodic[:-keep] if keep > 0 else periodic[:-1]:
+    for old in sorted(out_dir.glob("checkpoint_*.pt"))[:-max(keep, 1)]:  # the newest stays (last.pt's file)
         old.unlink(missing_ok=True)
     return path
 
@@ -96,11 +95,8 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
 
 
 def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer) -> TrainState:
-    """Load model, teacher, heads, optimiser and RNG state from `path`; returns the loop state to continue from.
-
-    Checks before touching the model: the kind, the keys resume needs, the model config (a checkpoint of another
-    architecture names the first differing model.* key), and every state dict's keys and shapes.
-    """
+    """Load model, teacher, heads, optimiser and RNG state from `path` (all checked before the model is touched);
+    returns the loop state to continue from."""
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "ehmam-pretrain":
         raise ValueError(f"{path}: kind {ckpt.get('kind')!r} is not a pretraining checkpoint (ehmam-pretrain); "
@@ -110,34 +106,28 @@ def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel, optimizer
             raise ValueError(f"{path}: missing key '{key}' needed to resume training")
     configured = model.config.model.to_dict()
     for key in ARCHITECTURE_KEYS:  # dropout rates may change between runs; shapes may not
-        value = configured[key]
-        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, value))
-        if saved != value:
+        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, configured[key]))
+        if saved != configured[key]:
             raise ValueError(f"{path}: was trained with model.{key}={saved!r}, but the config says "
-                             f"model.{key}={value!r}; resume needs the same architecture")
-    parts = [(model.encoder, ckpt["encoder"], "encoder"), (model.teacher.context, ckpt["teacher_context"],
-                                                            "teacher_context")]
+                             f"model.{key}={configured[key]!r}; resume needs the same architecture")
     heads = ckpt["heads"] if isinstance(ckpt["heads"], dict) else {}
-    head_names = ["decoder"] + (["predictor", "teacher_predictor"] if model.predictor is not None else [])
-    head_modules = {"decoder": model.decoder, "predictor": model.predictor,
-                    "teacher_predictor": model.teacher.predictor}
-    for name in head_names:
-        if name not in heads:
-            raise ValueError(f"{path}: missing key 'heads.{name}' (is loss.aux_weight / curriculum.mode the same as "
-                             f"in the run that wrote it?)")
-        parts.append((head_modules[name], heads[name], f"heads.{name}"))
-    for module, state, what in parts:
-        check_state_dict(module.state_dict(), state, str(path), what)
-    for module, state, _ in parts:
-        module.load_state_dict(state, strict=True)
+    modules = checkpointed_modules(model)
+    states = {key: heads.get(key[len("heads."):]) if key.startswith("heads.") else ckpt[key] for key in modules}
+    for key, module in modules.items():
+        if states[key] is None:
+            raise ValueError(f"{path}: missing key '{key}' (is loss.aux_weight / curriculum.mode the same as in the "
+                             f"run that wrote it?)")
+        check_state_dict(module.state_dict(), states[key], str(path), key)
+    for key, module in modules.items():
+        module.load_state_dict(states[key], strict=True)
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: the optimizer state does not match the configured model: {err}") from None
-    rng = ckpt["rng"]
-    if isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor):
+    rng = ckpt["rng"] if isinstance(ckpt["rng"], dict) else {}
+    if isinstance(rng.get("torch"), torch.Tensor):
         torch.set_rng_state(rng["torch"])
-    if isinstance(rng, dict) and "cuda" in rng and torch.cuda.is_available():
+    if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     try:
         return TrainState(**ckpt["train_state"])

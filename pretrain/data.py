@@ -1,13 +1,10 @@
-"""Pretraining data: length-sorted batches of equal-length random crops, no padding (docs/design.md "Optimiser and
-data").
-
-`build_loader(manifest, ...)` returns a DataLoader of {"wav": (B, S), "wav_lengths": (B,), "index": (B,),
-"position": (B,), "bad_audio": [(path, problem), ...]} and its sampler. Unusable audio follows the policy
-`bad_audio`: "error" raises at once naming the file, "skip" fills the item from the next usable utterance and
-reports the file in the batch, so that the main process (`BadAudioLog`) can log, count and summarise it.
-"""
+"""Pretraining data: length-sorted batches of equal-length random crops, no padding, and the unusable-audio policy
+(docs/design.md "Optimiser and data"). `build_loader` returns the DataLoader (batches as `collate_batch` makes them)
+and its sampler."""
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import signal
 from dataclasses import dataclass
@@ -17,14 +14,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from pretrain.manifest import SAMPLE_RATE, read_manifest
+from pretrain.manifest import SAMPLE_RATE, read_manifest, soundfile_reason
+from upstream_ehmam.model import normalize_waveform
 
 log = logging.getLogger("pretrain.data")
-
-NORM_EPS = 1e-5  # fairseq `normalize: true` is a layer-norm over the waveform with this eps
 
 # Under "skip", this many unusable files in a row (in manifest order) mean a broken corpus, not a few bad files.
 MAX_CONSECUTIVE_BAD_FILES = 64
@@ -35,9 +30,7 @@ _ORDER_STREAM, _DROP_STREAM, _BATCH_ORDER_STREAM, _CROP_SEED_STREAM = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class SampleRef:
-    """One item of a batch: which utterance, how long its crop is, the seed of its crop offset, and its position
-    in the global batch (rank r of a DDP run holds positions r, r + world_size, ...)."""
-
+    """One item of a batch: utterance, crop length, seed of the crop offset, position in the global batch."""
     index: int
     crop_length: int
     crop_seed: int
@@ -47,7 +40,6 @@ class SampleRef:
 @dataclass(frozen=True)
 class AudioItem:
     """What the dataset returns for one SampleRef."""
-
     wav: torch.Tensor  # (crop_length,) float32
     index: int  # the dataset index the sampler asked for (the audio may come from a replacement)
     position: int  # position in the global batch
@@ -57,7 +49,6 @@ class AudioItem:
 @dataclass(frozen=True)
 class _EpochPlan:
     """Global batches of one epoch as arrays; SampleRefs are built only for the batches asked for."""
-
     batches: list[np.ndarray]  # dataset indices of each global batch, rank r takes [r::world_size]
     crop_lengths: list[int]
     crop_seeds: np.ndarray  # (num_utterances,) uint64 indexed by dataset index
@@ -72,26 +63,16 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def crop_seeds_for_epoch(seed: int, epoch: int, num_utterances: int) -> np.ndarray:
-    """(num_utterances,) uint64 seeds below 2**63, a pure function of (seed, epoch, index).
-
-    A SeedSequence key per (seed, epoch) starts a splitmix64 counter stream indexed by the utterance,
-    which is distinct per index and vectorised (one SeedSequence per utterance would take seconds).
-    """
+    """(num_utterances,) uint64 seeds < 2**63 from (seed, epoch, index): a splitmix64 counter stream (vectorised)."""
     key = np.random.SeedSequence([seed, epoch, _CROP_SEED_STREAM]).generate_state(1, np.uint64)[0]
     counters = key + np.arange(num_utterances, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     return _splitmix64(counters) >> np.uint64(1)
 
 
 class BucketBatchSampler:
-    """Greedy batches of length-sorted utterances (ties in a seeded random order), all cropped to the batch's
-    shortest one, visited in a seeded random order.
-
-    A global batch of n utterances with crop c satisfies n * c <= max_batch_samples. With
-    world_size > 1 a global batch keeps a multiple of world_size items (the remainder is dropped and
-    counted in `num_dropped`) and rank r takes items r::world_size, so every rank crops to the same
-    length and the ranks together see exactly one global batch per step. The sizes are the config's
-    (data.*), checked when it is loaded.
-    """
+    """Global batches of n length-sorted utterances cropped to their shortest, c, with n * c <= max_batch_samples,
+    in a seeded order; rank r takes items r::world_size of each (docs/design.md "Optimiser and data", "Distributed
+    training"). The world-size remainder of a batch is dropped at random and counted in `num_dropped`."""
 
     def __init__(self, lengths: Sequence[int], max_batch_samples: int, min_samples: int, max_samples: int,
                  seed: int, rank: int = 0, world_size: int = 1) -> None:
@@ -107,15 +88,7 @@ class BucketBatchSampler:
         self._sizes = np.minimum(all_lengths[self._indices], max_samples)  # (N,) effective sizes
         self.epoch = 0
         self._start_batch = 0
-        self._plan: tuple[int, _EpochPlan] | None = None
-
-    # ---- epoch planning (pure in (seed, epoch)) ----
-    def _epoch_plan(self, epoch: int) -> _EpochPlan:
-        if self._plan is not None and self._plan[0] == epoch:
-            return self._plan[1]
-        plan = self._make_plan(epoch)
-        self._plan = (epoch, plan)
-        return plan
+        self._epoch_plan = functools.lru_cache(maxsize=1)(self._make_plan)  # pure in (seed, epoch)
 
     def _make_plan(self, epoch: int) -> _EpochPlan:
         tie_break = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(len(self._sizes))
@@ -184,32 +157,18 @@ class BucketBatchSampler:
 
 
 def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """Split consecutive sizes into [start, end) runs with len * min(run) <= max_batch_samples.
-
-    Every prefix of a run also satisfies the bound, so dropping items from a run keeps it valid.
-    """
-    bounds, crops = [], []
-    start, run_min = 0, None
-    for pos, size in enumerate(sorted_sizes.tolist()):
-        new_min = size if run_min is None else min(run_min, size)
-        if (pos - start + 1) * new_min > max_batch_samples:
-            bounds.append((start, pos))
-            crops.append(run_min)
-            start, new_min = pos, size
-        run_min = new_min
-    bounds.append((start, len(sorted_sizes)))
-    crops.append(run_min)
-    return bounds, crops
+    """Split ascending sizes into [start, end) runs with len * run[0] <= max_batch_samples, and their crops run[0]
+    (the run's minimum; every prefix of a run also fits, so dropping items keeps it valid)."""
+    sizes, starts = sorted_sizes.tolist(), [0]
+    for pos in range(1, len(sizes)):
+        if (pos - starts[-1] + 1) * sizes[starts[-1]] > max_batch_samples:
+            starts.append(pos)
+    return list(zip(starts, starts[1:] + [len(sizes)])), [sizes[start] for start in starts]
 
 
 class AudioDataset(Dataset):
-    """Utterances of a manifest; item `ref` is the normalised utterance's crop chosen by ref.crop_seed.
-
-    bad_audio="error": an unusable file (missing, undecodable, empty, too short, not mono, not 16 kHz, NaN/inf)
-    raises FileNotFoundError / ValueError naming it. bad_audio="skip": the item is cut, with the same crop
-    length and seed, from the next usable utterance in manifest order that is long enough (deterministic), and
-    the passed-over files travel with the item in `AudioItem.bad_audio`.
-    """
+    """Item `ref`: the normalised utterance's crop chosen by ref.crop_seed (bad audio: docs/design.md "Optimiser and
+    data")."""
 
     def __init__(self, manifest: Path, normalize: bool = True, bad_audio: str = "skip") -> None:
         self.manifest = Path(manifest)
@@ -217,16 +176,12 @@ class AudioDataset(Dataset):
         if not entries:
             raise ValueError(f"{self.manifest}: the manifest lists no audio files")
         self.relative_paths = [rel for rel, _ in entries]
-        self._lengths = [n for _, n in entries]
+        self.lengths = [n for _, n in entries]
         self.normalize = normalize
         self.bad_audio = bad_audio
 
-    @property
-    def lengths(self) -> list[int]:
-        return self._lengths
-
     def __len__(self) -> int:
-        return len(self._lengths)
+        return len(self.lengths)
 
     def __getitem__(self, ref: SampleRef) -> AudioItem:
         passed_over: list[tuple[str, str]] = []
@@ -237,7 +192,7 @@ class AudioDataset(Dataset):
             except (FileNotFoundError, ValueError) as err:
                 if self.bad_audio == "error":
                     raise
-                passed_over.append((str(path), _problem(err, path)))
+                passed_over.append((str(path), str(err).removeprefix(f"{path}: ")))
                 continue
             x = torch.from_numpy(wav)  # (T,)
             if self.normalize:
@@ -245,37 +200,20 @@ class AudioDataset(Dataset):
             crop = crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
             return AudioItem(crop, ref.index, ref.position, tuple(passed_over))
         first_path, first_problem = passed_over[0]
-        raise ValueError(
-            f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} ({first_problem}) and no "
-            f"usable one of at least {ref.crop_length} samples after them; is the audio root {self.root} right?"
-        )
+        raise ValueError(f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} "
+                         f"({first_problem}) and no usable one of at least {ref.crop_length} samples after them; is "
+                         f"the audio root {self.root} right?")
 
     def _candidates(self, index: int, min_len: int) -> Iterator[int]:
         """index, then the following utterances (cyclic, manifest order) listed with >= min_len samples."""
-        yield index
-        tried, n = 1, len(self._lengths)
-        for step in range(1, n):
-            if tried >= MAX_CONSECUTIVE_BAD_FILES:
-                return
-            other = (index + step) % n
-            if self._lengths[other] >= min_len:
-                tried += 1
-                yield other
-
-
-def _problem(err: Exception, path: Path) -> str:
-    """The message of a load error without its leading 'path: '."""
-    text = str(err)
-    prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+        n = len(self.lengths)
+        following = (i % n for i in range(index + 1, index + n) if self.lengths[i % n] >= min_len)
+        return itertools.chain([index], itertools.islice(following, MAX_CONSECUTIVE_BAD_FILES - 1))
 
 
 class BadAudioLog:
-    """Unusable audio met under data.bad_audio=skip, kept by the main process: each file is logged once (path and
-    problem), every replacement is counted, and `summary()` gives the end-of-run report.
-
-    `files` maps path -> [problem, times passed over]; it is plain data, so it goes into checkpoints as is.
-    """
+    """Unusable audio met under data.bad_audio=skip: each file logged once, every replacement counted. `files`
+    (path -> [problem, times passed over]) is plain data, so it goes into checkpoints as is."""
 
     def __init__(self, files: dict[str, list] | None = None) -> None:
         self.files: dict[str, list] = {path: list(entry) for path, entry in (files or {}).items()}
@@ -287,13 +225,8 @@ class BadAudioLog:
                 self.files[path] = [problem, 0]
             self.files[path][1] += 1
 
-    @property
-    def num_files(self) -> int:
-        return len(self.files)
-
-    @property
-    def num_replacements(self) -> int:
-        return sum(count for _, count in self.files.values())
+    num_files = property(lambda self: len(self.files))
+    num_replacements = property(lambda self: sum(count for _, count in self.files.values()))
 
     def summary(self, limit: int = 20) -> str:
         """A few lines: how many files and replacements, then up to `limit` files with their problems."""
@@ -322,8 +255,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     except (sf.SoundFileError, RuntimeError, OSError) as err:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: audio file listed in the manifest does not exist") from None
-        # libsndfile's own message repeats the path; its error_string is just the reason
-        raise ValueError(f"{path}: cannot decode audio: {getattr(err, 'error_string', None) or err}") from None
+        raise ValueError(f"{path}: cannot decode audio: {soundfile_reason(err)}") from None
     return wav, sr
 
 
@@ -336,16 +268,10 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
     if len(wav) == 0:
         raise ValueError(f"{path}: contains no audio samples")
     if len(wav) < min_len:
-        raise ValueError(
-            f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of date?)"
-        )
+        raise ValueError(f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of "
+                         f"date?)")
     if not np.isfinite(wav.sum(dtype=np.float64)):  # one pass: any NaN/inf makes the sum non-finite
         raise ValueError(f"{path}: contains NaN or infinite samples")
-
-
-def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the whole (T,) utterance: fairseq `normalize: true` (eps 1e-5)."""
-    return F.layer_norm(x, x.shape, eps=NORM_EPS)
 
 
 def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Tensor:
@@ -360,8 +286,7 @@ def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Te
 
 
 def collate_batch(items: list[AudioItem]) -> dict:
-    """Stack equal-length crops: {"wav": (B, S) float32, "wav_lengths": (B,), "index": (B,) dataset indices,
-    "position": (B,) positions in the global batch (all long), "bad_audio": [(path, problem), ...]}."""
+    """Equal-length crops -> {"wav": (B, S), "wav_lengths", "index", "position": (B,), "bad_audio": [(path, why)]}."""
     if not items:
         raise ValueError("collate_batch got an empty batch")
     shapes = sorted({tuple(item.wav.shape) for item in items})
@@ -401,8 +326,7 @@ def init_loader_worker(worker_id: int) -> None:
 def build_loader(manifest: Path, max_batch_samples: int, min_samples: int, max_samples: int, seed: int,
                  num_workers: int, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
                  bad_audio: str = "skip") -> tuple[DataLoader, BucketBatchSampler]:
-    """DataLoader over the manifest with the bucketed sampler; batches depend only on (seed, epoch).
-    Call sampler.set_epoch(epoch[, start_batch]) before each epoch."""
+    """DataLoader over the manifest with the bucketed sampler; call sampler.set_epoch before each epoch."""
     dataset = AudioDataset(manifest, normalize=True, bad_audio=bad_audio)
     sampler = BucketBatchSampler(dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank,
                                  world_size=world_size)

@@ -1,12 +1,10 @@
-"""The EH-MAM pretraining model: student (encoder + heads), EMA teacher, and one forward that returns the losses.
-
-`forward` runs docs/design.md "One training step" steps 1-6: local features once -> teacher on the unmasked input
--> mask from the teacher's predicted loss -> student on visible frames -> heads -> L = L_rec + lambda * L_aux.
-"""
+"""The EH-MAM pretraining model: student (encoder + heads), EMA teacher, and one forward that returns the losses
+(docs/design.md "One training step", steps 1-6)."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +12,6 @@ from torch import Tensor, nn
 from upstream_ehmam.model import EHMAMEncoder
 
 from .config import PretrainConfig
-from .ema import ema_update_
 from .heads import ConvDecoder, LossPredictor, insert_mask_tokens
 from .losses import ranking_loss, regression_loss_per_frame, spearman_rho
 from .masking import GridMaskPlan, ReleaseMaskPlan, masked_indices, visible_indices
@@ -51,6 +48,16 @@ class TeacherModel(nn.Module):
         return super().train(False)  # no dropout or layerdrop in the teacher, ever
 
 
+@torch.no_grad()
+def ema_update_(teacher_params: Sequence[Tensor], student_params: Sequence[Tensor], decay: float) -> None:
+    """In place, fused: lerp(teacher, student, 1 - decay) == decay * teacher + (1 - decay) * student."""
+    teacher, student = list(teacher_params), list(student_params)
+    if len(teacher) != len(student):
+        raise ValueError(f"EMA: teacher has {len(teacher)} tensors, student has {len(student)}")
+    if teacher:
+        torch._foreach_lerp_(teacher, student, 1.0 - decay)
+
+
 def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     """x (R, T, ...) gathered at index (R, N) along time -> (R, N, ...)."""
     if x.dim() == 2:
@@ -77,19 +84,14 @@ class EHMAMPretrainModel(nn.Module):
         self.teacher = TeacherModel(self.encoder.context, self.predictor)
 
     def compile_blocks(self) -> None:
-        """torch.compile every transformer block of the student and the teacher in place (names unchanged, so
-        checkpoints, the EMA and DDP see the same model; dynamic shapes, so a new crop length does not recompile)."""
+        """torch.compile every student and teacher block in place (state dict names unchanged), dynamic shapes."""
         for block in [*self.encoder.context.blocks, *self.teacher.context.blocks]:
             block.compile(dynamic=True)
 
     def ema_pairs(self) -> tuple[list[Tensor], list[Tensor]]:
         """(teacher tensors, matching student tensors), in the same order."""
-        teacher = list(self.teacher.context.parameters())
-        student = list(self.encoder.context.parameters())
-        if self.predictor is not None:
-            teacher += list(self.teacher.predictor.parameters())
-            student += list(self.predictor.parameters())
-        return teacher, student
+        student = nn.ModuleList([self.encoder.context] + ([self.predictor] if self.predictor is not None else []))
+        return list(self.teacher.parameters()), list(student.parameters())
 
     @torch.no_grad()
     def update_teacher(self, decay: float) -> None:
@@ -107,8 +109,7 @@ class EHMAMPretrainModel(nn.Module):
 
     def forward(self, wav: Tensor, wav_lengths: Tensor, mask_plan: GridMaskPlan | ReleaseMaskPlan,
                 layerdrop_generator: torch.Generator) -> StepOutput:
-        """One training step's forward for B waveforms (B, S) -> losses and health scalars. `mask_plan` holds the
-        mask randomness of these B * clone_batch rows (row b * clone_batch + c), see masking.draw_mask_plan."""
+        """B waveforms (B, S) -> losses and health scalars; `mask_plan` masks their B * clone_batch rows."""
         clones = self.config.mask.clone_batch
         features, frame_lengths = self.encoder.local(wav, wav_lengths)                      # (B, T, D)
         T = features.shape[1]

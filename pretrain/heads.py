@@ -57,15 +57,15 @@ class ConvHead(nn.Module):
             if isinstance(module, (nn.Conv1d, nn.Linear, nn.LayerNorm)):
                 module.reset_parameters()
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        return self.proj(self.norm(self.stack(x)))
+
 
 class ConvDecoder(ConvHead):
     """Regression decoder: (B, T, D) -> (B, T, D); read at the masked frames to get y_hat."""
 
     def __init__(self, **sizes):
         super().__init__(norm=False, **sizes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stack(x))
 
 
 class LossPredictor(ConvHead):
@@ -75,15 +75,13 @@ class LossPredictor(ConvHead):
         super().__init__(norm=True, **sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.norm(self.stack(x))).mean(dim=-1)
+        return super().forward(x).mean(dim=-1)
 
 
 def insert_mask_tokens(visible: torch.Tensor, visible_idx: torch.Tensor, num_frames: int, noise_std: float,
                        generator: torch.Generator | None) -> torch.Tensor:
-    """(R, T, D): visible frames (R, Tv, D) scattered back to their positions, N(0, noise_std^2) noise elsewhere.
-
-    The noise is drawn on visible.device from `generator` (which must live there; None: that device's global RNG).
-    """
+    """(R, T, D): visible frames (R, Tv, D) scattered back to their positions, N(0, noise_std^2) noise elsewhere,
+    drawn on visible.device from `generator` (None: that device's global RNG)."""
     R, Tv, D = visible.shape
     noise = torch.randn(R, num_frames, D, generator=generator, device=visible.device, dtype=visible.dtype)
     return noise.mul_(noise_std).scatter(1, visible_idx[:, :, None].expand(R, Tv, D), visible)

@@ -16,11 +16,8 @@ def regression_loss_per_frame(prediction: torch.Tensor, target: torch.Tensor) ->
 
 
 def ranking_loss(scores: torch.Tensor, realised: torch.Tensor, norm: str = "pair_mean") -> torch.Tensor:
-    """Pairwise logistic (RankNet) loss over ordered pairs of a row's masked frames; ties contribute nothing.
-
-    norm: "pair_mean" = S / max(V, 1) (HPM, default), "sum" = S (release), "flat_batch_mean" = pairs over all
-    frames of the batch as one row, then averaged per valid pair (the authors' development fork).
-    """
+    """Pairwise logistic (RankNet) loss over ordered pairs of a row's masked frames, ties contributing nothing,
+    normalised by `norm` (docs/design.md "Losses": pair_mean, sum or flat_batch_mean)."""
     if scores.shape != realised.shape or scores.dim() != 2:
         raise ValueError(f"scores and realised must both be (R, M), got {tuple(scores.shape)} "
                          f"and {tuple(realised.shape)}")
@@ -36,19 +33,12 @@ def ranking_loss(scores: torch.Tensor, realised: torch.Tensor, norm: str = "pair
     return total / order.abs().sum().clamp(min=1.0)
 
 
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    # Double argsort: ties get distinct ranks in an arbitrary order (no averaging), unlike scipy.
-    return x.argsort(dim=1).argsort(dim=1).float()
-
-
 def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """0-dim tensor: mean over rows of the Spearman rank correlation of x and y (R, M). No host sync.
-
-    Tied values receive distinct, arbitrary ranks, so the result matches scipy only on tie-free rows.
-    """
+    """0-dim tensor: mean over rows of the Spearman rank correlation of x and y (R, M), no host sync; ties get
+    distinct, arbitrary ranks, so it matches scipy only on tie-free rows."""
     if x.shape != y.shape or x.dim() != 2 or x.shape[1] < 2:
         raise ValueError(f"x and y must both be (R, M) with M >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
-    rx, ry = _ranks(x.detach()), _ranks(y.detach())
+    rx, ry = (v.detach().argsort(dim=1).argsort(dim=1).float() for v in (x, y))  # ranks by double argsort
     rx, ry = rx - rx.mean(dim=1, keepdim=True), ry - ry.mean(dim=1, keepdim=True)
     rho = (rx * ry).sum(dim=1) / (rx.square().sum(dim=1) * ry.square().sum(dim=1)).sqrt()
     return rho.mean()

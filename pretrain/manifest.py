@@ -1,9 +1,8 @@
 """Audio manifests in the fairseq format: line 1 the absolute root, then `relative/path<TAB>num_samples`.
 
 Run: python -m pretrain.manifest ROOT --out train.tsv [--valid-out valid.tsv --valid-fraction 0.01] [--verify]
-
-Unusable files and unreadable folders are reported with a reason and left out, never a crash; --verify also
-decodes every file (slow: it reads all the audio) to catch truncated or NaN files that a header probe misses.
+Unusable files and unreadable folders are reported with a reason and left out; --verify also decodes every file
+(slow) to catch truncated or NaN files that a header probe misses.
 """
 from __future__ import annotations
 
@@ -26,38 +25,31 @@ _PROGRESS_EVERY = 20_000  # files between progress log lines; LibriSpeech 960 h 
 
 @dataclass
 class ManifestSummary:
-    """What write_manifest found: files written per split and every skipped file with its reason."""
-
+    """What write_manifest found: the entries written per split and every skipped file with its reason."""
     root: Path
     num_candidates: int = 0  # files with a matching extension
-    num_train: int = 0
-    num_valid: int = 0
-    train_samples: int = 0
-    valid_samples: int = 0
+    train: list[tuple[str, int]] = field(default_factory=list)  # (relative path, num_samples)
+    valid: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
-    @property
-    def num_skipped(self) -> int:
-        return len(self.skipped)
+    num_train = property(lambda self: len(self.train))
+    num_valid = property(lambda self: len(self.valid))
+    num_skipped = property(lambda self: len(self.skipped))
+    train_samples = property(lambda self: sum(n for _, n in self.train))
+    valid_samples = property(lambda self: sum(n for _, n in self.valid))
 
     def format(self) -> str:
         """A few human-readable lines: counts, hours, and skip reasons grouped by kind."""
         hours = (self.train_samples + self.valid_samples) / SAMPLE_RATE / 3600
-        lines = [
-            f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
-            f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"
-        ]
         kinds = Counter(reason.split(":")[0] for _, reason in self.skipped)
-        lines += [f"  skipped {count:>7} x {kind}" for kind, count in sorted(kinds.items())]
-        return "\n".join(lines)
+        return "\n".join([f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
+                          f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"]
+                         + [f"  skipped {count:>7} x {kind}" for kind, count in sorted(kinds.items())])
 
 
 def find_audio_files(root: Path, extensions: tuple[str, ...],
                      unreadable: list[tuple[str, str]] | None = None) -> list[str]:
-    """Sorted POSIX paths relative to root of every file whose extension matches (case-insensitive).
-
-    Folders that cannot be listed are appended to `unreadable` as (relative path, reason) when it is given.
-    """
+    """Sorted relative POSIX paths of the files with these extensions; unlistable folders go to `unreadable`."""
     wanted = {ext.lower().lstrip(".") for ext in extensions}
     found = []
 
@@ -69,23 +61,24 @@ def find_audio_files(root: Path, extensions: tuple[str, ...],
     # followlinks: users commonly build a root of symlinks to LibriSpeech subsets
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=report):
         dirnames.sort()
-        for name in filenames:
-            if name.rsplit(".", 1)[-1].lower() in wanted and "." in name:
-                found.append(Path(dirpath, name).relative_to(root).as_posix())
+        found += [Path(dirpath, name).relative_to(root).as_posix() for name in filenames
+                  if "." in name and name.rsplit(".", 1)[-1].lower() in wanted]
     return sorted(found)
 
 
-def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
-    """(num_samples, "") for a usable 16 kHz mono file, else (None, reason).
+def soundfile_reason(err: Exception) -> str:
+    """libsndfile's own reason (its message also repeats the path)."""
+    return str(getattr(err, "error_string", None) or err)
 
-    The header is enough for most problems; decode=True also reads the samples, which finds truncated
-    compressed files (whose header promises more than they hold) and NaN/inf samples.
-    """
+
+def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
+    """(num_samples, "") for a usable 16 kHz mono file, else (None, reason). The header finds most problems;
+    decode=True also reads the samples: truncated compressed files (whose header promises more than they hold)
+    and NaN/inf samples."""
     try:
         info = sf.info(str(path))
-    except (sf.SoundFileError, RuntimeError, OSError) as err:
-        # libsndfile reports empty, truncated and non-audio files here
-        return None, f"unreadable: {getattr(err, 'error_string', None) or err}"
+    except (sf.SoundFileError, RuntimeError, OSError) as err:  # empty, truncated and non-audio files
+        return None, f"unreadable: {soundfile_reason(err)}"
     if info.frames <= 0:
         return None, "empty: no audio samples"
     if info.samplerate != SAMPLE_RATE:
@@ -96,7 +89,7 @@ def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
         try:
             wav, _ = sf.read(str(path), dtype="float32")
         except (sf.SoundFileError, RuntimeError, OSError) as err:
-            return None, f"undecodable: {getattr(err, 'error_string', None) or err}"
+            return None, f"undecodable: {soundfile_reason(err)}"
         if len(wav) != info.frames:
             return None, f"truncated: decoded {len(wav)} samples, the header says {info.frames}"
         if not np.isfinite(wav.sum(dtype=np.float64)):
@@ -104,21 +97,9 @@ def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
     return info.frames, ""
 
 
-def write_manifest(
-    root: Path,
-    out: Path,
-    extensions: tuple[str, ...] = ("flac", "wav"),
-    valid_out: Path | None = None,
-    valid_fraction: float = 0.0,
-    seed: int = 0,
-    verify: bool = False,
-) -> ManifestSummary:
-    """Scan root, write the train (and optional valid) manifest, and report every file left out.
-
-    The valid split is a seeded random choice of round(valid_fraction * n) files (at least one when
-    the fraction is positive and there are two or more files); both manifests keep sorted path order.
-    verify=True decodes every file (see probe_audio).
-    """
+def write_manifest(root: Path, out: Path, extensions: tuple[str, ...] = ("flac", "wav"), valid_out: Path | None = None,
+                   valid_fraction: float = 0.0, seed: int = 0, verify: bool = False) -> ManifestSummary:
+    """Scan root, write the train (and optional valid) manifest, and report every file left out."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"manifest root {root} is not a directory")
@@ -126,20 +107,15 @@ def write_manifest(
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     if valid_fraction > 0 and valid_out is None:
         raise ValueError(f"valid_fraction={valid_fraction} needs valid_out to write the valid split to")
-
     summary = ManifestSummary(root=root)
-    entries: list[tuple[str, int]] = []
-    unreadable_folders: list[tuple[str, str]] = []
-    candidates = find_audio_files(root, tuple(extensions), unreadable_folders)
-    for rel, reason in unreadable_folders:
-        logger.warning("skipping %s: %s", root / rel, reason)
-        summary.skipped.append((rel, reason))
+    candidates = find_audio_files(root, tuple(extensions), summary.skipped)
     summary.num_candidates = len(candidates)
+    for rel, reason in summary.skipped:
+        logger.warning("skipping %s: %s", root / rel, reason)
+    entries = []
     for i, rel in enumerate(candidates, start=1):
-        if "\t" in rel or "\n" in rel or "\r" in rel:
-            num_samples, reason = None, "path: contains a tab or newline, which the manifest format cannot hold"
-        else:
-            num_samples, reason = probe_audio(root / rel, decode=verify)
+        num_samples, reason = ((None, "path: contains a tab or newline, which the manifest format cannot hold")
+                               if any(c in rel for c in "\t\n\r") else probe_audio(root / rel, decode=verify))
         if num_samples is None:
             logger.warning("skipping %s: %s", root / rel, reason)
             summary.skipped.append((rel, reason))
@@ -148,29 +124,21 @@ def write_manifest(
         if i % _PROGRESS_EVERY == 0:
             logger.info("probed %d / %d files", i, len(candidates))
     if not entries:
-        raise ValueError(
-            f"no usable audio under {root}: {len(candidates)} files with extensions {tuple(extensions)}, "
-            f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped else "")
-        )
-
-    train, valid = split_valid(entries, valid_fraction, seed)
-
-    _write_atomic(Path(out), root, train)
-    summary.num_train, summary.train_samples = len(train), sum(n for _, n in train)
-    if valid_out is not None:
-        _write_atomic(Path(valid_out), root, valid)
-        summary.num_valid, summary.valid_samples = len(valid), sum(n for _, n in valid)
+        raise ValueError(f"no usable audio under {root}: {len(candidates)} files with extensions {tuple(extensions)}, "
+                         f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped
+                                                             else ""))
+    summary.train, summary.valid = split_valid(entries, valid_fraction, seed)
+    for path, split in ((out, summary.train), (valid_out, summary.valid)):
+        if path is not None:
+            _write_atomic(Path(path), root, split)
     return summary
 
 
 def split_valid(entries: list, valid_fraction: float, seed: int) -> tuple[list, list]:
-    """(train, valid): round(valid_fraction * n) seeded random entries, at least one when the fraction is
-    positive and there are two or more; both keep the input order."""
+    """(train, valid): round(valid_fraction * n) seeded random entries (at least one of two or more) as valid."""
     is_valid = np.zeros(len(entries), dtype=bool)
     if valid_fraction > 0:
-        num_valid = int(round(valid_fraction * len(entries)))
-        if num_valid == 0 and len(entries) >= 2:
-            num_valid = 1
+        num_valid = max(int(round(valid_fraction * len(entries))), int(len(entries) >= 2))
         is_valid[np.random.default_rng(seed).permutation(len(entries))[:num_valid]] = True
     return [e for e, v in zip(entries, is_valid) if not v], [e for e, v in zip(entries, is_valid) if v]
 
@@ -179,9 +147,7 @@ def _write_atomic(out: Path, root: Path, entries: list[tuple[str, int]]) -> None
     # a crash mid-write must not leave a truncated manifest that later reads as a smaller corpus
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{root}\n")
-        f.writelines(f"{rel}\t{n}\n" for rel, n in entries)
+    tmp.write_text(f"{root}\n" + "".join(f"{rel}\t{n}\n" for rel, n in entries), encoding="utf-8")
     os.replace(tmp, out)
 
 
@@ -190,8 +156,7 @@ def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}:1: expected the audio root directory on the first line, found nothing")
     root = Path(lines[0].strip())
@@ -217,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", type=Path, help="directory searched recursively for audio")
     parser.add_argument("--out", type=Path, required=True, help="train manifest to write")
     parser.add_argument("--valid-out", type=Path, default=None, help="valid manifest to write")
-    parser.add_argument(
-        "--valid-fraction", type=float, default=None, help="fraction of files for valid (default 0.01 with --valid-out)"
-    )
+    parser.add_argument("--valid-fraction", type=float, default=None,
+                        help="fraction of files for valid (default 0.01 with --valid-out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the valid split")
     parser.add_argument("--ext", nargs="+", default=["flac", "wav"], help="extensions to include")
     parser.add_argument("--verify", action="store_true",
@@ -228,13 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.valid_fraction is not None and args.valid_out is None:
         parser.error("--valid-fraction needs --valid-out")
-    valid_fraction = 0.0
-    if args.valid_out is not None:
-        valid_fraction = 0.01 if args.valid_fraction is None else args.valid_fraction
+    valid_fraction = 0.0 if args.valid_out is None else 0.01 if args.valid_fraction is None else args.valid_fraction
     try:
-        summary = write_manifest(
-            args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed, args.verify
-        )
+        summary = write_manifest(args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed,
+                                 args.verify)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,8 +1,5 @@
-"""Span masking (docs/design.md "Masking"): the host draws a plan, the device turns plan + predicted loss into a mask.
-
-`draw_mask_plan` is the one place a step's mask randomness is drawn; `GridMaskPlan.mask` (the default, no host
-sync) and `ReleaseMaskPlan.mask` (the authors' sampler) are the device halves.
-"""
+"""Span masking (docs/design.md "Masking"): `draw_mask_plan` draws a step's mask randomness on the host; a plan's
+`mask` turns it and the predicted loss into the mask on the device (grid: no host sync)."""
 from __future__ import annotations
 
 import math
@@ -32,7 +29,6 @@ def span_counts(frame_lengths: Sequence[int], mask_prob: float, span_length: int
 @dataclass
 class GridMaskPlan:
     """Host-drawn randomness of the grid sampler for R rows; the device code is deterministic given it."""
-
     num_frames: int  # T, padded length of the batch
     span_length: int  # L
     num_spans: int  # N, equal for all rows (min over the batch)
@@ -63,19 +59,17 @@ class GridMaskPlan:
 
 def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
                    generator: torch.Generator, *, num_frames: int | None = None) -> GridMaskPlan:
-    """Draw the grid plan for rows of the given valid lengths, padded to `num_frames` (default: the longest).
-
-    Draw order from `generator`: U_b (R,) float64, then offsets (R,), then cell scores (R, C).
-    """
+    """The grid plan for rows of these valid lengths padded to `num_frames` (default: the longest). Draw order
+    from `generator`: U_b (R,) float64, then offsets (R,), then cell scores (R, C)."""
     L = int(span_length)
     T = max(frame_lengths) if num_frames is None else int(num_frames)
     N = min(span_counts(frame_lengths, mask_prob, L, generator))
     t_min = min(frame_lengths)
     C = (t_min - (L - 1)) // L
     if N > C:  # the data, not the config: a crop shorter than data.min_samples allows
-        raise ValueError(
-            f"grid mask needs N={N} spans of L={L} frames but the shortest row (T={t_min} frames) only has "
-            f"C=floor((T-(L-1))/L)={C} cells (mask_prob={mask_prob}); use longer crops or a smaller mask_prob")
+        raise ValueError(f"grid mask needs N={N} spans of L={L} frames but the shortest row (T={t_min} frames) only "
+                         f"has C=floor((T-(L-1))/L)={C} cells (mask_prob={mask_prob}); use longer crops or a smaller "
+                         f"mask_prob")
     R = len(frame_lengths)
     offsets = torch.randint(0, L, (R,), generator=generator, device=generator.device).cpu()
     cell_scores = torch.rand(R, C, generator=generator, device=generator.device).cpu()
@@ -108,7 +102,6 @@ def grid_mask(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> torch.
 @dataclass
 class ReleaseMaskPlan:
     """Host-drawn randomness of the authors' span sampler (`release.span_sampler`) for R rows."""
-
     frame_lengths: list[int]  # valid frames per row
     span_length: int  # L
     num_spans: list[int]  # N_b per row
@@ -124,8 +117,7 @@ class ReleaseMaskPlan:
 
 def plan_release_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
                       generator: torch.Generator, *, num_frames: int | None = None) -> ReleaseMaskPlan:
-    """Draw order from `generator`: U_b (R,), candidate scores (R, T), trim scores (R, T); T = `num_frames`, by
-    default the longest row."""
+    """Draw order from `generator`: U_b (R,), candidate scores (R, T), trim scores (R, T)."""
     lengths, L = [int(t) for t in frame_lengths], int(span_length)
     n_spans = span_counts(lengths, mask_prob, L, generator)
     for t, n in zip(lengths, n_spans):
@@ -176,11 +168,8 @@ def release_mask(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
 def draw_mask_plan(frame_lengths: Sequence[int], positions: Sequence[int], world_size: int, clones: int,
                    mask_prob: float, span_length: int, alpha: float, release_sampler: bool,
                    generator: torch.Generator) -> GridMaskPlan | ReleaseMaskPlan:
-    """The mask plan of this process's B * clones rows (row b * clones + c), for crops of one length.
-
-    Grid: drawn for the whole global batch (B * world_size rows), then cut to this process's positions in it, so
-    N processes mask as one. Release: drawn for the local rows only (its batch-min trim is per process).
-    """
+    """The mask plan of this process's B * clones rows (row b * clones + c), for crops of one length: the grid's is
+    drawn for the global batch and cut to this process's positions, the release's for the local rows only."""
     rows = [length for length in frame_lengths for _ in range(clones)]
     if release_sampler:
         return plan_release_mask(rows, mask_prob, span_length, alpha, generator)

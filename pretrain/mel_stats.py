@@ -1,9 +1,7 @@
-"""Global log-mel statistics for `model.mel_norm: global`: per-bin mean and std over a manifest's audio.
+"""Per-bin log-mel mean and std over a manifest's (normalised) audio, the keys of `model.mel_norm: global`.
 
-Run: python -m pretrain.mel_stats train.tsv [--max-files 500] [--out stats.yaml]
-Prints (or writes) the two model keys as YAML, e.g. for `--config pretrain/tiny_mel.yaml --set model.mel_norm=global
---set model.mel_mean=[...] --set model.mel_std=[...]`, or to paste into a config's model section. Every file is
-normalised as the loader does it (zero mean, unit variance over the utterance) before its frames are counted.
+Run: python -m pretrain.mel_stats train.tsv [--max-files 500] [--out stats.yaml]; prints (or writes) model.mel_mean
+and model.mel_std as YAML, for a config's model section or --set.
 """
 from __future__ import annotations
 
@@ -16,8 +14,9 @@ import yaml
 
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.frontend import mel_statistics
+from upstream_ehmam.model import normalize_waveform
 
-from .data import normalize_waveform, read_audio
+from .data import read_audio
 from .manifest import read_manifest
 
 

@@ -1,8 +1,6 @@
-"""Phone ABX during pretraining: the loss says little about what the encoder learns (it can fall while every
-layer stays at chance), so every `run.eval_every` updates, and at the end, each student layer is scored on a
-held-out aligned set (`run.eval_data`). Records go to metrics.jsonl as {"step", "abx": {...}}, to TensorBoard
-under abx/, to the progress bar, and the best layer's curve to abx_curve.tsv in the run directory.
-"""
+"""Phone ABX of every student layer during pretraining, every `run.eval_every` updates and at the end (the loss can
+fall while every layer stays at chance): to metrics.jsonl ({"step", "abx"}), TensorBoard (abx/), the progress bar
+and abx_curve.tsv (docs/design.md "Health")."""
 from __future__ import annotations
 
 import json
@@ -42,8 +40,7 @@ class ABXMonitor:
         return update % self.every == 0 or update == max_steps
 
     def evaluate(self, encoder: torch.nn.Module, update: int) -> dict:
-        """{"step", "abx": {"within": [per layer], "across": [...], "best_layer", "best_within", "best_across",
-        "seconds"}}; the encoder is put back in the mode it was in."""
+        """{"step", "abx": {"within"/"across": [per layer], "best_layer", "best_within", "best_across", "seconds"}}."""
         from results.abx.features import EncoderLayers
         from results.abx.report import best_layer, by_representation
 
@@ -69,8 +66,7 @@ def abx_records(metrics_path: Path) -> list[dict]:
 
 
 def write_curve(metrics_path: Path, curve_path: Path) -> None:
-    """abx_curve.tsv: step, best layer, its within and across error, rebuilt from metrics.jsonl (which a resumed
-    run has already cut back to its checkpoint), so that it always matches the log."""
+    """abx_curve.tsv (step, best layer, its within and across error), rebuilt from metrics.jsonl to match the log."""
     lines = ["step\tbest_layer\twithin\tacross"]
     lines += [f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}"
               for r in abx_records(metrics_path)]

@@ -1,9 +1,5 @@
-"""One optimiser update of EH-MAM pretraining (`train_step`), shared by the training loop (pretrain/train.py) and
-the step benchmark (bench/train_step.py): schedules -> seeds and mask plan -> forward/backward per micro-batch ->
-grad norm/clip -> finite check -> AdamW -> EMA.
-
-Every random draw derives from (run.seed, update, micro-step), so a resumed run continues exactly with no replay.
-"""
+"""One optimiser update (`train_step`, docs/design.md "One training step"), shared by the loop (pretrain/train.py)
+and the benchmark (bench/train_step.py); every random draw derives from (run.seed, update, micro-step)."""
 from __future__ import annotations
 
 import contextlib
@@ -15,10 +11,9 @@ import torch
 import torch.distributed as dist
 
 from .config import PretrainConfig
-from .curriculum import alpha_at
 from .ehmam import EHMAMPretrainModel, StepOutput
 from .masking import GridMaskPlan, ReleaseMaskPlan, draw_mask_plan
-from .schedules import ema_decay_at, lr_at
+from .schedules import alpha_at, ema_decay_at, lr_at
 
 # derive_seed(run.seed, update, micro, stream[, rank]): one stream per kind of randomness
 MASK_STREAM, LAYERDROP_STREAM, DROPOUT_STREAM = 1, 2, 3
@@ -87,8 +82,7 @@ def update_flags(grad_norm: torch.Tensor, loss_sum: torch.Tensor, stop_received:
 
 def forward_backward(wrapped: torch.nn.Module, config: PretrainConfig, runtime: Runtime, batch: dict, update: int,
                      micro: int, alpha: float, phase: Callable[[str], ContextManager]) -> StepOutput:
-    """One micro-batch: its seeds and mask plan, the forward under autocast, the backward of loss / grad_accum.
-    Under DDP only the last micro-batch of an update all-reduces gradients."""
+    """One micro-batch: seeds, mask plan, forward, backward of loss / grad_accum (DDP syncs on the last one)."""
     seed, accum = config.run.seed, config.optim.grad_accum
     with phase("schedules + mask plan (host)"):
         torch.manual_seed(derive_seed(seed, update, micro, DROPOUT_STREAM, runtime.rank))
@@ -113,9 +107,8 @@ def train_step(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, micr
                update: int, epoch: int, config: PretrainConfig, runtime: Runtime, *,
                wrapped: torch.nn.Module | None = None, stop_received: bool = False,
                phase: Callable[[str], ContextManager] = no_phase) -> StepResult:
-    """Update `update` (0-based) on optim.grad_accum micro-batches ({"wav", "wav_lengths", "position"}, host
-    tensors) of data epoch `epoch`. `wrapped` is the DDP wrapper of `model` (default: the model itself); `phase(name)`
-    is entered around each part so that a profiler can label them."""
+    """Update `update` (0-based) on optim.grad_accum host micro-batches of data epoch `epoch`; `wrapped` is the DDP
+    wrapper of `model` (default: the model), `phase(name)` is entered around each part for a profiler's labels."""
     optim = config.optim
     lr = lr_at(update, optim.lr, optim.warmup_steps, optim.max_steps)
     for group in optimizer.param_groups:

@@ -1,11 +1,5 @@
-"""The pretraining loop: data -> train_step (pretrain/step.py) -> log -> checkpoint, with resume, DDP and faults.
-
-A resumed run continues the uninterrupted one exactly; started by torchrun, it runs DDP (NCCL on GPUs, gloo on CPU)
-and computes the single-process function (docs/design.md "Distributed training"). An update whose loss or
-gradient norm is not finite is skipped and counted; run.max_nonfinite_skips in a row stop the run, leaving the last
-checkpoint as it was. SIGTERM/SIGINT finish the current update, write a checkpoint and exit; SIGKILL loses at most
-the updates since the last checkpoint.
-"""
+"""The pretraining loop: data -> train_step (pretrain/step.py) -> log -> checkpoint, with exact resume, DDP, and the
+fault handling of docs/design.md "Checkpoints and faults"."""
 from __future__ import annotations
 
 import contextlib
@@ -26,16 +20,18 @@ from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_
 from .config import PretrainConfig, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
-from .masking import draw_mask_plan
 from .monitor import ABXMonitor, log_abx
-from .step import Runtime, StepResult, derive_seed, train_step
+from .step import Runtime, StepResult, derive_seed, mask_plan_for, train_step
 
-__all__ = ["METRICS", "Runtime", "StopSignal", "TrainingAborted", "derive_seed", "init_runtime", "train",
-           "truncate_metrics"]
+__all__ = ["METRICS", "Runtime", "StopSignal", "TrainingAborted", "derive_seed", "init_runtime", "open_run_logs",
+           "train", "truncate_metrics"]
 
 log = logging.getLogger("pretrain")
 
 METRICS = "metrics.jsonl"
+# StepOutput scalars logged every run.log_every updates (averaged over ranks)
+DEVICE_SCALARS = ("loss", "rec_loss", "aux_loss", "masked_fraction", "target_std", "prediction_std", "student_rho",
+                  "teacher_rho")
 
 
 class TrainingAborted(RuntimeError):
@@ -56,11 +52,8 @@ def init_runtime(config: PretrainConfig) -> Runtime:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    precision = config.run.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-    return Runtime(device, rank, world_size, local_rank, autocast_dtype)
+    bf16 = config.run.precision == "bf16" or (config.run.precision == "auto" and device.type == "cuda")
+    return Runtime(device, rank, world_size, local_rank, torch.bfloat16 if bf16 else None)
 
 
 def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
@@ -81,8 +74,7 @@ def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
 
 
 class StopSignal:
-    """SIGTERM/SIGINT ask the loop to checkpoint and exit after the current update; a second one acts at once
-    (the handlers in place before are restored and the signal is raised again)."""
+    """SIGTERM/SIGINT ask the loop to checkpoint and exit after this update; a second one acts at once."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -110,10 +102,7 @@ class StopSignal:
 
 
 def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -> Path:
-    """Run (or continue) pretraining; returns the run directory.
-
-    A run directory holding last.pt is always continued (resume=True only makes its absence an error).
-    """
+    """Run, or continue a run directory holding last.pt (resume=True: its absence is an error); returns the dir."""
     runtime = init_runtime(config)
     out_dir = Path(config.run.out_dir)
     torch.manual_seed(config.run.seed)  # the same initial weights on every rank
@@ -168,8 +157,7 @@ def _check_ranks_agree(state: TrainState, out_dir: Path, runtime: Runtime) -> No
 
 
 def truncate_metrics(path: Path, update: int) -> None:
-    """Keep the records of updates <= `update`: a killed run logged updates past its last checkpoint, which the
-    resumed run logs again, and its last line may be torn. Rewritten atomically."""
+    """Keep the records of updates <= `update` (a resumed run logs the rest again; a torn last line goes too)."""
     if not path.exists():
         return
     kept = []
@@ -194,26 +182,32 @@ def _wrap(model: EHMAMPretrainModel, config: PretrainConfig, runtime: Runtime) -
                                    find_unused_parameters=unused)
 
 
+def open_run_logs(stack: contextlib.ExitStack, out_dir: Path, update: int, max_steps: int, is_main: bool,
+                  desc: str) -> tuple:
+    """(TensorBoard writer, metrics.jsonl opened to append, progress bar); off the main process no writer, no file."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    writer = metrics_file = None
+    if is_main:
+        # purge_step drops the TensorBoard events a killed run wrote past its last checkpoint
+        writer = stack.enter_context(contextlib.closing(
+            SummaryWriter(str(out_dir / "tb"), purge_step=update + 1 if update else None)))
+        metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
+    progress = stack.enter_context(contextlib.closing(tqdm(total=max_steps, initial=update, disable=not is_main,
+                                                           desc=desc, dynamic_ncols=True)))
+    return writer, metrics_file, progress
+
+
 class RunReport:
-    """What the main process writes while training: TensorBoard scalars, metrics.jsonl, the progress bar and the
-    phone ABX monitor; other ranks only keep the timing and run the health checks."""
+    """TensorBoard, metrics.jsonl, progress bar and ABX monitor of the main process; every rank's health checks."""
 
     def __init__(self, stack: contextlib.ExitStack, config: PretrainConfig, runtime: Runtime, out_dir: Path,
                  update: int) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
         self.config, self.runtime, self.out_dir = config, runtime, out_dir
-        self.writer = self.metrics_file = self.monitor = None
-        if runtime.is_main:
-            # purge_step drops the TensorBoard events a killed run wrote past its last checkpoint
-            self.writer = stack.enter_context(contextlib.closing(
-                SummaryWriter(str(out_dir / "tb"), purge_step=update + 1 if update else None)))
-            self.metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
-            self.monitor = ABXMonitor(config, runtime.device) if config.run.eval_data else None
-        self.progress = stack.enter_context(contextlib.closing(tqdm(
-            total=config.optim.max_steps, initial=update, disable=not runtime.is_main, desc="pretrain",
-            dynamic_ncols=True)))
+        self.writer, self.metrics_file, self.progress = open_run_logs(stack, out_dir, update, config.optim.max_steps,
+                                                                      runtime.is_main, "pretrain")
+        self.monitor = ABXMonitor(config, runtime.device) if runtime.is_main and config.run.eval_data else None
         self.postfix: dict[str, str] = {}
         self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
 
@@ -310,47 +304,34 @@ def _count_skip(state: TrainState, config: PretrainConfig, out_dir: Path, last_s
     if state.consecutive_skips >= limit:
         kept = (f"the last checkpoint {out_dir / LAST} (update {last_saved}) is intact; rerunning resumes from it"
                 if last_saved is not None else "no checkpoint had been written yet")
-        raise TrainingAborted(
-            f"{state.consecutive_skips} updates in a row had a non-finite loss or gradient norm "
-            f"(run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; {kept}. "
-            f"Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
+        raise TrainingAborted(f"{state.consecutive_skips} updates in a row had a non-finite loss or gradient norm "
+                              f"(run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; "
+                              f"{kept}. Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
 
 
 def _log_scalars(state: TrainState, result: StepResult, seconds_per_step: float, audio_seconds: float,
                  bad_audio: BadAudioLog, runtime: Runtime) -> dict:
-    """The dense log record; under DDP the step's device scalars are averaged over ranks (one all-reduce).
-    A scalar the configured step does not measure (e.g. rho without a loss predictor) is NaN, never 0."""
+    """The dense log record; under DDP the step's device scalars are averaged over ranks (one all-reduce)."""
     out = result.out
-    values = torch.stack([out.loss.detach(), out.rec_loss, out.aux_loss, out.masked_fraction, out.target_std,
-                          out.prediction_std, out.student_rho, out.teacher_rho,
-                          result.grad_norm.to(out.rec_loss.device)]).float()
+    values = torch.stack([getattr(out, key).detach() for key in DEVICE_SCALARS]
+                         + [result.grad_norm.to(out.rec_loss.device)]).float()
     if runtime.world_size > 1:
         dist.all_reduce(values)
         values /= runtime.world_size
-    (loss, rec_loss, aux_loss, masked_fraction, target_std, prediction_std, student_rho, teacher_rho,
-     grad_norm_value) = values.tolist()
-    return {
-        "step": state.update, "epoch": state.epoch,
-        "loss": loss, "rec_loss": rec_loss, "aux_loss": aux_loss,
-        "lr": result.lr, "alpha": result.alpha, "ema_decay": result.decay, "grad_norm": grad_norm_value,
-        "masked_fraction": masked_fraction, "num_masked": out.num_masked,
-        "target_std": target_std, "prediction_std": prediction_std,
-        "student_rho": student_rho, "teacher_rho": teacher_rho,
-        "skipped_updates": state.skipped_updates, "bad_audio_files": bad_audio.num_files,
-        "sec_per_step": seconds_per_step, "audio_sec_per_sec": audio_seconds / max(seconds_per_step, 1e-9),
-    }
+    return {"step": state.update, "epoch": state.epoch, **dict(zip(DEVICE_SCALARS + ("grad_norm",), values.tolist())),
+            "lr": result.lr, "alpha": result.alpha, "ema_decay": result.decay, "num_masked": out.num_masked,
+            "skipped_updates": state.skipped_updates, "bad_audio_files": bad_audio.num_files,
+            "sec_per_step": seconds_per_step, "audio_sec_per_sec": audio_seconds / max(seconds_per_step, 1e-9)}
 
 
 def _check_health(scalars: dict, config: PretrainConfig, state: TrainState) -> None:
     if state.update < config.run.collapse_check_after:
         return
-    if scalars["target_std"] < config.run.min_target_std:
-        raise TrainingAborted(f"target collapse at update {state.update}: target std {scalars['target_std']:.4f} "
-                              f"< run.min_target_std {config.run.min_target_std}")
-    if scalars["prediction_std"] < config.run.min_prediction_std:
-        raise TrainingAborted(f"prediction collapse at update {state.update}: prediction std "
-                              f"{scalars['prediction_std']:.4f} < run.min_prediction_std "
-                              f"{config.run.min_prediction_std}")
+    for key in ("target_std", "prediction_std"):
+        limit = getattr(config.run, f"min_{key}")
+        if scalars[key] < limit:
+            raise TrainingAborted(f"{key.split('_')[0]} collapse at update {state.update}: {key.replace('_', ' ')} "
+                                  f"{scalars[key]:.4f} < run.min_{key} {limit}")
 
 
 def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, config: PretrainConfig,
@@ -361,14 +342,12 @@ def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, conf
     print(f"batches per epoch (this rank): {len(sampler)}")
     batch = next(_batches(loader, sampler, state))
     frames = [int(n) for n in config.model.frames_for_samples(batch["wav_lengths"])]
-    mask = config.mask
-    plan = draw_mask_plan(frames, batch["position"].tolist(), runtime.world_size, mask.clone_batch, mask.mask_prob,
-                          mask.span_length, 0.5, config.release.span_sampler, torch.Generator().manual_seed(0))
+    plan = mask_plan_for(config, frames, batch["position"].tolist(), 0.5, runtime.world_size, seed=0)
     model.train()
     with torch.no_grad():
         out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), plan,
                     torch.Generator().manual_seed(0))
     print(f"one batch: wav {tuple(batch['wav'].shape)} ({batch['wav'].shape[1] / 16000:.2f} s each), "
-          f"frames {frames[0]}, clones {mask.clone_batch}, masked frames per row {out.num_masked} "
+          f"frames {frames[0]}, clones {config.mask.clone_batch}, masked frames per row {out.num_masked} "
           f"(fraction {out.masked_fraction.item():.3f}), loss {out.loss.item():.4f}")
     return Path(config.run.out_dir)

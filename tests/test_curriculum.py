@@ -1,11 +1,10 @@
-"""Tests for pretrain/curriculum.py and pretrain/schedules.py: alpha, learning rate and EMA decay at chosen steps."""
+"""Tests for pretrain/schedules.py: alpha, learning rate and EMA decay at chosen steps."""
 import math
 
 import pytest
 
 from pretrain.config import config_from_dict
-from pretrain.curriculum import alpha_at, alpha_epoch, alpha_progress
-from pretrain.schedules import ema_decay_at, lr_at
+from pretrain.schedules import alpha_at, alpha_epoch, alpha_progress, ema_decay_at, lr_at
 
 U = 400_000
 

@@ -1,8 +1,8 @@
-"""Tests for pretrain/ema.py: the fused EMA update against the plain loop and the float64 formula."""
+"""Tests for pretrain/ehmam.py ema_update_: the fused EMA update against the plain loop and the float64 formula."""
 import pytest
 import torch
 
-from pretrain.ema import ema_update_
+from pretrain.ehmam import ema_update_
 
 
 @torch.no_grad()

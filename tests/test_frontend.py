@@ -368,7 +368,8 @@ def test_mel_stats_cli_gives_a_valid_global_config(manifest, tmp_path, capsys):
                                                           f"model.mel_mean={stats['mel_mean']}",
                                                           f"model.mel_std={stats['mel_std']}"]).model
     local = EHMAMEncoder(cfg).local.eval()
-    from pretrain.data import normalize_waveform, read_audio
+    from pretrain.data import read_audio
+    from upstream_ehmam.model import normalize_waveform
     from pretrain.manifest import read_manifest
     root, entries = read_manifest(manifest)
     wavs = [normalize_waveform(torch.from_numpy(read_audio(root / rel)[0])) for rel, _ in entries[:3]]

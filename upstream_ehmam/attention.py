@@ -1,7 +1,5 @@
-"""ALiBi attention for the context encoder: slopes, the additive attention bias, and the post-LN block.
-
-docs/design.md "Encoder". The bias is built once per forward (in the compute dtype) and shared by all blocks.
-"""
+"""ALiBi attention for the context encoder (docs/design.md "Encoder"): slopes, the additive bias (built once per
+forward in the compute dtype, shared by all blocks), and the post-LN block."""
 from __future__ import annotations
 
 import math
@@ -18,8 +16,7 @@ _MASK_ALIGNMENT = 16
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
-    """ALiBi head slopes (H,): geometric 2^(-8/n) for a power of two n; otherwise the slopes of the
-    largest power of two below H, then every other slope of the next power of two."""
+    """ALiBi head slopes (H,), as docs/design.md "Encoder" says."""
 
     def power_of_two_slopes(n: int) -> list[float]:
         return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
@@ -33,18 +30,10 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def attention_bias(
-    positions: torch.Tensor,
-    key_valid: torch.Tensor,
-    head_scales: torch.Tensor,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Additive float mask (B, H, T, T) for SDPA: -scale_h * slope_h * |p_i - p_j|, -inf at invalid keys.
-
-    positions: (B or 1, T) original frame index of each row. key_valid: (B, T) bool.
-    head_scales: (H,) = slope_h * clamp(alibi_scale_h, 0), differentiable.
-    A row without any valid key (zero-length utterance) attends to all keys so it stays finite.
-    """
+def attention_bias(positions: torch.Tensor, key_valid: torch.Tensor, head_scales: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """Additive float mask (B, H, T, T) for SDPA: -head_scales[h] * |p_i - p_j| from positions (B or 1, T), -inf at
+    keys not in key_valid (B, T); a row without any valid key attends to all keys so it stays finite."""
     B, T = key_valid.shape
     T_alloc = -(-T // _MASK_ALIGNMENT) * _MASK_ALIGNMENT
     key_positions = F.pad(positions, (0, T_alloc - T))  # (B|1, T_alloc)

@@ -1,8 +1,5 @@
 """Checkpoint format (one versioned dict, weights_only-loadable), atomic saving, and encoder building/export.
-
-Keys read here: format_version, kind, model_config, encoder, teacher_context. The pretrainer adds others
-(optimiser, step, RNG, full config) that are ignored by these loaders.
-"""
+Read here: format_version, kind, model_config, encoder, teacher_context; the pretrainer's other keys are ignored."""
 from __future__ import annotations
 
 import os
@@ -13,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .config import EncoderConfig
-from .model import EHMAMEncoder, frontend_of_state
+from .model import EHMAMEncoder, check_frontend, frontend_of_state
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -28,8 +25,7 @@ _LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, ValueE
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
-    """torch.save to a temp file in the same directory, fsync, rename over `path`, fsync the directory,
-    so a crash leaves either the old file or the complete new one."""
+    """torch.save via a fsynced temporary file renamed over `path`: a crash leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -61,15 +57,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not a regular file; expected a checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
+    except _LOAD_ERRORS as err:
+        reason = (_unpickler_reason(err) if isinstance(err, pickle.UnpicklingError)
+                  else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         if "Unsupported global" in reason:
             raise ValueError(f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
                              f"EH-MAM checkpoint holds only tensors and plain containers ({reason})") from err
         raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {reason}") from err
-    except _LOAD_ERRORS as err:
-        raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
     validate_checkpoint(ckpt, str(path))
     return ckpt
 
@@ -110,11 +104,7 @@ def check_state_dict(expected: dict, found: dict, source: str, what: str) -> Non
     """Strict key and shape comparison with a message naming the key, both shapes and the source."""
     if not isinstance(found, dict):
         raise ValueError(f"{source}: {what} must be a state dict, found {type(found).__name__}")
-    expected_frontend, found_frontend = frontend_of_state(expected), frontend_of_state(found)
-    if expected_frontend and found_frontend and expected_frontend != found_frontend:
-        raise ValueError(f"{source}: {what} holds model.frontend={found_frontend} weights, but the model has "
-                         f"model.frontend={expected_frontend}; a {found_frontend} checkpoint cannot be loaded into "
-                         f"a {expected_frontend} model")
+    check_frontend(frontend_of_state(expected), found, f"{source}: {what}")
     missing = [k for k in expected if k not in found]
     if missing:
         raise ValueError(f"{source}: {what} is missing key '{missing[0]}' ({len(missing)} missing in all)")
@@ -132,9 +122,8 @@ def check_state_dict(expected: dict, found: dict, source: str, what: str) -> Non
 
 
 def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<checkpoint>") -> EHMAMEncoder:
-    """EHMAMEncoder from a checkpoint dict, in eval mode, with the front end its model_config names (a checkpoint
-    without a `frontend` key is cnn). weights='student' loads `encoder`; 'teacher' loads the student's front end
-    (the teacher has none of its own) plus `teacher_context`."""
+    """EHMAMEncoder of the checkpoint's model_config in eval mode: `encoder` ('student'), or the student's front end
+    (the teacher has none) with `teacher_context` ('teacher')."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
     validate_checkpoint(checkpoint, source)

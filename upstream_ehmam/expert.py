@@ -1,8 +1,6 @@
-"""s3prl UpstreamExpert for EH-MAM checkpoints (docs/design.md "The s3prl upstream"): list of 16 kHz waveforms -> hidden states.
-
-Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>|key=value,...] ...`
-e.g. `-g num_layers=8` or `-g weights=teacher,num_layers=8` (the keys of the options YAML).
-"""
+"""s3prl UpstreamExpert for EH-MAM checkpoints (docs/design.md "The s3prl upstream"): 16 kHz waveforms -> hidden
+states. Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>|key=value,...]`,
+e.g. `-g weights=teacher,num_layers=8` (the keys of the options YAML)."""
 from __future__ import annotations
 
 import os
@@ -26,64 +24,56 @@ def _read_options(model_config: str | None) -> dict:
     if model_config in WEIGHTS:
         return {"weights": model_config}
     if os.path.isfile(model_config):
-        return _read_options_file(model_config)
+        with open(model_config) as f:
+            try:
+                return _check_option_keys(yaml.safe_load(f) or {}, model_config)
+            except yaml.YAMLError as err:
+                raise ValueError(f"{model_config}: not valid YAML ({err})") from err
     if "=" in model_config:
         return _parse_inline_options(model_config)
     raise ValueError(f"model_config must be 'student', 'teacher', a YAML file or inline options such as "
                      f"'num_layers=8' or 'weights=teacher,num_layers=8', found {model_config!r} (no such file)")
 
 
-def _read_options_file(model_config: str) -> dict:
-    with open(model_config) as f:
-        try:
-            options = yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{model_config}: not valid YAML ({err})") from err
-    if options is None:
-        return {}
+def _check_option_keys(options: object, source: str) -> dict:
     if not isinstance(options, dict):
-        raise ValueError(f"{model_config}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
+        raise ValueError(f"{source}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
                          f"found {type(options).__name__}")
     for key in options:
         if key not in OPTION_KEYS:
-            raise ValueError(f"{model_config}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+            raise ValueError(f"{source}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
     return options
 
 
 def _parse_inline_options(text: str) -> dict:
     """'weights=teacher,num_layers=8' -> {'weights': 'teacher', 'num_layers': 8}; errors quote `text`."""
-    options: dict = {}
+    source, options = f"model_config {text!r}", {}
     for entry in text.split(","):
         key, sep, value = (part.strip() for part in entry.partition("="))
         if not sep or not key or not value:
-            raise ValueError(f"model_config {text!r}: entry {entry.strip()!r} is not key=value; expected e.g. "
+            raise ValueError(f"{source}: entry {entry.strip()!r} is not key=value; expected e.g. "
                              f"'num_layers=8' or 'weights=teacher,num_layers=8'")
-        if key not in OPTION_KEYS:
-            raise ValueError(f"model_config {text!r}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
         if key in options:
-            raise ValueError(f"model_config {text!r}: key '{key}' is given twice")
-        if key == "num_layers":
-            try:
-                options[key] = int(value)
-            except ValueError:
-                raise ValueError(f"model_config {text!r}: num_layers must be an integer, found {value!r}") from None
-        else:
-            options[key] = value  # checked against WEIGHTS by the expert, like a YAML value
+            raise ValueError(f"{source}: key '{key}' is given twice")
+        options[key] = value  # weights is checked against WEIGHTS by the expert, like a YAML value
+    _check_option_keys(options, source)
+    if "num_layers" in options:
+        try:
+            options["num_layers"] = int(options["num_layers"])
+        except ValueError:
+            raise ValueError(f"{source}: num_layers must be an integer, found {options['num_layers']!r}") from None
     return options
 
 
 def _merge_options(from_config: dict, from_kwargs: dict, model_config: str | None) -> dict:
     """Combine -g options and keyword options; the same key given two different values is an error."""
-    for key in from_kwargs:
+    for key, value in from_kwargs.items():
         if key not in OPTION_KEYS:
             raise ValueError(f"unknown upstream option '{key}'; allowed: {', '.join(OPTION_KEYS)}")
-    merged = dict(from_config)
-    for key, value in from_kwargs.items():
-        if key in merged and merged[key] != value:
-            raise ValueError(f"option '{key}' is {merged[key]!r} in model_config {model_config!r} but "
+        if from_config.get(key, value) != value:
+            raise ValueError(f"option '{key}' is {from_config[key]!r} in model_config {model_config!r} but "
                              f"{value!r} in the keyword arguments")
-        merged[key] = value
-    return merged
+    return {**from_config, **from_kwargs}
 
 
 class UpstreamExpert(nn.Module):
@@ -96,9 +86,7 @@ class UpstreamExpert(nn.Module):
             raise ValueError("the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
                              "(an ehmam-pretrain or ehmam-encoder file)")
         options = _merge_options(_read_options(model_config), kwargs, model_config)
-        weights = options.get("weights", "student")
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
+        weights = options.get("weights", "student")  # build_encoder refuses anything but WEIGHTS
         self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
         if options.get("num_layers") is not None:
             self.model.truncate_layers(options["num_layers"])

@@ -1,15 +1,6 @@
-"""The log-mel front end (`model.frontend: mel`, after MelHuBERT): a cheaper replacement for the CNN.
-
-waveform -> 80-bin log-mel every 10 ms (25 ms Hann window, no centring) -> normalisation (`model.mel_norm`) ->
-two consecutive mel frames stacked into one 20 ms frame -> Linear to the model width.
-
-Which samples a frame reads: mel frame j reads samples [160 j, 160 j + 400); model frame t stacks mel frames
-2t and 2t + 1, so it reads samples [320 t, 320 t + 560). Hence `downsample_rate` 320, `receptive_field` 560 and
-`frames_for_samples(n) = floor((n - 560) / 320) + 1` (0 below 560 samples), exactly like a conv stack with
-kernel 560 and stride 320. With `mel_norm: utterance` every frame is also shifted and scaled by statistics of
-the utterance's own valid frames (as the per-utterance waveform normalisation already does for both front
-ends); padding never enters them.
-"""
+"""The log-mel front end (`model.frontend: mel`, after MelHuBERT), a cheaper replacement for the CNN: 80-bin
+log-mel every 10 ms, normalised (`model.mel_norm`), two frames stacked per 20 ms frame, a Linear to the width.
+Which samples a frame reads and how it is normalised: docs/design.md "Encoder"."""
 from __future__ import annotations
 
 import functools
@@ -29,17 +20,9 @@ LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
 STD_FLOOR = 1e-5  # a constant bin (or a one-frame utterance) is centred, not blown up
 
 
-def mel_frames_for_samples(num_samples: int | torch.Tensor) -> int | torch.Tensor:
-    """10 ms mel frames fully inside `num_samples` valid samples (no centring): 400 -> 1, 399 -> 0."""
-    if isinstance(num_samples, torch.Tensor):
-        return (torch.div(num_samples - MEL_WINDOW, MEL_HOP, rounding_mode="floor") + 1).clamp(min=0)
-    return max(0, (int(num_samples) - MEL_WINDOW) // MEL_HOP + 1)
-
-
 def make_extension_stub() -> types.ModuleType:
-    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise. (PyPI
-    torchaudio 2.11 links CUDA libraries, so next to a CPU torch its extension cannot load; the filterbank, the
-    resampler and kaldi fbank have Python paths.)"""
+    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise
+    (docs/design.md "s3prl compatibility layer")."""
     stub = types.ModuleType("torchaudio._extension")
     stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
     stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
@@ -58,9 +41,8 @@ def make_extension_stub() -> types.ModuleType:
 
 
 def _import_torchaudio_functional() -> types.ModuleType:
-    """torchaudio.functional, also where torchaudio's compiled extension cannot load (PyPI torchaudio 2.11 next
-    to a CPU torch): the filterbank is pure Python, so the extension is replaced by a stub that reports itself
-    unavailable and the import is retried. This package cannot rely on any shim of the surrounding project."""
+    """torchaudio.functional, also where its compiled extension cannot load (then through the stub above: this
+    package cannot rely on any shim of the surrounding project)."""
     try:
         return importlib.import_module("torchaudio.functional")
     except ImportError as err:
@@ -83,7 +65,7 @@ def mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = MEL
 
 
 def log_mel(wav: torch.Tensor, fbank: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """wav (B, S) float32 with S >= 400 -> (B, M, n_mels) log mel power, M = mel_frames_for_samples(S)."""
+    """wav (B, S) float32 with S >= 400 -> (B, M, n_mels) log mel power, M = floor((S - 400) / 160) + 1."""
     spec = torch.stft(wav, n_fft=MEL_WINDOW, hop_length=MEL_HOP, win_length=MEL_WINDOW, window=window,
                       center=False, return_complex=True)  # (B, F, M)
     power = spec.real.square() + spec.imag.square()
@@ -91,12 +73,9 @@ def log_mel(wav: torch.Tensor, fbank: torch.Tensor, window: torch.Tensor) -> tor
 
 
 class MelLocalEncoder(nn.Module):
-    """Log-mel + normalisation + 2-frame stacking + Linear: the `local` part of the encoder for frontend mel.
-
-    Same interface as the CNN's LocalEncoder: (wav (B, S), wav_lengths (B,)) -> (features (B, T, D) with padded
-    frames zeroed, frame_lengths (B,)). The filterbank and window are non-persistent buffers (built once, not
-    in the state dict: the checkpoint holds only `proj`, and the config says how to rebuild them).
-    """
+    """The `local` part of the encoder for frontend mel, with the CNN's interface: (wav (B, S), wav_lengths (B,))
+    -> (features (B, T, D), padded frames zeroed, frame_lengths (B,)). The filterbank and window are rebuilt from
+    the config (non-persistent buffers), so the state dict holds only `proj`."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -151,8 +130,7 @@ class MelLocalEncoder(nn.Module):
 
 
 def mel_statistics(wavs, cfg) -> tuple[list[float], list[float]]:
-    """Per-bin mean and std of the log-mel frames of normalised waveforms (1-D tensors), over all frames the
-    model reads: the `model.mel_mean` / `model.mel_std` of `mel_norm: global`."""
+    """Per-bin mean and std over the log-mel frames the model reads of normalised 1-D waveforms (mel_norm global)."""
     fbank, window = mel_filterbank(cfg.mel_bins), torch.hann_window(MEL_WINDOW, periodic=True)
     total = torch.zeros(cfg.mel_bins, dtype=torch.float64)
     total_sq = torch.zeros(cfg.mel_bins, dtype=torch.float64)

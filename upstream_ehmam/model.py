@@ -60,10 +60,8 @@ class LocalEncoder(nn.Module):
 
     def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """wav (B, S), wav_lengths (B,) -> features (B, T, D) with padded frames zeroed, frame_lengths (B,)."""
-        # A valid output frame only reads valid input samples, so padding needs no masking
-        # between convs; only the output's padded frames are zeroed.
-        # The convs run as 2-D convs on channels-last (B, C, 1, T) tensors: the LayerNorm over channels then
-        # reads contiguous memory, with none of the transpose copies a (B, C, T) layout needs (bench/RESULTS.md).
+        # A valid frame reads no padding, so only the output's padded frames are zeroed. The convs run as 2-D convs
+        # on channels-last (B, C, 1, T): the LayerNorm over channels reads contiguous memory (bench/RESULTS.md).
         x = wav[:, None, None, :]  # (B, 1, 1, S)
         for conv, norm in zip(self.convs, self.conv_norms):
             x = F.conv2d(x, conv.weight.unsqueeze(2), stride=(1, conv.stride[0]))  # (B, C, 1, T_l)
@@ -88,8 +86,7 @@ class PositionalConv(nn.Module):
             for _ in range(cfg.pos_conv_depth))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D), valid (B, T) bool -> (B, T, D). Padded frames are re-zeroed before every conv, so a
-        padded batch equals one-by-one runs (the conv bias would otherwise leak into valid frames)."""
+        """x (B, T, D), valid (B, T) bool -> (B, T, D), padded frames re-zeroed before every conv."""
         keep = valid[:, :, None]  # (B, T, 1)
         h = x  # (B, T, D)
         for conv in self.convs:
@@ -105,7 +102,6 @@ class PositionalConv(nn.Module):
 @dataclass
 class ContextOutput:
     """Full-sequence outputs: hidden_states (L+1) x (B, T, D), ffn_outputs L x (B, T, D), frame_lengths (B,)."""
-
     hidden_states: list[torch.Tensor]
     ffn_outputs: list[torch.Tensor]
     frame_lengths: torch.Tensor
@@ -143,17 +139,10 @@ class ContextEncoder(nn.Module):
             ffn_outputs.append(f)
         return ContextOutput(hidden_states, ffn_outputs, frame_lengths)
 
-    def forward_visible(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        visible_idx: torch.Tensor,
-        frame_lengths: torch.Tensor,
-        layerdrop_generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Student path (docs/design.md "One training step", step 4): x (B, T, D) local features, mask (B, T) True = masked,
-        visible_idx (B, Tv) ascending original positions of the kept frames -> last block output (B, Tv, D).
-        In training mode each block is skipped with probability cfg.layerdrop (host-side draw)."""
+    def forward_visible(self, x: torch.Tensor, mask: torch.Tensor, visible_idx: torch.Tensor, frame_lengths: torch.Tensor,
+                        layerdrop_generator: torch.Generator | None = None) -> torch.Tensor:
+        """Student path (docs/design.md "One training step", step 4): x (B, T, D), mask (B, T) True = masked,
+        visible_idx (B, Tv) ascending positions of the kept frames -> last block output (B, Tv, D)."""
         B, T, D = x.shape
         valid = valid_mask(frame_lengths, T)  # (B, T)
         x = x.masked_fill(mask[..., None], 0.0)
@@ -171,8 +160,7 @@ class ContextEncoder(nn.Module):
 
 
 def frontend_of_state(state: dict, prefix: str = "local.") -> str | None:
-    """Which front end wrote an encoder state dict ('cnn' has conv weights, 'mel' only the projection), or
-    None when it holds no front-end weights at all."""
+    """Which front end wrote an encoder state dict (cnn: convs; mel: only `proj`); None: no front-end weights."""
     keys = [k[len(prefix):] for k in state if isinstance(k, str) and k.startswith(prefix)]
     if any(k.startswith("convs.") or k.startswith("conv_norms.") for k in keys):
         return "cnn"
@@ -181,18 +169,17 @@ def frontend_of_state(state: dict, prefix: str = "local.") -> str | None:
     return "cnn" if keys else None
 
 
-def check_frontend(expected: str, state: dict, source: str, prefix: str = "local.") -> None:
+def check_frontend(expected: str | None, state: dict, source: str, prefix: str = "local.") -> None:
     """A clear error when `state` holds the other front end's weights (instead of a list of missing keys)."""
     found = frontend_of_state(state, prefix)
-    if found is not None and found != expected:
-        raise ValueError(f"{source}: the weights are for model.frontend={found}, but the model has "
-                         f"model.frontend={expected}; a {found} checkpoint cannot be loaded into a {expected} "
-                         f"model (build the model from the checkpoint's own model_config)")
+    if expected and found and found != expected:
+        raise ValueError(f"{source} holds model.frontend={found} weights, but the model has model.frontend={expected}; "
+                         f"a {found} checkpoint cannot be loaded into a {expected} model (build the model from the "
+                         f"checkpoint's own model_config)")
 
 
 class EHMAMEncoder(nn.Module):
-    """Front end (CNN LocalEncoder or MelLocalEncoder, as `local`) + ContextEncoder. The student during
-    pretraining; the SUPERB upstream afterwards."""
+    """Front end (`local`: LocalEncoder or MelLocalEncoder) + ContextEncoder: the student, the SUPERB upstream."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -223,20 +210,20 @@ class EHMAMEncoder(nn.Module):
         self.context.config = self.config
 
 
-def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-utterance zero mean / unit variance over its own samples (fairseq `normalize: true`), then zero-pad.
+def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the whole (T,) utterance: fairseq `normalize: true` (a layer norm, eps 1e-5)."""
+    return F.layer_norm(x, x.shape, eps=1e-5)
 
-    wavs: list of 1-D float tensors -> (padded (B, S) float32, lengths (B,) long), on wavs[0]'s device.
-    """
-    normed = [F.layer_norm(w.float(), w.shape, eps=1e-5) for w in wavs]
+
+def normalize_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D float tensors, each normalised over its own samples, zero-padded: ((B, S) float32, lengths (B,))."""
+    normed = [normalize_waveform(w.float()) for w in wavs]
     lengths = torch.tensor([w.shape[0] for w in normed], dtype=torch.long, device=normed[0].device)
     return nn.utils.rnn.pad_sequence(normed, batch_first=True), lengths
 
 
 def init_weights(module: nn.Module) -> None:
-    """The data2vec 2.0 init (docs/design.md "Encoder"), applied once to a whole tree: Linear N(0, 0.02) zero bias; LayerNorm 1/0; then every
-    front end re-initialised (CNN Kaiming-normal, projection Linear PyTorch default). Other convs keep
-    PyTorch's default."""
+    """The data2vec 2.0 init of a whole tree (docs/design.md "Encoder"), front ends re-initialised last."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
@@ -252,8 +239,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 def random_init_encoder(cfg: EncoderConfig, seed: int) -> EHMAMEncoder:
-    """An untrained encoder of `cfg`'s architecture, initialised as pretraining initialises it, from `seed`; the
-    global RNG is forked, so the caller's random state is untouched."""
+    """An untrained encoder initialised as pretraining does, from `seed` (the caller's RNG state is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return EHMAMEncoder(cfg).eval()
