@@ -81,7 +81,8 @@ SCALES: dict[str, Scale] = {
         ft_fold=(2, 5), ft_9h=(8, 10), libri_other=(8, 10), lm_sentences=5000),
     # `make demo`: learnable on a 2-core CPU in minutes. Test sets of 260-290 utterances for KS, IC, SID and
     # ER (pooled over the five folds) keep every 95 % Wilson interval within +-6 points even at 50 %
-    # accuracy; training sets only as large as the cpu profiles (downstream_configs/profiles/) can use.
+    # accuracy; training sets only as large as the cpu profiles (downstream_configs/profiles/) can use; a
+    # dev-clean like `small`'s (8 speakers x 10 utterances of 1-3 sentences) for the demo's phone ABX items.
     "demo": Scale(
         libri_train=(24, 12), libri_dev=(8, 10), libri_test=(5, 12), libri_sentences=(1, 1),
         ks_train_speakers=30, ks_dev_speakers=3, ks_test_speakers=20, ks_fillers_per_speaker=3,

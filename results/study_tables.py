@@ -110,7 +110,9 @@ def layerwise_sentences(arms: Sequence[ArmResult], a: str, b: str, labels: dict[
         if ma.get(probe) and mb.get(probe):
             ba, bb = max(ma[probe], key=ma[probe].get), max(mb[probe], key=mb[probe].get)
             va, vb = ma[probe][ba], mb[probe][bb]
-            relation = "higher than" if va > vb else "lower than" if va < vb else "equal to"
+            # compared as printed: a difference below the third decimal is not stated as one
+            shown_a, shown_b = round(va, 3), round(vb, 3)
+            relation = "higher than" if shown_a > shown_b else "lower than" if shown_a < shown_b else "equal to"
             sentences.append(f"{probe} probe, best layer: {labels.get(a, a)} {va:.3f} (layer {ba}) is {relation} "
                              f"{labels.get(b, b)} {vb:.3f} (layer {bb}).")
     return sentences

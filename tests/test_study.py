@@ -297,3 +297,15 @@ def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
     report = study_report.build_report(meta, arms)
     assert "Downstream: profile cpu, the profile's schedule (ER: all five folds, averaged)" in report
     assert "| FBANK | 0 | missing | 60.00 (54.1–65.6; chance 21.4) | missing |" in report
+
+
+def test_probe_sentences_compare_the_values_as_printed():
+    """0.50301 and 0.50349 print as 0.503 each: the sentence says equal, not higher."""
+    arms = [study_collect.ArmResult(name, 0) for name in ("ehmam", "random_mask")]
+    arms[0].layerwise = [{"layer": 2, "probe": "phone", "value": 0.50349}]
+    arms[1].layerwise = [{"layer": 2, "probe": "phone", "value": 0.50301}]
+    (sentence,) = study_tables.layerwise_sentences(arms, "ehmam", "random_mask", LABELS)
+    assert "EH-MAM 0.503 (layer 2) is equal to random masking 0.503 (layer 2)" in sentence
+    arms[1].layerwise[0]["value"] = 0.5021
+    (sentence,) = study_tables.layerwise_sentences(arms, "ehmam", "random_mask", LABELS)
+    assert "is higher than random masking 0.502" in sentence
