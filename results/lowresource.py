@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 SPLITS = ("10m", "1h", "10h", "100h")
+DEFAULT_LABEL = "EH-MAM Base (ours)"
 TESTS = ("test-clean", "test-other")
 # WER (test-clean, test-other) per split with the 4-gram LM, Base models pretrained on LibriSpeech 960 h; None = not
 # reported. Sources (the papers' low-resource tables): wav2vec 2.0, Baevski et al. 2020, arXiv 2006.11477; HuBERT,
@@ -65,29 +66,39 @@ def table(runs: dict[str, dict | None], label: str) -> list[list[str]]:
     return rows
 
 
+def run_folders(runs_root: Path) -> dict[str, Path]:
+    """The default run folder of each split under `runs_root`: finetune_<split> (base_<split>.yaml's out_dir)."""
+    return {s: runs_root / f"finetune_{s}" for s in SPLITS}
+
+
+def write_table(folders: dict[str, Path], label: str, out: Path) -> str:
+    """lowresource.md and lowresource.csv in `out` from the decoded run folders per split; returns the Markdown."""
+    rows = table({s: read_run(d) for s, d in folders.items()}, label)
+    header = ["model", "decoding"] + [f"{s} (clean / other)" for s in SPLITS]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "lowresource.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    md = ["# Low-resource fine-tuning: WER on LibriSpeech test-clean / test-other", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    (out / "lowresource.md").write_text("\n".join(md) + "\n")
+    return "\n".join(md)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, help="folder holding finetune_<split> run folders")
     parser.add_argument("--run", action="append", default=[], metavar="SPLIT=DIR", help="one split's run folder")
-    parser.add_argument("--label", default="EH-MAM Base (ours)")
+    parser.add_argument("--label", default=DEFAULT_LABEL)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    folders = {s: args.runs / f"finetune_{s}" for s in SPLITS} if args.runs else {}
+    folders = run_folders(args.runs) if args.runs else {}
     for item in args.run:
         split, _, folder = item.partition("=")
         if split not in SPLITS or not folder:
             print(f"error: --run {item!r}: expected SPLIT=DIR with SPLIT one of {', '.join(SPLITS)}", file=sys.stderr)
             return 2
         folders[split] = Path(folder)
-    rows = table({s: read_run(d) for s, d in folders.items()}, args.label)
-    header = ["model", "decoding"] + [f"{s} (clean / other)" for s in SPLITS]
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "lowresource.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header] + rows)
-    md = ["# Low-resource fine-tuning: WER on LibriSpeech test-clean / test-other", "",
-          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-    (args.out / "lowresource.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    print(write_table(folders, args.label, args.out))
     return 0
 
 

@@ -360,7 +360,7 @@ def write_report(report: Report, out: Path, name: str) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m results.tabulate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", type=Path, help="s3prl run dirs, or roots to search")
+    parser.add_argument("paths", nargs="*", type=Path, help="s3prl run dirs, or roots to search")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--name", default="superb",
                         help="file stem: <out>/<name>.md, <name>.csv, <name>_runs.csv")
@@ -370,8 +370,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="runs on mini-SUPERB synthetic data: published numbers kept apart")
     data.add_argument("--real", action="store_const", const="real", dest="data_kind",
                       help="runs on the real SUPERB corpora: published numbers in the same table")
+    parser.add_argument("--lowresource", type=Path, default=None, metavar="RUNS",
+                        help="also write <out>/lowresource.md and .csv: the fine-tuning runs RUNS/finetune_<split> "
+                             "(decoded by finetune.decode) beside the published Base rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not args.paths and args.lowresource is None:
+        parser.error("give s3prl run dirs, --lowresource RUNS, or both")
+    if args.lowresource is not None:
+        from results.lowresource import DEFAULT_LABEL, run_folders, write_table
+
+        sys.stdout.write(write_table(run_folders(args.lowresource), DEFAULT_LABEL, args.out) + "\n")
+        if not args.paths:
+            return 0
     report = tabulate(args.paths, args.title, args.data_kind or "unstated")
     if not report.runs:
         parser.error("no s3prl run directory could be read under: "

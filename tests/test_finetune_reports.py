@@ -12,15 +12,27 @@ from minisuperb.finetuning import split_sizes
 from results import lowresource
 
 
-def test_lowresource_table_shows_runs_missing_runs_and_published_rows(tmp_path):
-    """A decoded 10m run fills its Viterbi and LM cells; the other splits read "missing"; published rows follow."""
-    decode = tmp_path / "finetune_10m" / "decode"
+def _decoded_10m_run(root: Path) -> None:
+    decode = root / "finetune_10m" / "decode"
     decode.mkdir(parents=True)
     decode.joinpath("wer.json").write_text(json.dumps({"splits": {
         "test-clean": {"viterbi": {"wer": 40.04}, "lm": {"wer": 12.0}},
         "test-other": {"viterbi": {"wer": 50.0}, "lm": {"wer": 20.55}}}, "lm": {"lm_weight": 2.0}}))
-    assert lowresource.main(["--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
-    rows = (tmp_path / "out" / "lowresource.md").read_text().splitlines()
+
+
+@pytest.mark.parametrize("command", ["lowresource", "tabulate"])
+def test_lowresource_table_shows_runs_missing_runs_and_published_rows(tmp_path, command):
+    """A decoded 10m run fills its Viterbi and LM cells; the other splits read "missing"; published rows follow.
+    `results.tabulate --lowresource RUNS` writes the same table as `results.lowresource --runs RUNS`."""
+    from results import tabulate
+
+    _decoded_10m_run(tmp_path)
+    out = tmp_path / "out"
+    if command == "lowresource":
+        assert lowresource.main(["--runs", str(tmp_path), "--out", str(out)]) == 0
+    else:
+        assert tabulate.main(["--lowresource", str(tmp_path), "--out", str(out)]) == 0
+    rows = (out / "lowresource.md").read_text().splitlines()
     ours = [r for r in rows if r.startswith("| EH-MAM")]
     assert ours[0].split(" | ")[2:] == ["40.0 / 50.0", "missing", "missing", "missing |"]
     assert ours[1].split(" | ")[2] == "12.0 / 20.6"
