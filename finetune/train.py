@@ -73,6 +73,10 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
         truncate_metrics(out_dir / METRICS, state.update if (out_dir / LAST).exists() else -1)
     try:
         _loop(model, optimizer, symbols, train_set, valid_set, state, config, runtime, out_dir)
+        if runtime.world_size > 1:
+            # after a normal end only: no rank tears gloo down while another may still write its last checkpoint
+            # (seen once in CI: a rank aborted in teardown, "terminate called without an active exception")
+            dist.barrier()
     finally:
         if runtime.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -139,6 +139,10 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
         truncate_metrics(out_dir / METRICS, state.update if last.exists() else -1)
     try:
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
+        if runtime.world_size > 1:
+            # after a normal end only: no rank tears gloo down while another may still write its last checkpoint
+            # (seen once in CI: a rank aborted in teardown, "terminate called without an active exception")
+            dist.barrier()
     finally:
         if runtime.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
