@@ -66,10 +66,11 @@ def write_lines(path: Path, lines: list[str]) -> None:
 
 
 def summary_markdown(summary: dict) -> str:
-    lines = [f"# WER of {summary['checkpoint']}", "", "| split | utterances | Viterbi WER | LM WER |", "|---|---:|---:|---:|"]
+    lines = [f"# WER of {summary['checkpoint']}", "", "| split | utterances | Viterbi WER | Viterbi LER | LM WER |",
+             "|---|---:|---:|---:|---:|"]
     for split, result in summary["splits"].items():
-        lm = f"{result['lm']['wer']:.2f}" if "lm" in result else "–"
-        lines.append(f"| {split} | {result['viterbi']['sentences']} | {result['viterbi']['wer']:.2f} | {lm} |")
+        lm, viterbi = (f"{result['lm']['wer']:.2f}" if "lm" in result else "–"), result["viterbi"]
+        lines.append(f"| {split} | {viterbi['sentences']} | {viterbi['wer']:.2f} | {viterbi['ler']:.2f} | {lm} |")
     if summary.get("lm"):
         lm = summary["lm"]
         lines += ["", f"LM: `{lm['lm']}`, lexicon `{lm['lexicon']}`, beam {lm['beam']}, LM weight "

@@ -15,12 +15,18 @@ log = logging.getLogger("finetune.evaluate")
 
 
 def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
-    """{"wer": 100 x word edits / reference words, "errors", "words", "sentences"}."""
+    """{"wer": 100 x word edits / reference words, "errors", "words", "sentences", "ler": 100 x letter edits /
+    reference letters}. Letters are the CTC units: the characters of the words joined by single spaces, so a
+    missing word boundary counts as one edit. Far below a WER of 100, LER still separates models that get
+    almost no word right."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
     words = sum(len(r.split()) for r in references)
-    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "words": words, "sentences": len(references)}
+    letter_errors = sum(editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in zip(hypotheses, references))
+    letters = sum(len(" ".join(r.split())) for r in references)
+    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "words": words, "sentences": len(references),
+            "ler": 100.0 * letter_errors / max(letters, 1)}
 
 
 @torch.no_grad()

@@ -196,3 +196,14 @@ def test_missing_manifest_and_label_mismatch_name_the_file(tmp_path):
     (tmp_path / "10m.ltr").write_text("A |\nB 1 |\n")
     with pytest.raises(ValueError, match="10m.ltr:2"):
         read_subset(tmp_path, "10m", SYMBOLS)
+
+
+def test_word_and_letter_error_rates_on_hand_counted_cases():
+    from finetune.evaluate import word_error_rate
+
+    rates = word_error_rate(["THE CAT", "A DOG"], ["THE CAT SAT", "A DOG"])
+    assert (rates["errors"], rates["words"], rates["sentences"]) == (1, 5, 2)
+    assert rates["wer"] == pytest.approx(20.0)
+    assert rates["ler"] == pytest.approx(100.0 * 4 / 16)  # " SAT" missing out of 11 + 5 letters and spaces
+    merged = word_error_rate(["THECAT"], ["THE  CAT"])  # a lost word boundary: two word edits, one letter edit
+    assert merged["wer"] == pytest.approx(100.0) and merged["ler"] == pytest.approx(100.0 / 7)
