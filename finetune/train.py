@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from pretrain.data import BadAudioLog, unwrap_worker_error
 from pretrain.train import (Runtime, StopSignal, TrainingAborted, derive_seed, init_runtime, open_run_logs,
-                            truncate_metrics)
+                            process_group_lifetime, truncate_metrics)
 
 from .checkpoint import BEST, LAST, FinetuneState, restore, save
 from .config import FinetuneConfig, save_config
@@ -71,15 +71,8 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
         truncate_metrics(out_dir / METRICS, state.update if (out_dir / LAST).exists() else -1)
-    try:
+    with process_group_lifetime(runtime):
         _loop(model, optimizer, symbols, train_set, valid_set, state, config, runtime, out_dir)
-        if runtime.world_size > 1:
-            # after a normal end only: no rank tears gloo down while another may still write its last checkpoint
-            # (seen once in CI: a rank aborted in teardown, "terminate called without an active exception")
-            dist.barrier()
-    finally:
-        if runtime.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
     return out_dir
 
 

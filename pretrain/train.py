@@ -56,6 +56,20 @@ def init_runtime(config: PretrainConfig) -> Runtime:
     return Runtime(device, rank, world_size, local_rank, torch.bfloat16 if bf16 else None)
 
 
+@contextlib.contextmanager
+def process_group_lifetime(runtime: Runtime) -> Iterator[None]:
+    """Destroy the process group when the training loop ends, however it ends. After a normal end the ranks meet
+    first, so none tears gloo down while another may still write its last checkpoint (seen once in CI: a rank
+    aborted in teardown, "terminate called without an active exception")."""
+    try:
+        yield
+        if runtime.world_size > 1:
+            dist.barrier()
+    finally:
+        if runtime.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
     """Endless micro-batches; the data position lives in `state` so that a resume continues mid-epoch."""
     while True:
@@ -137,15 +151,8 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
         save_config(config, out_dir / "config.yaml")
         # a run without a checkpoint starts over: its metrics go too (an update-0 ABX record included)
         truncate_metrics(out_dir / METRICS, state.update if last.exists() else -1)
-    try:
+    with process_group_lifetime(runtime):
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
-        if runtime.world_size > 1:
-            # after a normal end only: no rank tears gloo down while another may still write its last checkpoint
-            # (seen once in CI: a rank aborted in teardown, "terminate called without an active exception")
-            dist.barrier()
-    finally:
-        if runtime.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
     return out_dir
 
 
