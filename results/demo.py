@@ -447,13 +447,6 @@ def execute_run(run: DownstreamRun, checkpoint: Path | None, data: Path, steps: 
     return run
 
 
-def run_downstream_tasks(runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
-                         task_steps: dict[str, int] | None) -> None:
-    """Train then evaluate each run, one after another in this process."""
-    for run in runs:
-        execute_run(run, checkpoint, data, task_steps[run.task] if task_steps is not None else None)
-
-
 def _single_threaded_worker() -> None:
     import torch
 

@@ -62,7 +62,8 @@ def training_totals(records: Sequence[dict]) -> tuple[int, float, float]:
 
 
 def rho_measured(config: dict) -> dict[str, bool]:
-    """Which rho columns the run really measured (the loop logs 0.0 otherwise): the student's predictor is
+    """Which rho columns the run really measured (the loop logs NaN otherwise; runs before that logged 0.0, so
+    the config decides): the student's predictor is
     trained only with the ranking loss; the teacher's exists when the curriculum or the ranking loss needs it."""
     aux = float((config.get("loss") or {}).get("aux_weight", 1.0))
     curriculum = (config.get("curriculum") or {}).get("mode", "progress")
