@@ -76,3 +76,14 @@ def harmonic_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sf.write(root / f"utt{i:02d}.flac", harmonic_utterance(rng, rng.uniform(2.5, 3.5)), 16000, subtype="PCM_16")
     write_manifest(root, root / "train.tsv")
     return root / "train.tsv"
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    """Every canonical corpus folder (empty apart from the files the rewrite checks for)."""
+    for folder in ("LibriSpeech/len_for_bucket", "speech_commands_v0.01", "speech_commands_test_set_v0.01",
+                   "fluent_speech_commands_dataset", "VoxCeleb1", "IEMOCAP_full_release/meta_data", "SNIPS"):
+        (tmp_path / folder).mkdir(parents=True)
+    for file in ("LibriSpeech/librispeech-lexicon.txt", "VoxCeleb1/iden_split.txt", "SNIPS/slots.txt"):
+        (tmp_path / file).write_text("")
+    return tmp_path

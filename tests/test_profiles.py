@@ -3,7 +3,6 @@ profile files, and one end-to-end run: FBANK beats chance on KS under the cpu pr
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -23,16 +22,6 @@ def plan(argv, **kwargs):
 
 def overrides(argv) -> dict[str, str]:
     return dict(parse_overrides([argv[argv.index("-o") + 1]]))
-
-
-@pytest.fixture
-def data_root(tmp_path) -> Path:
-    for folder in ("LibriSpeech/len_for_bucket", "speech_commands_v0.01", "speech_commands_test_set_v0.01",
-                   "fluent_speech_commands_dataset", "VoxCeleb1", "IEMOCAP_full_release/meta_data", "SNIPS"):
-        (tmp_path / folder).mkdir(parents=True)
-    for file in ("LibriSpeech/librispeech-lexicon.txt", "VoxCeleb1/iden_split.txt", "SNIPS/slots.txt"):
-        (tmp_path / file).write_text("")
-    return tmp_path
 
 
 @pytest.fixture

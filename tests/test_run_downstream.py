@@ -21,17 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 S3PRL_NAMES = {"pr": "ctc", "asr": "asr", "ks": "speech_commands", "ic": "fluent_commands", "sid": "voxceleb1", "er": "emotion", "sf": "ctc"}
 
 
-@pytest.fixture
-def data_root(tmp_path) -> Path:
-    """Every canonical corpus folder (empty apart from the files the rewrite checks for)."""
-    for folder in ("LibriSpeech/len_for_bucket", "speech_commands_v0.01", "speech_commands_test_set_v0.01",
-                   "fluent_speech_commands_dataset", "VoxCeleb1", "IEMOCAP_full_release/meta_data", "SNIPS"):
-        (tmp_path / folder).mkdir(parents=True)
-    for file in ("LibriSpeech/librispeech-lexicon.txt", "VoxCeleb1/iden_split.txt", "SNIPS/slots.txt"):
-        (tmp_path / file).write_text("")
-    return tmp_path
-
-
 def plan(argv, environ=None, cuda=False, cpu_count=2, **kwargs):
     return plan_argv(argv, environ or {}, cuda_available=cuda, cpu_count=cpu_count, **kwargs)
 
