@@ -1,18 +1,15 @@
 """Phone ABX of every student layer during pretraining, every `run.eval_every` updates and at the end (the loss can
-fall while every layer stays at chance): to metrics.jsonl ({"step", "abx"}), TensorBoard (abx/), the progress bar
-and abx_curve.tsv (docs/design.md "Health")."""
+fall while every layer stays at chance); the loop logs it to metrics.jsonl ({"step", "abx"}), TensorBoard (abx/),
+the progress bar and abx_curve.tsv (docs/design.md "Health")."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
 import torch
 
 from .config import PretrainConfig
-
-log = logging.getLogger("pretrain")
 
 CURVE = "abx_curve.tsv"
 MONITOR_CONDITIONS = ("within", "across")
@@ -33,14 +30,10 @@ class ABXMonitor:
         table = items_from_alignments(libri, run.eval_splits, run.eval_max_files)
         geometry = FrameGeometry(config.model.downsample_rate, config.model.receptive_field)
         self.abx_set = ABXSet(table, [geometry], MONITOR_CONDITIONS)
-        self.every = run.eval_every
         self.device = device
 
-    def due(self, update: int, max_steps: int) -> bool:
-        return update % self.every == 0 or update == max_steps
-
-    def evaluate(self, encoder: torch.nn.Module, update: int) -> dict:
-        """{"step", "abx": {"within"/"across": [per layer], "best_layer", "best_within", "best_across", "seconds"}}."""
+    def evaluate(self, encoder: torch.nn.Module) -> dict:
+        """{"within"/"across": [error per layer], "best_layer", "best_within", "best_across", "seconds"}."""
         from results.abx.features import EncoderLayers
         from results.abx.report import best_layer, by_representation
 
@@ -52,9 +45,8 @@ class ABXMonitor:
             encoder.train(was_training)
         errors = {c: [r["error"] for r in rows if r["condition"] == c] for c in MONITOR_CONDITIONS}
         best = best_layer(by_representation(rows)["student"])
-        return {"step": update, "abx": {**errors, "best_layer": best, "best_within": errors["within"][best],
-                                        "best_across": errors["across"][best],
-                                        "seconds": time.perf_counter() - tick}}
+        return {**errors, "best_layer": best, "best_within": errors["within"][best],
+                "best_across": errors["across"][best], "seconds": time.perf_counter() - tick}
 
 
 def abx_records(metrics_path: Path) -> list[dict]:
@@ -74,17 +66,3 @@ def write_curve(metrics_path: Path, curve_path: Path) -> None:
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(curve_path)
 
-
-def log_abx(record: dict, writer, metrics_file, out_dir: Path, metrics_path: Path) -> None:
-    abx = record["abx"]
-    step = record["step"]
-    for condition in MONITOR_CONDITIONS:
-        for layer, error in enumerate(abx[condition]):
-            writer.add_scalar(f"abx/{condition}/layer_{layer}", error, step)
-        writer.add_scalar(f"abx/best_{condition}", abx[f"best_{condition}"], step)
-    writer.add_scalar("abx/best_layer", abx["best_layer"], step)
-    metrics_file.write(json.dumps(record) + "\n")
-    metrics_file.flush()
-    write_curve(metrics_path, out_dir / CURVE)
-    log.info("update %d: phone ABX best layer %d, within %.1f %%, across %.1f %% (%.1f s)", step, abx["best_layer"],
-             abx["best_within"], abx["best_across"], abx["seconds"])

@@ -20,11 +20,8 @@ from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_
 from .config import PretrainConfig, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
-from .monitor import ABXMonitor, log_abx
-from .step import Runtime, StepResult, derive_seed, mask_plan_for, train_step
-
-__all__ = ["METRICS", "Runtime", "StopSignal", "TrainingAborted", "derive_seed", "init_runtime", "open_run_logs",
-           "train", "truncate_metrics"]
+from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, write_curve
+from .step import Runtime, StepResult, mask_plan_for, train_step
 
 log = logging.getLogger("pretrain")
 
@@ -79,10 +76,7 @@ def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
                 state.batch_in_epoch += 1
                 yield batch
         except (ValueError, FileNotFoundError) as err:  # e.g. data.bad_audio=error, raised in a loader worker
-            unwrapped = unwrap_worker_error(err)
-            if unwrapped is err:
-                raise
-            raise unwrapped from err
+            raise unwrap_worker_error(err) from err
         state.epoch += 1
         state.batch_in_epoch = 0
 
@@ -222,27 +216,49 @@ class RunReport:
         self.postfix: dict[str, str] = {}
         self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
 
+    def append(self, record: dict) -> None:
+        self.metrics_file.write(json.dumps(record) + "\n")
+        self.metrics_file.flush()
+
     def evaluate_abx(self, model: EHMAMPretrainModel, update: int) -> None:
-        """Score the student's layers; the seconds it takes stay out of the logged seconds per update."""
-        record = self.monitor.evaluate(model.encoder, update)
-        log_abx(record, self.writer, self.metrics_file, self.out_dir, self.out_dir / METRICS)
-        self.postfix["abx"] = f"{record['abx']['best_across']:.1f}"
+        """Score the student's layers and log them; the seconds it takes stay out of the logged seconds per update."""
+        abx = self.monitor.evaluate(model.encoder)
+        for condition in MONITOR_CONDITIONS:
+            for layer, error in enumerate(abx[condition]):
+                self.writer.add_scalar(f"abx/{condition}/layer_{layer}", error, update)
+            self.writer.add_scalar(f"abx/best_{condition}", abx[f"best_{condition}"], update)
+        self.writer.add_scalar("abx/best_layer", abx["best_layer"], update)
+        self.append({"step": update, "abx": abx})
+        write_curve(self.out_dir / METRICS, self.out_dir / CURVE)
+        log.info("update %d: phone ABX best layer %d, within %.1f %%, across %.1f %% (%.1f s)", update,
+                 abx["best_layer"], abx["best_within"], abx["best_across"], abx["seconds"])
+        self.postfix["abx"] = f"{abx['best_across']:.1f}"
         self.progress.set_postfix(**self.postfix)
-        self.tick += record["abx"]["seconds"]
+        self.tick += abx["seconds"]
 
     def abx_due(self, update: int) -> bool:
-        return self.monitor is not None and self.monitor.due(update, self.config.optim.max_steps)
+        every, max_steps = self.config.run.eval_every, self.config.optim.max_steps
+        return self.monitor is not None and (update % every == 0 or update == max_steps)
 
     def log_update(self, result: StepResult, state: TrainState, bad_audio: BadAudioLog) -> None:
-        """The dense log record every run.log_every updates (and at updates 1 and max_steps), then the health check."""
+        """The dense log record every run.log_every updates (and at updates 1 and max_steps), then the health check;
+        under DDP the step's device scalars are averaged over ranks (one all-reduce)."""
         self.progress.update(1)
         self.steps_since_log += 1
-        update, max_steps = state.update, self.config.optim.max_steps
-        if update % self.config.run.log_every and update not in (1, max_steps):
+        update, run, out = state.update, self.config.run, result.out
+        if update % run.log_every and update not in (1, self.config.optim.max_steps):
             return
         seconds = (time.perf_counter() - self.tick) / self.steps_since_log
-        scalars = _log_scalars(state, result, seconds, self.audio_seconds / self.steps_since_log, bad_audio,
-                               self.runtime)
+        audio_seconds = self.audio_seconds / self.steps_since_log
+        values = torch.stack([getattr(out, key).detach() for key in DEVICE_SCALARS]
+                             + [result.grad_norm.to(out.rec_loss.device)]).float()
+        if self.runtime.world_size > 1:
+            dist.all_reduce(values)
+            values /= self.runtime.world_size
+        scalars = {"step": update, "epoch": state.epoch, **dict(zip(DEVICE_SCALARS + ("grad_norm",), values.tolist())),
+                   "lr": result.lr, "alpha": result.alpha, "ema_decay": result.decay, "num_masked": out.num_masked,
+                   "skipped_updates": state.skipped_updates, "bad_audio_files": bad_audio.num_files,
+                   "sec_per_step": seconds, "audio_sec_per_sec": audio_seconds / max(seconds, 1e-9)}
         self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
         if self.runtime.is_main:
             self.postfix.update(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
@@ -251,9 +267,14 @@ class RunReport:
             for key, value in scalars.items():
                 if key not in ("step", "epoch"):
                     self.writer.add_scalar(f"train/{key}", value, update)
-            self.metrics_file.write(json.dumps(scalars) + "\n")
-            self.metrics_file.flush()
-        _check_health(scalars, self.config, state)
+            self.append(scalars)
+        if update < run.collapse_check_after:
+            return
+        for key in ("target_std", "prediction_std"):
+            limit = getattr(run, f"min_{key}")
+            if scalars[key] < limit:
+                raise TrainingAborted(f"{key.split('_')[0]} collapse at update {update}: {key.replace('_', ' ')} "
+                                      f"{scalars[key]:.4f} < run.min_{key} {limit}")
 
 
 def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: TrainState,
@@ -318,31 +339,6 @@ def _count_skip(state: TrainState, config: PretrainConfig, out_dir: Path, last_s
         raise TrainingAborted(f"{state.consecutive_skips} updates in a row had a non-finite loss or gradient norm "
                               f"(run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; "
                               f"{kept}. Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
-
-
-def _log_scalars(state: TrainState, result: StepResult, seconds_per_step: float, audio_seconds: float,
-                 bad_audio: BadAudioLog, runtime: Runtime) -> dict:
-    """The dense log record; under DDP the step's device scalars are averaged over ranks (one all-reduce)."""
-    out = result.out
-    values = torch.stack([getattr(out, key).detach() for key in DEVICE_SCALARS]
-                         + [result.grad_norm.to(out.rec_loss.device)]).float()
-    if runtime.world_size > 1:
-        dist.all_reduce(values)
-        values /= runtime.world_size
-    return {"step": state.update, "epoch": state.epoch, **dict(zip(DEVICE_SCALARS + ("grad_norm",), values.tolist())),
-            "lr": result.lr, "alpha": result.alpha, "ema_decay": result.decay, "num_masked": out.num_masked,
-            "skipped_updates": state.skipped_updates, "bad_audio_files": bad_audio.num_files,
-            "sec_per_step": seconds_per_step, "audio_sec_per_sec": audio_seconds / max(seconds_per_step, 1e-9)}
-
-
-def _check_health(scalars: dict, config: PretrainConfig, state: TrainState) -> None:
-    if state.update < config.run.collapse_check_after:
-        return
-    for key in ("target_std", "prediction_std"):
-        limit = getattr(config.run, f"min_{key}")
-        if scalars[key] < limit:
-            raise TrainingAborted(f"{key.split('_')[0]} collapse at update {state.update}: {key.replace('_', ' ')} "
-                                  f"{scalars[key]:.4f} < run.min_{key} {limit}")
 
 
 def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, config: PretrainConfig,
