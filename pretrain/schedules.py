@@ -24,14 +24,10 @@ def ema_decay_at(update: int, start: float = 0.999, end: float = 0.99999, anneal
 
 
 def alpha_progress(update: int, total_updates: int, threshold: float = 0.7, plateau: float = 0.8) -> float:
-    """Project default: p = update / total_updates; alpha = p below the threshold, else the plateau."""
+    """Project default: p = update / total_updates; alpha = p below the threshold, else the plateau. The release's
+    rule is the same on the 1-based epoch over release.epoch_curriculum epochs (0.8 from e = 105 of 150)."""
     p = update / total_updates
     return p if p < threshold else plateau
-
-
-def alpha_epoch(epoch: int, e_ref: int = 150, threshold: float = 0.7, plateau: float = 0.8) -> float:
-    """The release rule on the 1-based epoch: e / e_ref below the threshold, else the plateau (0.8 from e = 105)."""
-    return alpha_progress(epoch, e_ref, threshold, plateau)
 
 
 def alpha_at(config: PretrainConfig, update: int, epoch: int) -> float:
@@ -40,5 +36,5 @@ def alpha_at(config: PretrainConfig, update: int, epoch: int) -> float:
     if curriculum.mode == "none":
         return 0.0
     if config.release.epoch_curriculum:
-        return alpha_epoch(epoch, config.release.epoch_curriculum, curriculum.threshold, curriculum.plateau)
+        return alpha_progress(epoch, config.release.epoch_curriculum, curriculum.threshold, curriculum.plateau)
     return alpha_progress(update, config.optim.max_steps, curriculum.threshold, curriculum.plateau)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from pretrain.config import config_from_dict
-from pretrain.schedules import alpha_at, alpha_epoch, alpha_progress, ema_decay_at, lr_at
+from pretrain.schedules import alpha_at, alpha_progress, ema_decay_at, lr_at
 
 U = 400_000
 
@@ -21,12 +21,13 @@ def test_alpha_progress_values():
 
 
 def test_alpha_epoch_release_rule():
-    """Release rule: e/150 up to epoch 104, then 0.8 from epoch 105 on."""
-    assert alpha_epoch(1) == pytest.approx(1 / 150)
-    assert alpha_epoch(104) == pytest.approx(104 / 150)
-    assert alpha_epoch(105) == 0.8
-    assert alpha_epoch(600) == 0.8
-    assert alpha_epoch(10, e_ref=20) == pytest.approx(0.5)
+    """Release rule (release.epoch_curriculum: 150): e/150 up to epoch 104, then 0.8 from epoch 105 on."""
+    release = config_from_dict({"optim": {"max_steps": U}, "release": {"epoch_curriculum": 150}})
+    assert alpha_at(release, 0, 1) == pytest.approx(1 / 150)
+    assert alpha_at(release, 0, 104) == pytest.approx(104 / 150)
+    assert alpha_at(release, 0, 105) == 0.8
+    assert alpha_at(release, 0, 600) == 0.8
+    assert alpha_progress(10, 20) == pytest.approx(0.5)
 
 
 def test_alpha_at_follows_the_configured_rule():
