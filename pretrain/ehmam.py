@@ -65,12 +65,6 @@ def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
-@dataclass
-class TeacherOutput:
-    targets: Tensor          # (B, T, D) fp32
-    scores: Tensor | None    # (B, T) predicted per-frame loss, None without a predictor
-
-
 class EHMAMPretrainModel(nn.Module):
     def __init__(self, config: PretrainConfig):
         super().__init__()
@@ -98,14 +92,15 @@ class EHMAMPretrainModel(nn.Module):
         ema_update_(*self.ema_pairs(), decay)
 
     @torch.no_grad()
-    def teacher_targets(self, features: Tensor, frame_lengths: Tensor) -> TeacherOutput:
-        """The teacher reads the detached local features, unmasked: targets and its predicted per-frame loss."""
+    def teacher_targets(self, features: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The teacher reads the detached local features, unmasked: targets (B, T, D) fp32 and its predicted
+        per-frame loss (B, T) (None without a predictor)."""
         out = self.teacher.context(features.detach(), frame_lengths)
-        targets = make_targets(out.ffn_outputs, frame_lengths, self.config.loss.top_k_layers)  # (B, T, D) fp32
+        targets = make_targets(out.ffn_outputs, frame_lengths, self.config.loss.top_k_layers)
         if self.teacher.predictor is None:
-            return TeacherOutput(targets, None)
+            return targets, None
         predictor_input = targets if self.config.teacher.predictor_input == "targets" else out.hidden_states[-1]
-        return TeacherOutput(targets, self.teacher.predictor(predictor_input).float())  # (B, T)
+        return targets, self.teacher.predictor(predictor_input).float()
 
     def forward(self, wav: Tensor, wav_lengths: Tensor, mask_plan: GridMaskPlan | ReleaseMaskPlan,
                 layerdrop_generator: torch.Generator) -> StepOutput:
@@ -113,8 +108,8 @@ class EHMAMPretrainModel(nn.Module):
         clones = self.config.mask.clone_batch
         features, frame_lengths = self.encoder.local(wav, wav_lengths)                      # (B, T, D)
         T = features.shape[1]
-        teacher = self.teacher_targets(features, frame_lengths)
-        scores_rows = teacher.scores.repeat_interleave(clones, 0) if teacher.scores is not None else None
+        targets, scores = self.teacher_targets(features, frame_lengths)
+        scores_rows = scores.repeat_interleave(clones, 0) if scores is not None else None
         mask, num_masked = mask_plan.mask(scores_rows, features.device)                     # (R, T)
         visible_idx = visible_indices(mask, T - num_masked)                                  # (R, Tv)
         masked_idx = masked_indices(mask, num_masked)                                        # (R, Nm)
@@ -124,11 +119,11 @@ class EHMAMPretrainModel(nn.Module):
         # the heads read the scattered sequence with noise mask tokens, each with its own dropout draw
         head_input = insert_mask_tokens(encoded, visible_idx, T, self.config.mask.noise_std, None)  # (R, T, D)
         prediction = gather_frames(self.decoder(head_input), masked_idx)                    # (R, Nm, D)
-        target = gather_frames(teacher.targets.repeat_interleave(clones, 0), masked_idx)     # (R, Nm, D)
+        target = gather_frames(targets.repeat_interleave(clones, 0), masked_idx)             # (R, Nm, D)
         out = self.losses(prediction, target, head_input, masked_idx, scores_rows)
         with torch.no_grad():
             out.masked_fraction = (mask.sum(1).float() / lengths_rows.float()).mean()
-            out.target_std = teacher.targets.std(dim=1).mean()
+            out.target_std = targets.std(dim=1).mean()
         return out
 
     def losses(self, prediction: Tensor, target: Tensor, head_input: Tensor, masked_idx: Tensor,
