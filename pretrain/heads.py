@@ -41,13 +41,14 @@ class ConvStack(nn.Module):
 
 
 class ConvHead(nn.Module):
-    """Conv stack -> `norm` -> Linear(dec -> embed_dim), PyTorch's default init for every conv, norm and Linear."""
+    """Conv stack -> LayerNorm(dec) if `with_norm` -> Linear(dec -> embed_dim); PyTorch's default init throughout."""
+    with_norm = False
 
-    def __init__(self, norm: bool, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7,
-                 groups: int = 16, depth: int = 4, input_dropout: float = 0.1):
+    def __init__(self, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7, groups: int = 16,
+                 depth: int = 4, input_dropout: float = 0.1):
         super().__init__()
         self.stack = ConvStack(embed_dim, decoder_dim, kernel_size, groups, depth, input_dropout)
-        self.norm = nn.LayerNorm(decoder_dim) if norm else nn.Identity()
+        self.norm = nn.LayerNorm(decoder_dim) if self.with_norm else nn.Identity()
         self.proj = nn.Linear(decoder_dim, embed_dim)
         self.reset_parameters()
 
@@ -64,15 +65,10 @@ class ConvHead(nn.Module):
 class ConvDecoder(ConvHead):
     """Regression decoder: (B, T, D) -> (B, T, D); read at the masked frames to get y_hat."""
 
-    def __init__(self, **sizes):
-        super().__init__(norm=False, **sizes)
-
 
 class LossPredictor(ConvHead):
     """Loss predictor: (B, T, D) -> (B, T), the channel mean of LayerNorm(dec, affine) -> Linear."""
-
-    def __init__(self, **sizes):
-        super().__init__(norm=True, **sizes)
+    with_norm = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).mean(dim=-1)
