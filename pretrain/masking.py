@@ -53,8 +53,7 @@ class GridMaskPlan:
 
     def mask(self, predicted_loss: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor, int]:
         """(mask (R, T) on `device`, masked frames per row)."""
-        plan = self.to(device)
-        return grid_mask(predicted_loss if plan.num_hard > 0 else None, plan), plan.num_masked
+        return grid_mask(predicted_loss, self.to(device)), self.num_masked
 
 
 def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
