@@ -90,7 +90,6 @@ class UpstreamExpert(nn.Module):
         self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
         if options.get("num_layers") is not None:
             self.model.truncate_layers(options["num_layers"])
-        self.weights = weights
         # Shorter inputs are zero-padded to one receptive field so that every utterance has >= 1 frame.
         self.min_samples = self.model.config.receptive_field  # 400 samples for Base
         self.eval()
