@@ -87,24 +87,22 @@ class PositionalConv(nn.Module):
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), valid (B, T) bool -> (B, T, D), padded frames re-zeroed before every conv."""
-        keep = valid[:, :, None]  # (B, T, 1)
-        h = x  # (B, T, D)
+        pad = ~valid[:, :, None]  # (B, T, 1)
         for conv in self.convs:
             # channels-last 2-D conv: (B, T, D) memory is read and written without transposed copies
-            h_in = h.masked_fill(~keep, 0.0).permute(0, 2, 1).unsqueeze(2)  # (B, D, 1, T) view
-            out = F.conv2d(h_in, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
+            x_in = x.masked_fill(pad, 0.0).permute(0, 2, 1).unsqueeze(2)  # (B, D, 1, T) view
+            out = F.conv2d(x_in, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
                            groups=conv.groups)
-            h = out.contiguous(memory_format=torch.channels_last)[:, :, 0, :].permute(0, 2, 1)  # (B, T, D)
-            h = F.gelu(F.layer_norm(h, (h.shape[-1],), eps=self.eps))
-        return h
+            x = out.contiguous(memory_format=torch.channels_last)[:, :, 0, :].permute(0, 2, 1)  # (B, T, D)
+            x = F.gelu(F.layer_norm(x, (x.shape[-1],), eps=self.eps))
+        return x
 
 
 @dataclass
 class ContextOutput:
-    """Full-sequence outputs: hidden_states (L+1) x (B, T, D), ffn_outputs L x (B, T, D), frame_lengths (B,)."""
+    """Full-sequence outputs: hidden_states (L+1) x (B, T, D), ffn_outputs L x (B, T, D)."""
     hidden_states: list[torch.Tensor]
     ffn_outputs: list[torch.Tensor]
-    frame_lengths: torch.Tensor
 
 
 class ContextEncoder(nn.Module):
@@ -126,7 +124,7 @@ class ContextEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor) -> ContextOutput:
         """Full-sequence path (teacher, inference). x (B, T, D). Never drops layers."""
-        B, T, _ = x.shape
+        T = x.shape[1]
         valid = valid_mask(frame_lengths, T)  # (B, T)
         x = x + self.pos_conv(x, valid)
         h = self.prenet_dropout(self.pre_norm(x))
@@ -137,7 +135,7 @@ class ContextEncoder(nn.Module):
             h, f = block(h, bias)
             hidden_states.append(h)
             ffn_outputs.append(f)
-        return ContextOutput(hidden_states, ffn_outputs, frame_lengths)
+        return ContextOutput(hidden_states, ffn_outputs)
 
     def forward_visible(self, x: torch.Tensor, mask: torch.Tensor, visible_idx: torch.Tensor, frame_lengths: torch.Tensor,
                         layerdrop_generator: torch.Generator | None = None) -> torch.Tensor:
