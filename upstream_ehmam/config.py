@@ -52,12 +52,11 @@ def require(ok: bool, key: str, what: str, found: Any) -> None:
         raise ValueError(f"{key}: {what}, found {found!r}")
 
 
-def check_type(key: str, annotation: type, value: Any, numbers_from_text: bool = False) -> Any:
-    """`value` if it fits the annotation (an int is taken for a float; with numbers_from_text also every string
-    float() reads, as YAML 1.1 reads 5e-4 as a string), else a ValueError naming `key`."""
-    if annotation is Any:
+def check_type(key: str, expected: type, value: Any, numbers_from_text: bool = False) -> Any:
+    """`value` if it fits the annotation `expected` (an int is taken for a float; with numbers_from_text also every
+    string float() reads, as YAML 1.1 reads 5e-4 as a string), else a ValueError naming `key`."""
+    if expected is Any:
         return value
-    expected = annotation
     readable_as_float = (int, str) if numbers_from_text else int
     if expected is float and isinstance(value, readable_as_float) and not isinstance(value, bool):
         try:
@@ -105,7 +104,7 @@ _PROBABILITY = within(0, 1, "[)")
 class EncoderConfig:
     """Shapes and regularisation of the EH-MAM encoder (front end + projection + context encoder)."""
     frontend: str = checked("cnn", one_of("cnn", "mel"))  # cnn (waveform CNN, conv_layers) | mel (mel_* keys)
-    conv_layers: list = checked(BASE_CONV_LAYERS)  # (C, k, s) per conv
+    conv_layers: list = checked(BASE_CONV_LAYERS, (bool, "must list at least one conv"))  # (C, k, s) per conv
     embed_dim: int = checked(768, POSITIVE)  # D, the transformer width
     num_layers: int = checked(12, POSITIVE)  # post-LN transformer blocks
     num_heads: int = checked(12, POSITIVE)  # D / H = 64 per head
@@ -191,7 +190,6 @@ def _validate(values: dict, where: str) -> None:
         require(isinstance(layer, (list, tuple)) and len(layer) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in layer), f"{where}.conv_layers",
             f"entry {i} must be [channels, kernel, stride] of positive ints", layer)
-    require(len(values["conv_layers"]) > 0, f"{where}.conv_layers", "must list at least one conv", [])
     bins = values["mel_bins"]
     for key in ("mel_mean", "mel_std"):
         value = values[key]
