@@ -43,10 +43,21 @@ def apply_compat() -> None:
 
 
 def make_extension_stub() -> types.ModuleType:
-    """The upstream's `torchaudio._extension` stub (one definition for both), marked as ours."""
-    from upstream_ehmam.frontend import make_extension_stub as upstream_stub
+    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise. Marked as ours."""
+    stub = types.ModuleType("torchaudio._extension")
+    stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
+    stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
+    stub._IS_ALIGN_AVAILABLE = False
+    stub._load_lib = lambda name: False
+    stub._check_cuda_version = lambda: None
 
-    stub = upstream_stub()
+    def fail_if_no_align(func):
+        @functools.wraps(func)
+        def unavailable(*args, **kwargs):
+            raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
+        return unavailable
+
+    stub.fail_if_no_align = fail_if_no_align
     setattr(stub, _MARK, True)
     return stub
 

@@ -1,4 +1,4 @@
-"""The log-mel front end (`model.frontend: mel`): frame geometry, padding, the filterbank import, config,
+"""The log-mel front end (`model.frontend: mel`): frame geometry, padding, the filterbank, config,
 checkpoints, the s3prl expert contract, pretraining, resume, layer-wise probes and the real SUPERB runner."""
 from __future__ import annotations
 
@@ -117,7 +117,9 @@ def test_frame_t_reads_exactly_samples_320t_to_320t_plus_560():
 
 def test_log_mel_matches_torchaudio_melspectrogram():
     """The front end's log-mel is torchaudio's MelSpectrogram (25 ms Hann, 10 ms hop, no centring, HTK, power 2)."""
-    frontend.mel_filterbank(80)  # makes torchaudio importable here, as in the model
+    from superb.compat import import_torchaudio
+
+    import_torchaudio()  # this machine's torchaudio cannot load its compiled extension without the stub
     import torchaudio.transforms as transforms
     wav = torch.randn(2, 4000, generator=torch.Generator().manual_seed(4))
     reference = transforms.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80, center=False, power=2.0,
@@ -126,11 +128,17 @@ def test_log_mel_matches_torchaudio_melspectrogram():
     torch.testing.assert_close(ours, torch.log(reference.transpose(1, 2) + frontend.LOG_FLOOR), atol=1e-4, rtol=1e-4)
 
 
-def test_filterbank_imports_in_a_fresh_interpreter_without_the_superb_package():
-    """The upstream folder gets torchaudio's filterbank on its own (this machine's torchaudio cannot load its
-    compiled extension), without importing the project's compatibility layer."""
+def test_filterbank_is_torchaudios_and_builds_without_torchaudio():
+    """The upstream folder builds torchaudio's HTK filterbank bit for bit in a fresh interpreter, importing neither
+    torchaudio nor the project's compatibility layer."""
+    from superb.compat import import_torchaudio
+
+    functional = import_torchaudio().functional
+    for n_mels, n_fft in ((80, 400), (40, 512), (64, 400)):
+        reference = functional.melscale_fbanks(n_fft // 2 + 1, 0.0, 8000.0, n_mels, 16000, norm=None, mel_scale="htk")
+        assert torch.equal(frontend.mel_filterbank(n_mels, n_fft=n_fft), reference)
     code = ("import sys, torch; from upstream_ehmam.frontend import mel_filterbank; fb = mel_filterbank(80); "
-            "assert 'superb' not in sys.modules and 'superb.compat' not in sys.modules; "
+            "assert not {'superb', 'superb.compat', 'torchaudio'} & set(sys.modules); "
             "print(fb.shape[0], fb.shape[1], float(fb.sum()))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

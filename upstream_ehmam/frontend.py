@@ -4,9 +4,7 @@ Which samples a frame reads and how it is normalised: docs/design.md "Encoder"."
 from __future__ import annotations
 
 import functools
-import importlib
-import sys
-import types
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,48 +18,16 @@ LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
 STD_FLOOR = 1e-5  # a constant bin (or a one-frame utterance) is centred, not blown up
 
 
-def make_extension_stub() -> types.ModuleType:
-    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise
-    (docs/design.md "s3prl compatibility layer")."""
-    stub = types.ModuleType("torchaudio._extension")
-    stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
-    stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
-    stub._IS_ALIGN_AVAILABLE = False
-    stub._load_lib = lambda name: False
-    stub._check_cuda_version = lambda: None
-
-    def fail_if_no_align(func):
-        @functools.wraps(func)
-        def unavailable(*args, **kwargs):
-            raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
-        return unavailable
-
-    stub.fail_if_no_align = fail_if_no_align
-    return stub
-
-
-def _import_torchaudio_functional() -> types.ModuleType:
-    """torchaudio.functional, also where its compiled extension cannot load (then through the stub above: this
-    package cannot rely on any shim of the surrounding project)."""
-    try:
-        return importlib.import_module("torchaudio.functional")
-    except ImportError as err:
-        if "torchaudio" not in str(err):
-            raise
-        raise ImportError("model.frontend=mel needs torchaudio (its mel filterbank): pip install torchaudio") from err
-    except OSError:
-        for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
-            del sys.modules[name]
-        sys.modules["torchaudio._extension"] = make_extension_stub()
-        return importlib.import_module("torchaudio.functional")
-
-
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = MEL_WINDOW) -> torch.Tensor:
-    """(n_fft // 2 + 1, n_mels) float32: torchaudio's HTK-scale triangular filters from 0 Hz to Nyquist."""
-    functional = _import_torchaudio_functional()
-    return functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm=None,
-                                      mel_scale="htk").float()
+    """(n_fft // 2 + 1, n_mels) float32: HTK-scale triangular filters from 0 Hz to Nyquist, computed as torchaudio's
+    melscale_fbanks(norm=None, mel_scale="htk") computes them, so that this package needs no torchaudio."""
+    freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1)  # (F,) STFT bin frequencies
+    mel_max = 2595.0 * math.log10(1.0 + (sample_rate / 2) / 700.0)
+    edges = 700.0 * (10.0 ** (torch.linspace(0.0, mel_max, n_mels + 2) / 2595.0) - 1.0)  # (n_mels + 2,) in Hz
+    widths, slopes = edges[1:] - edges[:-1], edges[None, :] - freqs[:, None]  # (n_mels + 1,), (F, n_mels + 2)
+    down, up = (-1.0 * slopes[:, :-2]) / widths[:-1], slopes[:, 2:] / widths[1:]
+    return torch.max(torch.zeros(1), torch.min(down, up)).float()
 
 
 def log_mel(wav: torch.Tensor, fbank: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
