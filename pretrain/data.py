@@ -55,18 +55,14 @@ class _EpochPlan:
     num_dropped: int
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser on a uint64 array: a bijection that scrambles consecutive inputs."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 def crop_seeds_for_epoch(seed: int, epoch: int, num_utterances: int) -> np.ndarray:
     """(num_utterances,) uint64 seeds < 2**63 from (seed, epoch, index): a splitmix64 counter stream (vectorised)."""
     key = np.random.SeedSequence([seed, epoch, _CROP_SEED_STREAM]).generate_state(1, np.uint64)[0]
-    counters = key + np.arange(num_utterances, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return _splitmix64(counters) >> np.uint64(1)
+    x = key + np.arange(num_utterances, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    # the splitmix64 finaliser: a bijection that scrambles consecutive counters
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (x ^ (x >> np.uint64(31))) >> np.uint64(1)
 
 
 class BucketBatchSampler:
@@ -113,23 +109,20 @@ class BucketBatchSampler:
         crop_seeds = crop_seeds_for_epoch(self.seed, epoch, self.num_utterances)
         return _EpochPlan(batches, kept_crops, crop_seeds, num_dropped)
 
-    def _refs(self, plan: _EpochPlan, batch_index: int, rank: int | None) -> list[SampleRef]:
-        crop = plan.crop_lengths[batch_index]
-        members = plan.batches[batch_index]
-        positions = range(len(members))
-        if rank is not None:
-            positions = positions[rank :: self.world_size]
-        return [SampleRef(int(members[p]), crop, int(plan.crop_seeds[members[p]]), p) for p in positions]
+    def _refs(self, plan: _EpochPlan, b: int, first: int, step: int) -> list[SampleRef]:
+        """Items first, first + step, ... of global batch b."""
+        members, crop = plan.batches[b], plan.crop_lengths[b]
+        return [SampleRef(int(members[p]), crop, int(plan.crop_seeds[members[p]]), p)
+                for p in range(first, len(members), step)]
 
     def global_batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
         """All ranks' items of each step of the epoch; rank r's batch is global_batch[r::world_size]."""
         plan = self._epoch_plan(epoch)
-        return [self._refs(plan, b, rank=None) for b in range(len(plan.batches))]
+        return [self._refs(plan, b, 0, 1) for b in range(len(plan.batches))]
 
     def batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
         """This rank's batches of the whole epoch, in the order __iter__ yields them (ignores start_batch)."""
-        plan = self._epoch_plan(epoch)
-        return [self._refs(plan, b, self.rank) for b in range(len(plan.batches))]
+        return [batch[self.rank :: self.world_size] for batch in self.global_batches_for_epoch(epoch)]
 
     # ---- iteration state ----
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -153,7 +146,7 @@ class BucketBatchSampler:
     def __iter__(self) -> Iterator[list[SampleRef]]:
         plan = self._epoch_plan(self.epoch)
         for b in range(self._start_batch, len(plan.batches)):
-            yield self._refs(plan, b, self.rank)
+            yield self._refs(plan, b, self.rank, self.world_size)
 
 
 def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[list[tuple[int, int]], list[int]]:
@@ -275,9 +268,8 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
 
 
 def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Tensor:
-    """(crop_length,) window of the (T,) waveform at an offset drawn from default_rng(crop_seed)."""
-    if crop_length > len(x):
-        raise ValueError(f"crop_length {crop_length} exceeds the waveform length {len(x)}")
+    """(crop_length,) window of the (T,) waveform at an offset drawn from default_rng(crop_seed); load_audio has
+    already checked that the waveform holds at least crop_length samples."""
     if crop_length == len(x):
         return x
     offset = int(np.random.default_rng(crop_seed).integers(0, len(x) - crop_length + 1))
