@@ -58,7 +58,7 @@ class EHMAMStep:
                              f"{config.optim.grad_accum}")
         self.config = config
         self.device = device
-        self.runtime = Runtime(device, rank=0, world_size=1, local_rank=0, autocast_dtype=autocast_dtype)
+        self.runtime = Runtime(device, rank=0, world_size=1, autocast_dtype=autocast_dtype)
         torch.manual_seed(config.run.seed)  # the initial weights train() builds
         self.model = EHMAMPretrainModel(config).to(device)
         if config.run.compile_blocks:

@@ -24,7 +24,6 @@ class Runtime:
     device: torch.device
     rank: int
     world_size: int
-    local_rank: int
     autocast_dtype: torch.dtype | None
 
     @property

@@ -50,7 +50,7 @@ def init_runtime(config: PretrainConfig) -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     bf16 = config.run.precision == "bf16" or (config.run.precision == "auto" and device.type == "cuda")
-    return Runtime(device, rank, world_size, local_rank, torch.bfloat16 if bf16 else None)
+    return Runtime(device, rank, world_size, torch.bfloat16 if bf16 else None)
 
 
 @contextlib.contextmanager

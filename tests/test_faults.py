@@ -198,7 +198,7 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run(manifest, tmp_pa
 
 def test_update_flags_catch_a_nonfinite_gradient_with_a_finite_loss():
     """The skip decision reads the gradient norm as well as the loss; the stop flag rides along."""
-    cpu = Runtime(torch.device("cpu"), rank=0, world_size=1, local_rank=0, autocast_dtype=None)
+    cpu = Runtime(torch.device("cpu"), rank=0, world_size=1, autocast_dtype=None)
     assert update_flags(torch.tensor(float("inf")), torch.tensor(1.0), False, cpu) == (True, False)
     assert update_flags(torch.tensor(2.0), torch.tensor(float("nan")), False, cpu) == (True, False)
     assert update_flags(torch.tensor(2.0), torch.tensor(1.0), True, cpu) == (False, True)
