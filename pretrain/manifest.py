@@ -130,7 +130,7 @@ def write_manifest(root: Path, out: Path, extensions: tuple[str, ...] = ("flac",
     summary.train, summary.valid = split_valid(entries, valid_fraction, seed)
     for path, split in ((out, summary.train), (valid_out, summary.valid)):
         if path is not None:
-            _write_atomic(Path(path), root, split)
+            write_text_atomic(Path(path), f"{root}\n" + "".join(f"{rel}\t{n}\n" for rel, n in split))
     return summary
 
 
@@ -143,12 +143,12 @@ def split_valid(entries: list, valid_fraction: float, seed: int) -> tuple[list, 
     return [e for e, v in zip(entries, is_valid) if not v], [e for e, v in zip(entries, is_valid) if v]
 
 
-def _write_atomic(out: Path, root: Path, entries: list[tuple[str, int]]) -> None:
-    # a crash mid-write must not leave a truncated manifest that later reads as a smaller corpus
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(f"{root}\n" + "".join(f"{rel}\t{n}\n" for rel, n in entries), encoding="utf-8")
-    os.replace(tmp, out)
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a renamed temporary file: a crash never leaves a truncated manifest (a smaller corpus) or log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .config import PretrainConfig
+from .manifest import write_text_atomic
 
 CURVE = "abx_curve.tsv"
 MONITOR_CONDITIONS = ("within", "across")
@@ -62,7 +63,5 @@ def write_curve(metrics_path: Path, curve_path: Path) -> None:
     lines = ["step\tbest_layer\twithin\tacross"]
     lines += [f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}"
               for r in abx_records(metrics_path)]
-    tmp = curve_path.with_name(curve_path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(curve_path)
+    write_text_atomic(curve_path, "\n".join(lines) + "\n")
 

@@ -20,6 +20,7 @@ from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_
 from .config import PretrainConfig, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
+from .manifest import write_text_atomic
 from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, write_curve
 from .step import Runtime, StepResult, mask_plan_for, train_step
 
@@ -173,9 +174,7 @@ def truncate_metrics(path: Path, update: int) -> None:
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= update:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))
 
 
 def _wrap(model: EHMAMPretrainModel, config: PretrainConfig, runtime: Runtime) -> torch.nn.Module:
