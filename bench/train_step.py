@@ -10,6 +10,7 @@ GPU default: Base (pretrain/ehmam.yaml), 15.6 s and 20 s crops, batch = data.max
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import sys
@@ -29,7 +30,7 @@ from bench.common import (TIMING_OPTIONS, bench_parser, resolve_precision,  # no
                           resolve_device, seeded_audio, write_json)
 from pretrain.config import PretrainConfig, load_config  # noqa: E402
 from pretrain.ehmam import EHMAMPretrainModel, StepOutput  # noqa: E402
-from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, no_phase, train_step  # noqa: E402
+from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, train_step  # noqa: E402
 from upstream_ehmam.config import EncoderConfig  # noqa: E402
 from upstream_ehmam.model import draw_layer_skips  # noqa: E402
 
@@ -72,7 +73,7 @@ class EHMAMStep:
         self.model.train()
 
     def __call__(self, wav: torch.Tensor, wav_lengths: torch.Tensor, positions: torch.Tensor,
-                 phase: Callable[[str], ContextManager] = no_phase) -> StepOutput:
+                 phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> StepOutput:
         """wav (B, S) and wav_lengths (B,) on the host (pinned for a GPU), positions (B,) their places in the
         global batch -> the forward's StepOutput."""
         batch = {"wav": wav, "wav_lengths": wav_lengths, "position": positions}

@@ -47,11 +47,6 @@ def derive_seed(*values: int) -> int:
     return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def no_phase(name: str) -> ContextManager:
-    """The default `phase` of a step: labels nothing."""
-    return contextlib.nullcontext()
-
-
 def mask_plan_for(config: PretrainConfig, frame_lengths: Sequence[int], positions: Sequence[int], alpha: float,
                   world_size: int, seed: int) -> GridMaskPlan | ReleaseMaskPlan:
     """This process's mask plan for a micro-batch whose rows sit at `positions` of the global batch."""
@@ -105,7 +100,7 @@ def forward_backward(wrapped: torch.nn.Module, config: PretrainConfig, runtime: 
 def train_step(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, micro_batches: Sequence[dict],
                update: int, epoch: int, config: PretrainConfig, runtime: Runtime, *,
                wrapped: torch.nn.Module | None = None, stop_received: bool = False,
-               phase: Callable[[str], ContextManager] = no_phase) -> StepResult:
+               phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> StepResult:
     """Update `update` (0-based) on optim.grad_accum host micro-batches of data epoch `epoch`; `wrapped` is the DDP
     wrapper of `model` (default: the model), `phase(name)` is entered around each part for a profiler's labels."""
     optim = config.optim
