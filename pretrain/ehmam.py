@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -69,9 +69,7 @@ class EHMAMPretrainModel(nn.Module):
     def __init__(self, config: PretrainConfig):
         super().__init__()
         self.config = config
-        heads = config.heads
-        sizes = dict(embed_dim=config.model.embed_dim, decoder_dim=heads.decoder_dim, kernel_size=heads.kernel_size,
-                     groups=heads.groups, depth=heads.depth, input_dropout=heads.input_dropout)
+        sizes = dict(embed_dim=config.model.embed_dim, **asdict(config.heads))  # the heads section
         self.encoder = EHMAMEncoder(config.model)
         self.decoder = ConvDecoder(**sizes)
         self.predictor = LossPredictor(**sizes) if config.uses_loss_predictor else None
