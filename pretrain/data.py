@@ -268,8 +268,7 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
 
 
 def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Tensor:
-    """(crop_length,) window of the (T,) waveform at an offset drawn from default_rng(crop_seed); load_audio has
-    already checked that the waveform holds at least crop_length samples."""
+    """(crop_length,) window of the (T >= crop_length,) waveform at an offset drawn from default_rng(crop_seed)."""
     if crop_length == len(x):
         return x
     offset = int(np.random.default_rng(crop_seed).integers(0, len(x) - crop_length + 1))

@@ -91,8 +91,7 @@ class EHMAMPretrainModel(nn.Module):
 
     @torch.no_grad()
     def teacher_targets(self, features: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The teacher reads the detached local features, unmasked: targets (B, T, D) fp32 and its predicted
-        per-frame loss (B, T) (None without a predictor)."""
+        """The teacher on the detached features, unmasked: targets (B, T, D) fp32, predicted loss (B, T) or None."""
         out = self.teacher.context(features.detach(), frame_lengths)
         targets = make_targets(out.ffn_outputs, frame_lengths, self.config.loss.top_k_layers)
         if self.teacher.predictor is None:

@@ -24,8 +24,7 @@ def ema_decay_at(update: int, start: float = 0.999, end: float = 0.99999, anneal
 
 
 def alpha_progress(update: int, total_updates: int, threshold: float = 0.7, plateau: float = 0.8) -> float:
-    """Project default: p = update / total_updates; alpha = p below the threshold, else the plateau. The release's
-    rule is the same on the 1-based epoch over release.epoch_curriculum epochs (0.8 from e = 105 of 150)."""
+    """alpha = p below the threshold, else the plateau; p = update / U (the release: 1-based epoch / e_ref)."""
     p = update / total_updates
     return p if p < threshold else plateau
 

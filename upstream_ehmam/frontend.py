@@ -20,8 +20,7 @@ STD_FLOOR = 1e-5  # a constant bin (or a one-frame utterance) is centred, not bl
 
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = MEL_WINDOW) -> torch.Tensor:
-    """(n_fft // 2 + 1, n_mels) float32: HTK-scale triangular filters from 0 Hz to Nyquist, computed as torchaudio's
-    melscale_fbanks(norm=None, mel_scale="htk") computes them, so that this package needs no torchaudio."""
+    """(n_fft // 2 + 1, n_mels) float32: torchaudio's HTK filterbank (0 Hz to Nyquist, no norm), without torchaudio."""
     freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1)  # (F,) STFT bin frequencies
     mel_max = 2595.0 * math.log10(1.0 + (sample_rate / 2) / 700.0)
     edges = 700.0 * (10.0 ** (torch.linspace(0.0, mel_max, n_mels + 2) / 2595.0) - 1.0)  # (n_mels + 2,) in Hz
