@@ -40,16 +40,12 @@ class LocalEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.config = cfg
-        convs, norms = [], []
-        in_channels = 1
-        for channels, kernel, stride in cfg.conv_layers:
-            convs.append(nn.Conv1d(in_channels, channels, kernel, stride=stride, bias=False))
-            norms.append(nn.LayerNorm(channels, eps=cfg.layer_norm_eps))
-            in_channels = channels
-        self.convs = nn.ModuleList(convs)
-        self.conv_norms = nn.ModuleList(norms)
-        self.proj_norm = nn.LayerNorm(in_channels, eps=cfg.layer_norm_eps)
-        self.proj = nn.Linear(in_channels, cfg.embed_dim)
+        widths = [1] + [channels for channels, _, _ in cfg.conv_layers]
+        self.convs = nn.ModuleList(nn.Conv1d(c_in, c_out, kernel, stride=stride, bias=False)
+                                   for c_in, (c_out, kernel, stride) in zip(widths, cfg.conv_layers))
+        self.conv_norms = nn.ModuleList(nn.LayerNorm(c, eps=cfg.layer_norm_eps) for c in widths[1:])
+        self.proj_norm = nn.LayerNorm(widths[-1], eps=cfg.layer_norm_eps)
+        self.proj = nn.Linear(widths[-1], cfg.embed_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -225,12 +221,12 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
             nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
     for m in module.modules():
         if isinstance(m, (LocalEncoder, MelLocalEncoder)):
             m.reset_parameters()
