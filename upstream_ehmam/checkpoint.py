@@ -58,23 +58,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as err:
-        reason = (_unpickler_reason(err) if isinstance(err, pickle.UnpicklingError)
-                  else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        text = str(err)
+        if isinstance(err, pickle.UnpicklingError):  # the specific cause inside torch's long weights_only message
+            if "WeightsUnpickler error:" in text:
+                text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+            reason = " ".join(text.split()) or type(err).__name__
+        else:
+            reason = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
         if "Unsupported global" in reason:
             raise ValueError(f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
                              f"EH-MAM checkpoint holds only tensors and plain containers ({reason})") from err
         raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {reason}") from err
     validate_checkpoint(ckpt, str(path))
     return ckpt
-
-
-def _unpickler_reason(err: pickle.UnpicklingError) -> str:
-    """The specific cause inside torch's long weights_only message (e.g. 'Unsupported global: ...')."""
-    text = str(err)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
-    return " ".join(text.split()) or type(err).__name__
 
 
 def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> None:
