@@ -65,17 +65,6 @@ def _parse_inline_options(text: str) -> dict:
     return options
 
 
-def _merge_options(from_config: dict, from_kwargs: dict, model_config: str | None) -> dict:
-    """Combine -g options and keyword options; the same key given two different values is an error."""
-    for key, value in from_kwargs.items():
-        if key not in OPTION_KEYS:
-            raise ValueError(f"unknown upstream option '{key}'; allowed: {', '.join(OPTION_KEYS)}")
-        if from_config.get(key, value) != value:
-            raise ValueError(f"option '{key}' is {from_config[key]!r} in model_config {model_config!r} but "
-                             f"{value!r} in the keyword arguments")
-    return {**from_config, **from_kwargs}
-
-
 class UpstreamExpert(nn.Module):
     """EH-MAM encoder as an s3prl upstream: hidden_states = pre-LN block input + every block output."""
 
@@ -85,7 +74,13 @@ class UpstreamExpert(nn.Module):
         if ckpt is None:
             raise ValueError("the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
                              "(an ehmam-pretrain or ehmam-encoder file)")
-        options = _merge_options(_read_options(model_config), kwargs, model_config)
+        options = _read_options(model_config)
+        for key, value in kwargs.items():  # keyword options join the -g ones; one key with two values is an error
+            if key not in OPTION_KEYS:
+                raise ValueError(f"unknown upstream option '{key}'; allowed: {', '.join(OPTION_KEYS)}")
+            if options.setdefault(key, value) != value:
+                raise ValueError(f"option '{key}' is {options[key]!r} in model_config {model_config!r} but "
+                                 f"{value!r} in the keyword arguments")
         weights = options.get("weights", "student")  # build_encoder refuses anything but WEIGHTS
         self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
         if options.get("num_layers") is not None:
@@ -102,7 +97,10 @@ class UpstreamExpert(nn.Module):
         self._check_inputs(wavs)
         param = next(self.model.parameters())
         wavs = [w.to(device=param.device) for w in wavs]
-        self._check_finite(wavs)
+        finite = torch.stack([torch.isfinite(w).all() for w in wavs]).cpu()  # one host sync for the batch
+        if not bool(finite.all()):
+            bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
+            raise ValueError(f"waveform(s) {bad}: non-finite samples (NaN or inf)")
         padded, lengths = normalize_waveforms(wavs)  # (B, S), (B,)
         if padded.shape[1] < self.min_samples:
             padded = F.pad(padded, (0, self.min_samples - padded.shape[1]))
@@ -127,10 +125,3 @@ class UpstreamExpert(nn.Module):
                                  f"float in [-1, 1] (e.g. int16 / 32768)")
             if w.shape[0] == 0:
                 raise ValueError(f"waveform {i}: zero-length waveform")
-
-    @staticmethod
-    def _check_finite(wavs: list[torch.Tensor]) -> None:
-        finite = torch.stack([torch.isfinite(w).all() for w in wavs]).cpu()  # one host sync for the batch
-        if not bool(finite.all()):
-            bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
-            raise ValueError(f"waveform(s) {bad}: non-finite samples (NaN or inf)")
