@@ -187,11 +187,14 @@ class AudioDataset(Dataset):
                     raise
                 passed_over.append((str(path), str(err).removeprefix(f"{path}: ")))
                 continue
-            x = torch.from_numpy(wav)  # (T,)
+            x = torch.from_numpy(wav)  # (T,), T >= crop_length
             if self.normalize:
                 x = normalize_waveform(x)  # over the whole utterance, before cropping, as the expert does
-            crop = crop_waveform(x, ref.crop_length, ref.crop_seed)  # (crop_length,)
-            return AudioItem(crop, ref.index, ref.position, tuple(passed_over))
+            if ref.crop_length < len(x):  # a window at an offset drawn from default_rng(crop_seed)
+                offset = int(np.random.default_rng(ref.crop_seed).integers(0, len(x) - ref.crop_length + 1))
+                # clone: a view would keep (and ship between processes) the whole utterance's storage
+                x = x[offset : offset + ref.crop_length].clone()
+            return AudioItem(x, ref.index, ref.position, tuple(passed_over))
         first_path, first_problem = passed_over[0]
         raise ValueError(f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} "
                          f"({first_problem}) and no usable one of at least {ref.crop_length} samples after them; is "
@@ -227,8 +230,7 @@ class BadAudioLog:
             return "bad audio: none met"
         lines = [f"bad audio: {self.num_files} unusable file(s) skipped, replaced {self.num_replacements} time(s) "
                  f"by the next usable utterance"]
-        for path, (problem, count) in sorted(self.files.items())[:limit]:
-            lines.append(f"  {path}: {problem} (x{count})")
+        lines += [f"  {path}: {problem} (x{count})" for path, (problem, count) in sorted(self.files.items())[:limit]]
         if self.num_files > limit:
             lines.append(f"  ... and {self.num_files - limit} more")
         return "\n".join(lines)
@@ -265,15 +267,6 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
                          f"date?)")
     if not np.isfinite(wav.sum(dtype=np.float64)):  # one pass: any NaN/inf makes the sum non-finite
         raise ValueError(f"{path}: contains NaN or infinite samples")
-
-
-def crop_waveform(x: torch.Tensor, crop_length: int, crop_seed: int) -> torch.Tensor:
-    """(crop_length,) window of the (T >= crop_length,) waveform at an offset drawn from default_rng(crop_seed)."""
-    if crop_length == len(x):
-        return x
-    offset = int(np.random.default_rng(crop_seed).integers(0, len(x) - crop_length + 1))
-    # clone: a view would keep (and ship between processes) the whole utterance's storage
-    return x[offset : offset + crop_length].clone()
 
 
 def collate_batch(items: list[AudioItem]) -> dict:
