@@ -55,14 +55,6 @@ def mask_plan_for(config: PretrainConfig, frame_lengths: Sequence[int], position
                           alpha, config.release.span_sampler, torch.Generator().manual_seed(seed))
 
 
-def grad_norm_(params: list[torch.Tensor], clip: float) -> torch.Tensor:
-    """Total gradient norm as a device tensor (no host read), clipping to `clip` when > 0."""
-    if clip > 0:
-        return torch.nn.utils.clip_grad_norm_(params, clip)
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=params[0].device)
-
-
 def update_flags(grad_norm: torch.Tensor, loss_sum: torch.Tensor, stop_received: bool,
                  runtime: Runtime) -> tuple[bool, bool]:
     """(non-finite, stop) for this update, the same on every rank; the one host read of an update."""
@@ -70,8 +62,7 @@ def update_flags(grad_norm: torch.Tensor, loss_sum: torch.Tensor, stop_received:
     flags = torch.stack([nonfinite.float(), torch.tensor(float(stop_received), device=nonfinite.device)])
     if runtime.world_size > 1:
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    nonfinite_any, stop_any = flags.tolist()
-    return nonfinite_any > 0, stop_any > 0
+    return tuple(flag > 0 for flag in flags.tolist())
 
 
 def forward_backward(wrapped: torch.nn.Module, config: PretrainConfig, runtime: Runtime, batch: dict, update: int,
@@ -114,7 +105,11 @@ def train_step(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, micr
         loss_sum += out.loss.detach()
     with phase("grad norm + finite check (host read)"):
         params = [p for p in model.parameters() if p.requires_grad]
-        grad_norm = grad_norm_(params, optim.clip_grad_norm)
+        if optim.clip_grad_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.clip_grad_norm)
+        else:  # the total norm as a device tensor, no host read
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=params[0].device)
         nonfinite, stop = update_flags(grad_norm, loss_sum, stop_received, runtime)
     decay = float("nan")
     if not nonfinite:
