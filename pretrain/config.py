@@ -168,10 +168,7 @@ class PretrainConfig:
                 f"must divide model.embed_dim ({self.model.embed_dim})", self.heads.groups)
         require(not (self.release.epoch_curriculum and self.curriculum.mode == "none"), "release.epoch_curriculum",
                 "needs curriculum.mode: progress (mode none fixes alpha at 0)", self.release.epoch_curriculum)
-        self._check_crops_fit_the_mask()
-
-    def _check_crops_fit_the_mask(self) -> None:
-        """Every crop length the data can produce must leave room for the mask's spans (else step 1 would fail)."""
+        # every crop length the data can produce must leave room for the mask's spans (else step 1 would fail)
         P, L = self.mask.mask_prob, self.mask.span_length
         shortest = self.model.frames_for_samples(self.data.min_samples)
         longest = self.model.frames_for_samples(self.data.max_samples)
