@@ -166,8 +166,6 @@ class AudioDataset(Dataset):
     def __init__(self, manifest: Path, normalize: bool = True, bad_audio: str = "skip") -> None:
         self.manifest = Path(manifest)
         self.root, entries = read_manifest(self.manifest)
-        if not entries:
-            raise ValueError(f"{self.manifest}: the manifest lists no audio files")
         self.relative_paths = [rel for rel, _ in entries]
         self.lengths = [n for _, n in entries]
         self.normalize = normalize

@@ -152,7 +152,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:
-    """(root, [(relative path, num_samples), ...]) from a manifest; ValueError names file and line."""
+    """(root, [(relative path, num_samples), ...]) from a non-empty manifest; ValueError names file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
@@ -174,6 +174,8 @@ def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:
         if num_samples <= 0:
             raise ValueError(f"{path}:{line_no}: num_samples must be positive, found {num_samples}")
         entries.append((fields[0], num_samples))
+    if not entries:
+        raise ValueError(f"{path}: the manifest lists no audio files")
     return root, entries
 
 
