@@ -73,8 +73,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> None:
-    """Raise ValueError naming `source` and the problem unless `ckpt` is a usable EH-MAM checkpoint dict."""
+def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> EncoderConfig:
+    """The model_config of a usable EH-MAM checkpoint dict, else a ValueError naming `source` and the problem."""
     if not isinstance(ckpt, dict):
         raise ValueError(f"{source}: expected a checkpoint dict, found {type(ckpt).__name__}")
     if "format_version" not in ckpt:
@@ -93,7 +93,7 @@ def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> None:
     for key in ("encoder", "teacher_context"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise ValueError(f"{source}: '{key}' must be a state dict, found {type(ckpt[key]).__name__}")
-    EncoderConfig.from_dict(ckpt["model_config"], where=f"{source}: model_config")
+    return EncoderConfig.from_dict(ckpt["model_config"], where=f"{source}: model_config")
 
 
 def check_state_dict(expected: dict, found: dict, source: str, what: str) -> None:
@@ -122,9 +122,7 @@ def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<ch
     (the teacher has none) with `teacher_context` ('teacher')."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, found {weights!r}")
-    validate_checkpoint(checkpoint, source)
-    cfg = EncoderConfig.from_dict(checkpoint["model_config"], where=f"{source}: model_config")
-    model = EHMAMEncoder(cfg)
+    model = EHMAMEncoder(validate_checkpoint(checkpoint, source))
     state = checkpoint["encoder"]
     if weights == "teacher":
         teacher = checkpoint.get("teacher_context")
