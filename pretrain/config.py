@@ -1,9 +1,6 @@
-"""Pretraining configuration: one dataclass per concern, loaded from YAML, type-checked, overridable.
-
-`load_config(path, overrides)` returns a `PretrainConfig`; unknown keys, wrong types and impossible values
-raise a ValueError naming the key (e.g. ``mask.mask_prob: must be in (0, 0.8], found 1.5``). Each field carries
-the rule its value must meet (upstream_ehmam/config.py `checked`); checks across keys are in `__post_init__`.
-"""
+"""Pretraining configuration: one dataclass per section, loaded from YAML, overridable with `section.key=value`.
+Unknown keys, wrong types and impossible values raise a ValueError naming the key (e.g. ``mask.mask_prob: must be
+in (0, 0.8], found 1.5``): each field carries its rule (`checked`), checks across keys are in `__post_init__`."""
 from __future__ import annotations
 
 import dataclasses

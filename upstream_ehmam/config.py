@@ -1,9 +1,5 @@
-"""Encoder hyperparameters (docs/design.md "Encoder", "Configuration") as one validated dataclass, the CNN
-frame-count formula, and the field checks every config section of the project shares (errors name the key).
-
-Defaults are the Base model (docs/design.md "Parameter counts"). `frontend` picks what turns the waveform into 50
-frames per second: the CNN (`cnn`) or stacked log-mel frames (`mel`, docs/design.md "Encoder").
-"""
+"""Encoder hyperparameters (docs/design.md "Encoder", "Configuration") as one validated dataclass whose defaults are
+the Base model, the frame-count formula, and the field checks every config section shares (errors name the key)."""
 from __future__ import annotations
 
 import dataclasses
