@@ -13,7 +13,7 @@ from results import layer_weights, layerwise
 from upstream_ehmam import hubconf
 from upstream_ehmam.checkpoint import export_encoder
 from upstream_ehmam.config import EncoderConfig
-from upstream_ehmam.expert import _parse_inline_options, _read_options
+from upstream_ehmam.expert import _read_options
 from upstream_ehmam.model import EHMAMEncoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,7 +217,7 @@ def test_num_layers_returns_first_k_plus_one_states(tiny_export):
 def test_inline_options_parse_and_validate(tiny_export):
     """key=value,key=value parses to typed options; malformed entries, unknown or repeated keys, non-integer or
     out-of-range num_layers and unknown weights are ValueErrors that quote the option."""
-    assert _parse_inline_options("weights=teacher,num_layers=8") == {"weights": "teacher", "num_layers": 8}
+    assert _read_options("weights=teacher,num_layers=8") == {"weights": "teacher", "num_layers": 8}
     assert _read_options("num_layers=2") == {"num_layers": 2}
     assert _read_options("teacher") == {"weights": "teacher"}
     for text, message in (("num_layers=", "'num_layers=' is not key=value"),

@@ -18,7 +18,7 @@ OPTION_KEYS = ("weights", "num_layers")
 
 def _read_options(model_config: str | None) -> dict:
     """model_config: None, 'student', 'teacher', a YAML file, or inline 'key=value,key=value' with the keys
-    weights / num_layers (e.g. 'weights=teacher,num_layers=8')."""
+    weights / num_layers: 'weights=teacher,num_layers=8' -> {'weights': 'teacher', 'num_layers': 8}."""
     if model_config is None or model_config == "":
         return {}
     if model_config in WEIGHTS:
@@ -29,26 +29,11 @@ def _read_options(model_config: str | None) -> dict:
                 return _check_option_keys(yaml.safe_load(f) or {}, model_config)
             except yaml.YAMLError as err:
                 raise ValueError(f"{model_config}: not valid YAML ({err})") from err
-    if "=" in model_config:
-        return _parse_inline_options(model_config)
-    raise ValueError(f"model_config must be 'student', 'teacher', a YAML file or inline options such as "
-                     f"'num_layers=8' or 'weights=teacher,num_layers=8', found {model_config!r} (no such file)")
-
-
-def _check_option_keys(options: object, source: str) -> dict:
-    if not isinstance(options, dict):
-        raise ValueError(f"{source}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
-                         f"found {type(options).__name__}")
-    for key in options:
-        if key not in OPTION_KEYS:
-            raise ValueError(f"{source}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
-    return options
-
-
-def _parse_inline_options(text: str) -> dict:
-    """'weights=teacher,num_layers=8' -> {'weights': 'teacher', 'num_layers': 8}; errors quote `text`."""
-    source, options = f"model_config {text!r}", {}
-    for entry in text.split(","):
+    if "=" not in model_config:
+        raise ValueError(f"model_config must be 'student', 'teacher', a YAML file or inline options such as "
+                         f"'num_layers=8' or 'weights=teacher,num_layers=8', found {model_config!r} (no such file)")
+    source, options = f"model_config {model_config!r}", {}
+    for entry in model_config.split(","):
         key, sep, value = (part.strip() for part in entry.partition("="))
         if not sep or not key or not value:
             raise ValueError(f"{source}: entry {entry.strip()!r} is not key=value; expected e.g. "
@@ -62,6 +47,16 @@ def _parse_inline_options(text: str) -> dict:
             options["num_layers"] = int(options["num_layers"])
         except ValueError:
             raise ValueError(f"{source}: num_layers must be an integer, found {options['num_layers']!r}") from None
+    return options
+
+
+def _check_option_keys(options: object, source: str) -> dict:
+    if not isinstance(options, dict):
+        raise ValueError(f"{source}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
+                         f"found {type(options).__name__}")
+    for key in options:
+        if key not in OPTION_KEYS:
+            raise ValueError(f"{source}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
     return options
 
 
