@@ -137,8 +137,14 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
                  state.batch_in_epoch)
     elif resume:
         raise FileNotFoundError(f"--resume: no {LAST} in {out_dir}")
-    if runtime.world_size > 1:
-        _check_ranks_agree(state, out_dir, runtime)
+    if runtime.world_size > 1:  # every rank must continue from the same update: run.out_dir is shared by all nodes
+        span = torch.tensor([state.update, -state.update], dtype=torch.float64,
+                            device=runtime.device if runtime.device.type == "cuda" else "cpu")
+        dist.all_reduce(span, op=dist.ReduceOp.MAX)
+        highest, lowest = int(span[0]), -int(span[1])
+        if highest != lowest:
+            raise ValueError(f"run.out_dir {out_dir}: the ranks found checkpoints of updates {lowest} to {highest} "
+                             f"(rank {runtime.rank}: {state.update}); the run directory must be shared by all nodes")
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in remove_stale_temporaries(out_dir):
@@ -149,17 +155,6 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
     with process_group_lifetime(runtime):
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
     return out_dir
-
-
-def _check_ranks_agree(state: TrainState, out_dir: Path, runtime: Runtime) -> None:
-    """Every rank must continue from the same update: run.out_dir has to be on a file system all nodes see."""
-    span = torch.tensor([state.update, -state.update], dtype=torch.float64,
-                        device=runtime.device if runtime.device.type == "cuda" else "cpu")
-    dist.all_reduce(span, op=dist.ReduceOp.MAX)
-    highest, lowest = int(span[0]), -int(span[1])
-    if highest != lowest:
-        raise ValueError(f"run.out_dir {out_dir}: the ranks found checkpoints of updates {lowest} to {highest} "
-                         f"(rank {runtime.rank}: {state.update}); the run directory must be shared by all nodes")
 
 
 def truncate_metrics(path: Path, update: int) -> None:
@@ -175,15 +170,6 @@ def truncate_metrics(path: Path, update: int) -> None:
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= update:
             kept.append(line + "\n")
     write_text_atomic(path, "".join(kept))
-
-
-def _wrap(model: EHMAMPretrainModel, config: PretrainConfig, runtime: Runtime) -> torch.nn.Module:
-    if runtime.world_size == 1:
-        return model
-    # Layerdrop skips the same blocks on every rank; a predictor outside the loss has no gradient at all.
-    unused = config.model.layerdrop > 0 or (model.predictor is not None and config.loss.aux_weight == 0)
-    return DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
-                                   find_unused_parameters=unused)
 
 
 def open_run_logs(stack: contextlib.ExitStack, out_dir: Path, update: int, max_steps: int, is_main: bool,
@@ -278,7 +264,12 @@ class RunReport:
 
 def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: TrainState,
                 config: PretrainConfig, runtime: Runtime, out_dir: Path) -> None:
-    wrapped = _wrap(model, config, runtime)
+    wrapped = model
+    if runtime.world_size > 1:
+        # Layerdrop skips the same blocks on every rank; a predictor outside the loss has no gradient at all.
+        unused = config.model.layerdrop > 0 or (model.predictor is not None and config.loss.aux_weight == 0)
+        wrapped = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
+                                          else None, find_unused_parameters=unused)
     bad_audio = BadAudioLog(state.bad_audio)
     state.bad_audio = bad_audio.files  # the same dict: checkpoints carry the record so far
     last_saved = state.update if (out_dir / LAST).exists() else None
