@@ -1,6 +1,5 @@
 """Pretraining data: length-sorted batches of equal-length random crops, no padding, and the unusable-audio policy
-(docs/design.md "Optimiser and data"). `build_loader` returns the DataLoader (batches as `collate_batch` makes them)
-and its sampler."""
+(docs/design.md "Optimiser and data")."""
 from __future__ import annotations
 
 import functools
@@ -160,8 +159,7 @@ def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[l
 
 
 class AudioDataset(Dataset):
-    """Item `ref`: the normalised utterance's crop chosen by ref.crop_seed (bad audio: docs/design.md "Optimiser and
-    data")."""
+    """Item `ref`: the normalised utterance's crop at ref.crop_seed (bad audio: docs/design.md "Optimiser and data")."""
 
     def __init__(self, manifest: Path, normalize: bool = True, bad_audio: str = "skip") -> None:
         self.manifest = Path(manifest)

@@ -28,9 +28,7 @@ def ranking_loss(scores: torch.Tensor, realised: torch.Tensor, norm: str = "pair
     order = torch.sign(ell[:, None, :] - ell[:, :, None])  # (R, M, M): +1 if l_j > l_i, -1 if l_j < l_i, 0 tie
     margin = p[:, None, :] - p[:, :, None]  # (R, M, M)
     total = -(F.logsigmoid(order * margin) * order.abs()).sum()  # log(1 - sigma(z)) = logsigmoid(-z)
-    if norm == "sum":
-        return total
-    return total / order.abs().sum().clamp(min=1.0)
+    return total if norm == "sum" else total / order.abs().sum().clamp(min=1.0)
 
 
 def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -94,8 +94,7 @@ def grid_mask(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> torch.
     cells = rand if hard is None else torch.cat([hard, rand], dim=1)  # (R, N)
     frames = (plan.offsets[:, None, None] + cells[:, :, None] * L
               + torch.arange(L, device=device)).reshape(R, -1)  # (R, N*L)
-    mask = torch.zeros(R, T, dtype=torch.bool, device=device)
-    return mask.scatter_(1, frames, True)
+    return torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames, True)
 
 
 @dataclass

@@ -49,10 +49,9 @@ class MelLocalEncoder(nn.Module):
         self.register_buffer("fbank", mel_filterbank(n_mels).clone(), persistent=False)
         self.register_buffer("window", torch.hann_window(MEL_WINDOW, periodic=True), persistent=False)
         if cfg.mel_norm == "global":
-            mean = torch.as_tensor(cfg.mel_mean, dtype=torch.float32).expand(n_mels).clone()
-            std = torch.as_tensor(cfg.mel_std, dtype=torch.float32).expand(n_mels).clone()
-            self.register_buffer("global_mean", mean, persistent=False)
-            self.register_buffer("global_std", std, persistent=False)
+            for name, value in (("global_mean", cfg.mel_mean), ("global_std", cfg.mel_std)):
+                self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32).expand(n_mels).clone(),
+                                     persistent=False)
         self.proj = nn.Linear(STACK * n_mels, cfg.embed_dim)
         self.reset_parameters()
 
