@@ -16,17 +16,13 @@ _MASK_ALIGNMENT = 16
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
-    """ALiBi head slopes (H,), as docs/design.md "Encoder" says."""
-
-    def power_of_two_slopes(n: int) -> list[float]:
-        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
-
+    """ALiBi head slopes (H,), as docs/design.md "Encoder" says: the 2^(-8i/n) sequence for the largest power of two
+    n <= H heads, then every other slope of the sequence for 2n heads."""
     if num_heads <= 0:
         raise ValueError(f"num_heads must be positive, found {num_heads}")
     below = 2 ** int(math.floor(math.log2(num_heads)))
-    slopes = power_of_two_slopes(below)
-    if below < num_heads:
-        slopes += power_of_two_slopes(2 * below)[0::2][: num_heads - below]
+    slopes = [2.0 ** (-8.0 * (i + 1) / below) for i in range(below)]
+    slopes += [2.0 ** (-8.0 * (i + 1) / (2 * below)) for i in range(0, 2 * (num_heads - below), 2)]
     return torch.tensor(slopes, dtype=torch.float32)
 
 
