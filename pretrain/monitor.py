@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from .config import PretrainConfig
-from .manifest import write_text_atomic
 
 CURVE = "abx_curve.tsv"
 MONITOR_CONDITIONS = ("within", "across")
@@ -56,12 +55,3 @@ def abx_records(metrics_path: Path) -> list[dict]:
         return []
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     return sorted((r for r in records if "abx" in r), key=lambda r: r["step"])
-
-
-def write_curve(metrics_path: Path, curve_path: Path) -> None:
-    """abx_curve.tsv (step, best layer, its within and across error), rebuilt from metrics.jsonl to match the log."""
-    lines = ["step\tbest_layer\twithin\tacross"]
-    lines += [f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}"
-              for r in abx_records(metrics_path)]
-    write_text_atomic(curve_path, "\n".join(lines) + "\n")
-

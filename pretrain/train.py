@@ -21,7 +21,7 @@ from .config import PretrainConfig, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
 from .manifest import write_text_atomic
-from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, write_curve
+from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, abx_records
 from .step import Runtime, StepResult, mask_plan_for, train_step
 
 log = logging.getLogger("pretrain")
@@ -214,7 +214,10 @@ class RunReport:
             self.writer.add_scalar(f"abx/best_{condition}", abx[f"best_{condition}"], update)
         self.writer.add_scalar("abx/best_layer", abx["best_layer"], update)
         self.append({"step": update, "abx": abx})
-        write_curve(self.out_dir / METRICS, self.out_dir / CURVE)
+        # abx_curve.tsv: step, best layer, its within and across error, rebuilt from metrics.jsonl to match the log
+        rows = [f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}\n"
+                for r in abx_records(self.out_dir / METRICS)]
+        write_text_atomic(self.out_dir / CURVE, "step\tbest_layer\twithin\tacross\n" + "".join(rows))
         log.info("update %d: phone ABX best layer %d, within %.1f %%, across %.1f %% (%.1f s)", update,
                  abx["best_layer"], abx["best_within"], abx["best_across"], abx["seconds"])
         self.postfix["abx"] = f"{abx['best_across']:.1f}"
