@@ -88,7 +88,13 @@ class BucketBatchSampler:
     def _make_plan(self, epoch: int) -> _EpochPlan:
         tie_break = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(len(self._sizes))
         order = np.lexsort((tie_break, self._sizes))
-        bounds, crops = _greedy_batches(self._sizes[order], self.max_batch_samples)
+        # greedy [start, end) runs of the ascending sizes with len * run[0] <= max_batch_samples, cropped to run[0]
+        # (the run's minimum; every prefix of a run also fits, so dropping items keeps it valid)
+        sizes, starts = self._sizes[order].tolist(), [0]
+        for pos in range(1, len(sizes)):
+            if (pos - starts[-1] + 1) * sizes[starts[-1]] > self.max_batch_samples:
+                starts.append(pos)
+        bounds, crops = list(zip(starts, starts[1:] + [len(sizes)])), [sizes[start] for start in starts]
         # ordered before any world-size drop, so every world size walks the formed batches in one order
         batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(bounds))
         bounds, crops = [bounds[i] for i in batch_order], [crops[i] for i in batch_order]
@@ -146,16 +152,6 @@ class BucketBatchSampler:
         plan = self._epoch_plan(self.epoch)
         for b in range(self._start_batch, len(plan.batches)):
             yield self._refs(plan, b, self.rank, self.world_size)
-
-
-def _greedy_batches(sorted_sizes: np.ndarray, max_batch_samples: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """Split ascending sizes into [start, end) runs with len * run[0] <= max_batch_samples, and their crops run[0]
-    (the run's minimum; every prefix of a run also fits, so dropping items keeps it valid)."""
-    sizes, starts = sorted_sizes.tolist(), [0]
-    for pos in range(1, len(sizes)):
-        if (pos - starts[-1] + 1) * sizes[starts[-1]] > max_batch_samples:
-            starts.append(pos)
-    return list(zip(starts, starts[1:] + [len(sizes)])), [sizes[start] for start in starts]
 
 
 class AudioDataset(Dataset):

@@ -36,11 +36,10 @@ class ManifestSummary:
     num_valid = property(lambda self: len(self.valid))
     num_skipped = property(lambda self: len(self.skipped))
     train_samples = property(lambda self: sum(n for _, n in self.train))
-    valid_samples = property(lambda self: sum(n for _, n in self.valid))
 
     def format(self) -> str:
         """A few human-readable lines: counts, hours, and skip reasons grouped by kind."""
-        hours = (self.train_samples + self.valid_samples) / SAMPLE_RATE / 3600
+        hours = sum(n for _, n in self.train + self.valid) / SAMPLE_RATE / 3600
         kinds = Counter(reason.split(":")[0] for _, reason in self.skipped)
         return "\n".join([f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
                           f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"]
