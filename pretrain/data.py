@@ -94,25 +94,24 @@ class BucketBatchSampler:
         for pos in range(1, len(sizes)):
             if (pos - starts[-1] + 1) * sizes[starts[-1]] > self.max_batch_samples:
                 starts.append(pos)
-        bounds, crops = list(zip(starts, starts[1:] + [len(sizes)])), [sizes[start] for start in starts]
+        ends = starts[1:] + [len(sizes)]
         # ordered before any world-size drop, so every world size walks the formed batches in one order
-        batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(bounds))
-        bounds, crops = [bounds[i] for i in batch_order], [crops[i] for i in batch_order]
+        batch_order = np.random.default_rng([self.seed, epoch, _BATCH_ORDER_STREAM]).permutation(len(starts))
 
         drop_rng = np.random.default_rng([self.seed, epoch, _DROP_STREAM])
-        batches, kept_crops = [], []
-        for (start, end), crop in zip(bounds, crops):
-            members = self._indices[order[start:end]]
+        batches, crops = [], []
+        for b in batch_order:
+            members = self._indices[order[starts[b]:ends[b]]]
             remainder = len(members) % self.world_size
             if remainder:
                 # random items each epoch (not always the longest), so no utterance is left out for good
                 members = members[np.sort(drop_rng.permutation(len(members))[remainder:])]
             if len(members):  # only the greedy pass's last batch can hold fewer than world_size items
                 batches.append(members)
-                kept_crops.append(crop)  # the formed batch's minimum, so n * crop stays within budget
+                crops.append(sizes[starts[b]])  # the formed batch's minimum, so n * crop stays within budget
         num_dropped = len(self._indices) - sum(len(b) for b in batches)
         crop_seeds = crop_seeds_for_epoch(self.seed, epoch, self.num_utterances)
-        return _EpochPlan(batches, kept_crops, crop_seeds, num_dropped)
+        return _EpochPlan(batches, crops, crop_seeds, num_dropped)
 
     def _refs(self, plan: _EpochPlan, b: int, first: int, step: int) -> list[SampleRef]:
         """Items first, first + step, ... of global batch b."""
