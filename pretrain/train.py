@@ -280,7 +280,10 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
     with contextlib.ExitStack() as stack:
         report = RunReport(stack, config, runtime, out_dir, state.update)
         stop = stack.enter_context(StopSignal())
-        stack.callback(_report_faults, bad_audio, state)  # also when a health check stops the run
+        # what was skipped, said at the end, also when a health check stops the run (callbacks run last-in first)
+        stack.callback(lambda: state.skipped_updates and log.warning(
+            "%d update(s) skipped for a non-finite loss or gradient norm", state.skipped_updates))
+        stack.callback(lambda: bad_audio.num_files and log.warning("%s", bad_audio.summary()))
         if report.monitor is not None and state.update == 0:
             report.evaluate_abx(model, 0)
         model.train()
@@ -310,14 +313,6 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
                 log.warning("stop signal: checkpoint written at update %d, exiting; rerun the same command to resume",
                             state.update)
                 break
-
-
-def _report_faults(bad_audio: BadAudioLog, state: TrainState) -> None:
-    """End-of-run summary of what was skipped (nothing is printed for a clean run)."""
-    if bad_audio.num_files:
-        log.warning("%s", bad_audio.summary())
-    if state.skipped_updates:
-        log.warning("%d update(s) skipped for a non-finite loss or gradient norm", state.skipped_updates)
 
 
 def _count_skip(state: TrainState, config: PretrainConfig, out_dir: Path, last_saved: int | None) -> None:
