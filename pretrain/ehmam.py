@@ -40,7 +40,7 @@ class TeacherModel(nn.Module):
     def __init__(self, context: nn.Module, predictor: nn.Module | None):
         super().__init__()
         self.context = copy.deepcopy(context)
-        self.predictor = copy.deepcopy(predictor) if predictor is not None else None
+        self.predictor = copy.deepcopy(predictor)  # None stays None
         self.requires_grad_(False)
         self.eval()
 
@@ -60,9 +60,7 @@ def ema_update_(teacher_params: Sequence[Tensor], student_params: Sequence[Tenso
 
 def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     """x (R, T, ...) gathered at index (R, N) along time -> (R, N, ...)."""
-    if x.dim() == 2:
-        return torch.gather(x, 1, index)
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+    return torch.gather(x, 1, index if x.dim() == 2 else index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
 class EHMAMPretrainModel(nn.Module):

@@ -22,16 +22,12 @@ def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype matmuls run in: the autocast dtype when autocast is on for x's device, else x's dtype."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
 
 
 def draw_layer_skips(num_layers: int, prob: float, generator: torch.Generator | None) -> list[bool]:
     """Host-side layerdrop decisions: True = skip the block. Drawn on the CPU, so no device sync."""
-    if prob <= 0.0:
-        return [False] * num_layers
-    return (torch.rand(num_layers, generator=generator) < prob).tolist()
+    return (torch.rand(num_layers, generator=generator) < prob).tolist() if prob > 0.0 else [False] * num_layers
 
 
 class LocalEncoder(nn.Module):
@@ -199,9 +195,7 @@ class EHMAMEncoder(nn.Module):
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
             raise ValueError(f"num_layers must be an int in 1..{n}, found {k!r}")
         self.context.blocks = self.context.blocks[:k]
-        self.config = dataclasses.replace(self.config, num_layers=k)
-        self.local.config = self.config
-        self.context.config = self.config
+        self.config = self.local.config = self.context.config = dataclasses.replace(self.config, num_layers=k)
 
 
 def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
