@@ -282,12 +282,10 @@ def collate_batch(items: list[AudioItem]) -> dict:
 def unwrap_worker_error(err: Exception) -> Exception:
     """A DataLoader worker's ValueError/FileNotFoundError is re-raised in the main process with the worker's whole
     traceback as its message; return the same kind of error with the original message (its last line) instead."""
-    text = str(err).rstrip()
-    prefix = f"{type(err).__name__}: "
+    text, prefix = str(err).rstrip(), f"{type(err).__name__}: "
     last = text.splitlines()[-1] if text else ""
-    if not (text.startswith("Caught ") and "Original Traceback" in text and last.startswith(prefix)):
-        return err
-    return type(err)(last[len(prefix):])
+    from_worker = text.startswith("Caught ") and "Original Traceback" in text and last.startswith(prefix)
+    return type(err)(last[len(prefix):]) if from_worker else err
 
 
 def init_loader_worker(worker_id: int) -> None:

@@ -24,14 +24,8 @@ def manifest_statistics(manifest: Path, max_files: int | None = None, mel_bins: 
     """{'mel_mean': [mel_bins floats], 'mel_std': [...]} over the first `max_files` files of the manifest."""
     root, entries = read_manifest(Path(manifest))
     entries = entries[:max_files] if max_files else entries
-    cfg = EncoderConfig(frontend="mel", mel_bins=mel_bins)
-
-    def waves():
-        for relative, _ in entries:
-            wav, _ = read_audio(root / relative)
-            yield normalize_waveform(torch.from_numpy(wav).float())
-
-    mean, std = mel_statistics(waves(), cfg)
+    waves = (normalize_waveform(torch.from_numpy(read_audio(root / rel)[0]).float()) for rel, _ in entries)
+    mean, std = mel_statistics(waves, EncoderConfig(frontend="mel", mel_bins=mel_bins))
     return {"mel_mean": mean, "mel_std": std}
 
 
