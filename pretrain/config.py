@@ -208,8 +208,7 @@ def config_from_dict(values: dict, source: str = "<config>") -> PretrainConfig:
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
         raise ValueError(f"{source}: unknown section '{unknown[0]}'; allowed: {', '.join(SECTIONS)}")
-    sections = {name: section_from_dict(cls, values.get(name, {}), name) for name, cls in SECTIONS.items()}
-    return PretrainConfig(**sections)
+    return PretrainConfig(**{name: section_from_dict(cls, values.get(name), name) for name, cls in SECTIONS.items()})
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:

@@ -171,8 +171,7 @@ def draw_mask_plan(frame_lengths: Sequence[int], positions: Sequence[int], world
     rows = [length for length in frame_lengths for _ in range(clones)]
     if release_sampler:
         return plan_release_mask(rows, mask_prob, span_length, alpha, generator)
-    global_rows = len(rows) * world_size
-    plan = plan_grid_mask([rows[0]] * global_rows, mask_prob, span_length, alpha, generator)
+    plan = plan_grid_mask([rows[0]] * (len(rows) * world_size), mask_prob, span_length, alpha, generator)
     return plan.select_rows([p * clones + c for p in positions for c in range(clones)])
 
 
