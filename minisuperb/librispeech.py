@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from superb.prepare import write_asr_bucket_csvs  # the project's one bucket-CSV writer
@@ -11,6 +12,7 @@ from superb.prepare import write_asr_bucket_csvs  # the project's one bucket-CSV
 from .common import Context, Plan, lead_silence, write_lines
 from .dsp import Channel
 from .jobs import Job, JobResult
+from .scales import SCALES, Scale
 from .sentences import words_of
 from .text import PHONE_VOCAB
 from .voices import US_ACCENTS, alternating_genders, render, sample_speakers
@@ -22,38 +24,13 @@ LEXICON_FILE = "librispeech-lexicon.txt"
 
 def plan(ctx: Context) -> Plan:
     root = ctx.out_dir / "LibriSpeech"
-    rng = ctx.rng("LibriSpeech", 0)
-    sizes = dict(zip(SPLITS, (ctx.scale.libri_train, ctx.scale.libri_dev, ctx.scale.libri_test)))
-    n_speakers = sum(n for n, _ in sizes.values())
-    speaker_ids = [int(i) for i in rng.choice(range(10, 10000), size=n_speakers, replace=False)]
-    chapter_ids = iter(int(i) for i in rng.choice(range(1000, 330000), size=2 * n_speakers, replace=False))
-    speakers = sample_speakers(rng, [str(i) for i in speaker_ids], alternating_genders(n_speakers, rng),
-                               US_ACCENTS)  # American English, like the LibriVox readers PR expects
-    sentences = {split: ctx.scale.libri_sentences for split in SPLITS}
-    sentences[SPLITS[1]] = ctx.scale.libri_dev_sentences or ctx.scale.libri_sentences
-    jobs: list[Job] = []
-    entries: list[tuple[str, str, str, list[str]]] = []  # (split, speaker, utterance id, words)
-    genders: dict[str, tuple[str, str]] = {}
-    spk_iter = iter(speakers)
-    for split, (n_spk, n_utt) in sizes.items():
-        lo, hi = sentences[split]
-        for _ in range(n_spk):
-            spk = next(spk_iter)
-            genders[spk.name] = (spk.gender.upper(), split)
-            chapters = [next(chapter_ids) for _ in range(1 if n_utt < 4 else 2)]
-            per_chapter: Counter = Counter()
-            for k in range(n_utt):
-                chapter = chapters[k * len(chapters) // n_utt]
-                index = per_chapter[chapter]
-                per_chapter[chapter] += 1
-                utt_id = f"{spk.name}-{chapter}-{index:04d}"
-                tokens = [t for _ in range(int(rng.integers(lo, hi + 1))) for t in ctx.sentence(rng)]
-                words = words_of(tokens)
-                path = root / split / spk.name / str(chapter) / f"{utt_id}.flac"
-                jobs.append(Job(path=str(path), seed=ctx.job_seed("LibriSpeech", len(jobs)),
-                                render=render(spk, ctx.espeak_text(tokens), rng), align=ctx.phones(words),
-                                channel=Channel(pad_start=lead_silence(rng))))
-                entries.append((split, spk.name, utt_id, words))
+    borrowed = Draw()
+    if ctx.scale.libri_dev_from:  # another scale's dev-clean, utterance for utterance (its speakers excluded here)
+        borrowed = _draw(ctx, SCALES[ctx.scale.libri_dev_from], root).only(SPLITS[1])
+    draw = _draw(ctx, ctx.scale, root, skip=SPLITS[1] if ctx.scale.libri_dev_from else None,
+                 taken=borrowed, first_job=borrowed.num_drawn)
+    jobs, entries = borrowed.jobs + draw.jobs, borrowed.entries + draw.entries
+    genders = borrowed.genders | draw.genders
 
     def finish(results: list[JobResult]) -> None:
         _write_transcripts(root, entries)
@@ -73,6 +50,64 @@ def plan(ctx: Context) -> Plan:
                        for spk, (g, split) in sorted(genders.items(), key=lambda x: int(x[0]))])
 
     return Plan(("LibriSpeech",), jobs, finish)
+
+
+@dataclass
+class Draw:
+    """The utterances one scale's sizes draw: audio jobs, (split, speaker, utterance id, words) entries, each
+    speaker's (sex, split), the chapter ids used, and how many jobs the draw numbered (their seeds)."""
+    jobs: list[Job] = field(default_factory=list)
+    entries: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
+    genders: dict[str, tuple[str, str]] = field(default_factory=dict)
+    chapters: set[int] = field(default_factory=set)
+    num_drawn: int = 0
+
+    def only(self, split: str) -> "Draw":
+        keep = [k for k, e in enumerate(self.entries) if e[0] == split]
+        return Draw([self.jobs[k] for k in keep], [self.entries[k] for k in keep],
+                    {s: g for s, g in self.genders.items() if g[1] == split},
+                    {int(self.entries[k][2].split("-")[1]) for k in keep}, self.num_drawn)
+
+
+def _draw(ctx: Context, scale: Scale, root: Path, skip: str | None = None, taken: Draw | None = None,
+          first_job: int = 0) -> Draw:
+    """Speakers, chapters and texts of every split but `skip`, avoiding the speaker and chapter ids in `taken`.
+    The same context and scale always draw the same utterances."""
+    rng = ctx.rng("LibriSpeech", 0)
+    sizes = {s: n for s, n in zip(SPLITS, (scale.libri_train, scale.libri_dev, scale.libri_test)) if s != skip}
+    n_speakers = sum(n for n, _ in sizes.values())
+    taken = taken or Draw()
+    taken_ids = {int(s) for s in taken.genders}
+    speaker_ids = [int(i) for i in rng.choice([i for i in range(10, 10000) if i not in taken_ids],
+                                              size=n_speakers, replace=False)]
+    chapter_ids = iter(int(i) for i in rng.choice([i for i in range(1000, 330000) if i not in taken.chapters],
+                                                   size=2 * n_speakers, replace=False))
+    speakers = sample_speakers(rng, [str(i) for i in speaker_ids], alternating_genders(n_speakers, rng),
+                               US_ACCENTS)  # American English, like the LibriVox readers PR expects
+    draw = Draw()
+    spk_iter = iter(speakers)
+    for split, (n_spk, n_utt) in sizes.items():
+        for _ in range(n_spk):
+            spk = next(spk_iter)
+            draw.genders[spk.name] = (spk.gender.upper(), split)
+            chapters = [next(chapter_ids) for _ in range(1 if n_utt < 4 else 2)]
+            draw.chapters.update(chapters)
+            per_chapter: Counter = Counter()
+            for k in range(n_utt):
+                chapter = chapters[k * len(chapters) // n_utt]
+                index = per_chapter[chapter]
+                per_chapter[chapter] += 1
+                utt_id = f"{spk.name}-{chapter}-{index:04d}"
+                n_sentences = int(rng.integers(scale.libri_sentences[0], scale.libri_sentences[1] + 1))
+                tokens = [t for _ in range(n_sentences) for t in ctx.sentence(rng)]
+                words = words_of(tokens)
+                path = root / split / spk.name / str(chapter) / f"{utt_id}.flac"
+                draw.jobs.append(Job(path=str(path), seed=ctx.job_seed("LibriSpeech", first_job + len(draw.jobs)),
+                                     render=render(spk, ctx.espeak_text(tokens), rng), align=ctx.phones(words),
+                                     channel=Channel(pad_start=lead_silence(rng))))
+                draw.entries.append((split, spk.name, utt_id, words))
+    draw.num_drawn = first_job + len(draw.jobs)
+    return draw
 
 
 def _write_transcripts(root: Path, entries: list[tuple[str, str, str, list[str]]]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from .common import Context, Plan, lead_silence, write_lines
 from .dsp import Channel
 from .jobs import Job, JobResult
-from .voices import render, sample_speakers
+from .voices import Speaker, render, sample_speakers
 
 ROOT_DIR = "SNIPS"
 # s3prl's default speaker lists per split directory (the real data is Amazon Polly voices).
@@ -91,13 +91,26 @@ def _utterance(rng: np.random.Generator, template: str) -> tuple[list[str], list
     return words, tags
 
 
+def _on_training_variants(speakers: list[Speaker]) -> list[Speaker]:
+    """Valid and test voices on the espeak variants (formant sets) of same-sex training voices, keeping their
+    own pitch, vocal-tract factor, tilt, rate and level: new speakers on formant sets that training heard."""
+    pool = {g: [s.variant for s in speakers if s.name in SPEAKERS["train"] and s.gender == g] for g in "mf"}
+    return [s if s.name in SPEAKERS["train"] else replace(s, variant=pool[s.gender][k % len(pool[s.gender])])
+            for k, s in enumerate(speakers)]
+
+
 def plan(ctx: Context) -> Plan:
     sc = ctx.scale
     root = ctx.out_dir / ROOT_DIR
     rng = ctx.rng("snips", 0)
     names = [n for split in SPEAKERS for n in SPEAKERS[split]]
-    voices = {s.name: replace(s, accent=_ACCENT.get(s.name, "en-us"))
-              for s in sample_speakers(rng, names, [_GENDER[n] for n in names])}
+    speakers = sample_speakers(rng, names, [_GENDER[n] for n in names])
+    if sc.sf_voices == "polly":
+        voices = {s.name: replace(s, accent=_ACCENT.get(s.name, "en-us")) for s in speakers}
+    elif sc.sf_voices == "train_variants":
+        voices = {s.name: replace(s, accent="en-us") for s in _on_training_variants(speakers)}
+    else:
+        raise ValueError(f"scale field sf_voices is {sc.sf_voices!r}; expected 'polly' or 'train_variants'")
     intents = sorted(TEMPLATES)
     jobs: list[Job] = []
     lines: list[str] = []
@@ -113,17 +126,20 @@ def plan(ctx: Context) -> Plan:
                     intent = intents[int(rng.integers(len(intents)))]
                     template = str(rng.choice(TEMPLATES[intent]))
                 words, tags = _utterance(rng, template)
-                if " ".join(words) not in seen:
+                # valid and test open with a slot value: s3prl's slot-value CER divides by their count
+                if " ".join(words) not in seen and (split == "train" or k > 0 or set(tags) != {"O"}):
                     break
             seen.add(" ".join(words))
-            # Distractors: voices of other splits inside this split's folder, as in the real release;
-            # s3prl's speaker filter must drop them.
-            speaker = own[k % len(own)] if k < n_texts else others[int(rng.integers(len(others)))]
-            utt_id = f"{speaker}-snips-{split}-{k}"
-            jobs.append(Job(path=str(root / split / f"{utt_id}.wav"), seed=ctx.job_seed("snips", len(jobs)),
-                            render=render(voices[speaker], ctx.espeak_text(words), rng),
-                            channel=Channel(pad_start=lead_silence(rng))))
-            lines.append(f"{utt_id} BOS {' '.join(w.upper() for w in words)} EOS\tO {' '.join(tags)} {intent}")
+            # Every voice of the split says every text of it, as in the real release; distractors: one voice of
+            # another split inside this split's folder, which s3prl's speaker filter must drop. The slot-free text has
+            # one voice: eight copies would fill whole length buckets whose logged slot-value CER divides by zero.
+            voices_of_text = own if k < n_texts else [others[int(rng.integers(len(others)))]]
+            for speaker in voices_of_text[:1] if split == "train" and k == 0 else voices_of_text:
+                utt_id = f"{speaker}-snips-{split}-{k}"
+                jobs.append(Job(path=str(root / split / f"{utt_id}.wav"), seed=ctx.job_seed("snips", len(jobs)),
+                                render=render(voices[speaker], ctx.espeak_text(words), rng),
+                                channel=Channel(pad_start=lead_silence(rng))))
+                lines.append(f"{utt_id} BOS {' '.join(w.upper() for w in words)} EOS\tO {' '.join(tags)} {intent}")
 
     def finish(results: list[JobResult]) -> None:
         write_lines(root / "all.iob.snips.txt", lines)

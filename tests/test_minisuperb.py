@@ -265,10 +265,25 @@ def test_snips_ids_transcripts_and_slots(minisuperb_ci):
         assert set(tag_list[1:-1]) <= set(slots) and not re.search(r"\b[BI]-", tags)
         assert all(re.fullmatch(r"[A-Z']+", w) for w in words[1:-1])
         lines[utt] = tag_list
+    texts = {line.split("\t")[0].split(maxsplit=1)[0]: line.split("\t")[0].split(maxsplit=1)[1]
+             for line in (root / "all.iob.snips.txt").read_text().splitlines()}
     for split, speakers in SNIPS_SPEAKERS.items():
         ids = [p.stem for p in (root / split).glob("*.wav")]
         assert all(i in lines and re.fullmatch(rf"[A-Za-z]+-snips-{split}-\d+", i) for i in ids)
-        assert any(i.split("-")[0] in speakers for i in ids)
+        by_text = defaultdict(set)
+        for i in ids:
+            if i.split("-")[0] in speakers:
+                by_text[i.rsplit("-", 1)[1]].add(i.split("-")[0])
+        # every voice of the split says every text of it, the same words each time (the real release's layout),
+        # but for train's slot-free text, said by one voice
+        assert by_text and all(voices == set(speakers) for n, voices in by_text.items()
+                               if (split, n) != ("train", "0"))
+        assert split != "train" or (by_text["0"] == {speakers[0]}
+                                    and set(lines[f"{speakers[0]}-snips-train-0"][1:-1]) == {"O"})
+        assert all(len({texts[f"{v}-snips-{split}-{n}"] for v in voices}) == 1 for n, voices in by_text.items())
+        assert any(i.split("-")[0] not in speakers for i in ids)  # a distractor for s3prl's speaker filter
+        # a slot value in every split (s3prl's slot-value CER divides by their number)
+        assert any(set(lines[i][1:-1]) != {"O"} for i in ids if i.split("-")[0] in speakers)
     assert any(set(t[1:-1]) == {"O"} for t in lines.values())  # a slot-free sentence
 
 
@@ -390,3 +405,64 @@ def test_demo_scale_test_sets_keep_accuracy_intervals_within_six_points():
     for task, n in test_sizes.items():
         assert wilson_half_width(n) <= 6.0, (task, n)
     assert SCALES["ci"].vox_eval_utts == SCALES["small"].vox_eval_utts == (1, 1)  # their layouts are unchanged
+
+
+def test_demo_dev_clean_is_small_dev_clean_and_shares_no_speaker_or_chapter():
+    """libri_dev_from: the demo scale's dev-clean jobs (path, seed, render, alignment, channel) are small's, so
+    the phone ABX of both scales is measured on the same items; the demo's own speakers and chapters differ."""
+    from dataclasses import replace
+
+    from minisuperb import librispeech
+    from minisuperb.common import Context
+    from minisuperb.generate import _pronunciations
+    from minisuperb.scales import SCALES
+    from minisuperb.sentences import Grammar
+
+    grammar = Grammar.load()
+    base = Context(out_dir=Path("/corpus"), scale=SCALES["small"], seed=3, grammar=grammar,
+                   prons=_pronunciations(grammar))
+
+    def jobs(scale: str) -> dict[str, list]:
+        by_split: dict[str, list] = defaultdict(list)
+        for job in librispeech.plan(replace(base, scale=SCALES[scale])).jobs:
+            by_split[Path(job.path).relative_to("/corpus/LibriSpeech").parts[0]].append(job)
+        return by_split
+
+    small, demo = jobs("small"), jobs("demo")
+    assert SCALES["demo"].libri_dev_from == "small"
+    assert sorted(demo["dev-clean"], key=lambda j: j.path) == sorted(small["dev-clean"], key=lambda j: j.path)
+    assert len(demo["train-clean-100"]) == 24 * 12 and len(demo["test-clean"]) == 5 * 12
+    ids = {split: {Path(j.path).parts[-3:-1] for j in js} for split, js in demo.items()}
+    own = ids["train-clean-100"] | ids["test-clean"]
+    assert not {s for s, _ in own} & {s for s, _ in ids["dev-clean"]}
+    assert not {c for _, c in own} & {c for _, c in ids["dev-clean"]}
+    assert len({j.seed for js in demo.values() for j in js}) == sum(len(js) for js in demo.values())
+
+
+@pytest.mark.parametrize("sf_voices", ["polly", "train_variants"])
+def test_snips_valid_and_test_voices_follow_the_scale(sf_voices):
+    """polly: valid/test voices on espeak variants training never heard, with their Polly namesakes' accents;
+    train_variants: American voices on the training voices' variants of the same sex."""
+    from dataclasses import replace
+
+    from minisuperb import snips
+    from minisuperb.common import Context
+    from minisuperb.generate import _pronunciations
+    from minisuperb.scales import SCALES
+    from minisuperb.sentences import Grammar
+
+    grammar = Grammar.load()
+    ctx = Context(out_dir=Path("/corpus"), scale=replace(SCALES["ci"], sf_voices=sf_voices), seed=0,
+                  grammar=grammar, prons=_pronunciations(grammar))
+    voice = {Path(j.path).name.split("-")[0]: j.render.voice for j in snips.plan(ctx).jobs}
+    assert set(voice) == {v for vs in SNIPS_SPEAKERS.values() for v in vs}
+    train_variants = {voice[v].split("+")[1] for v in SNIPS_SPEAKERS["train"]}
+    held_out = SNIPS_SPEAKERS["valid"] + SNIPS_SPEAKERS["test"]
+    if sf_voices == "polly":
+        assert not {voice[v].split("+")[1] for v in held_out} & train_variants
+        assert voice["Brian"].startswith("en-gb-x-rp+") and voice["Raveena"].startswith("en-029+")
+    else:
+        assert {voice[v].split("+")[1] for v in held_out} <= train_variants
+        assert all(v.startswith("en-us+") for v in voice.values())
+    with pytest.raises(ValueError, match="sf_voices"):
+        snips.plan(replace(ctx, scale=replace(SCALES["ci"], sf_voices="american")))
