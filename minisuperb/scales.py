@@ -92,7 +92,7 @@ SCALES: dict[str, Scale] = {
     # dev-clean (8 speakers x 10 utterances of 1-3 sentences), so that the demo's phone ABX is measured on the
     # items of the recipe search (results/recipe_search/).
     "demo": Scale(
-        libri_train=(24, 12), libri_dev=(8, 10), libri_test=(5, 12), libri_sentences=(1, 1),
+        libri_train=(24, 20), libri_dev=(8, 10), libri_test=(8, 12), libri_sentences=(1, 1),
         ks_train_speakers=30, ks_dev_speakers=3, ks_test_speakers=20, ks_fillers_per_speaker=3,
         ks_noise_seconds=20.0, ks_test_silence=20,
         fsc_train=(20, 31), fsc_valid=(2, 15), fsc_test=(10, 27),

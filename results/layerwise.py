@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import csv
 import json
 import logging
 import math
@@ -23,6 +22,8 @@ from typing import Sequence
 import soundfile
 import torch
 import torch.nn.functional as F
+
+from .csv_rows import read_rows, write_rows
 
 log = logging.getLogger("layerwise")
 
@@ -475,22 +476,13 @@ def _majority_accuracy(train_labels: Sequence[str], test_labels: Sequence[str]) 
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "value": f"{row['value']:.6f}"})
+    write_rows(rows, path, CSV_COLUMNS, {"value": ".6f"})
 
 
 def read_csv(path: Path) -> list[dict]:
     """Rows of a layerwise.csv with typed layer / value / n_train / n_test."""
-    with Path(path).open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in CSV_COLUMNS if rows and c not in rows[0]]
-    if not rows or missing:
-        raise ValueError(f"{path}: not a layerwise.csv (columns {', '.join(CSV_COLUMNS)})")
-    return [{**r, "layer": int(r["layer"]), "value": float(r["value"]), "n_train": int(r["n_train"]),
-             "n_test": int(r["n_test"])} for r in rows]
+    return read_rows(path, CSV_COLUMNS, {"layer": int, "value": float, "n_train": int, "n_test": int},
+                     "layerwise.csv")
 
 
 def plot_layerwise(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:

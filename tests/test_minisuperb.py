@@ -431,7 +431,7 @@ def test_demo_dev_clean_is_small_dev_clean_and_shares_no_speaker_or_chapter():
     small, demo = jobs("small"), jobs("demo")
     assert SCALES["demo"].libri_dev_from == "small"
     assert sorted(demo["dev-clean"], key=lambda j: j.path) == sorted(small["dev-clean"], key=lambda j: j.path)
-    assert len(demo["train-clean-100"]) == 24 * 12 and len(demo["test-clean"]) == 5 * 12
+    assert len(demo["train-clean-100"]) == 24 * 20 and len(demo["test-clean"]) == 8 * 12
     ids = {split: {Path(j.path).parts[-3:-1] for j in js} for split, js in demo.items()}
     own = ids["train-clean-100"] | ids["test-clean"]
     assert not {s for s, _ in own} & {s for s, _ in ids["dev-clean"]}

@@ -1,11 +1,11 @@
 """abx.csv, abx.md and abx.png from the rows of an ABX run."""
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Sequence
 
+from ..csv_rows import read_rows, write_rows
 from .evaluate import CSV_COLUMNS
 
 PHONE_CONDITIONS = ("within", "across")
@@ -28,20 +28,11 @@ def best_layer(layers: dict[int, dict[str, float]], condition: str = "across") -
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
-    with Path(path).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "error": f"{row['error']:.3f}"})
+    write_rows(rows, path, CSV_COLUMNS, {"error": ".3f"})
 
 
 def read_csv(path: Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or any(c not in rows[0] for c in CSV_COLUMNS):
-        raise ValueError(f"{path}: not an abx.csv (columns {', '.join(CSV_COLUMNS)})")
-    return [{**r, "layer": int(r["layer"]), "error": float(r["error"]), "items": int(r["items"]),
-             "cells": int(r["cells"])} for r in rows]
+    return read_rows(path, CSV_COLUMNS, {"layer": int, "error": float, "items": int, "cells": int}, "abx.csv")
 
 
 def _cell(value: float | None) -> str:
