@@ -55,18 +55,20 @@ def plan(ctx: Context) -> Plan:
 @dataclass
 class Draw:
     """The utterances one scale's sizes draw: audio jobs, (split, speaker, utterance id, words) entries, each
-    speaker's (sex, split), the chapter ids used, and how many jobs the draw numbered (their seeds)."""
+    speaker's (sex, split), and how many jobs the draw numbered (their seeds)."""
     jobs: list[Job] = field(default_factory=list)
     entries: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
     genders: dict[str, tuple[str, str]] = field(default_factory=dict)
-    chapters: set[int] = field(default_factory=set)
     num_drawn: int = 0
+
+    @property
+    def chapters(self) -> set[int]:
+        return {int(utt_id.split("-")[1]) for _, _, utt_id, _ in self.entries}
 
     def only(self, split: str) -> "Draw":
         keep = [k for k, e in enumerate(self.entries) if e[0] == split]
         return Draw([self.jobs[k] for k in keep], [self.entries[k] for k in keep],
-                    {s: g for s, g in self.genders.items() if g[1] == split},
-                    {int(self.entries[k][2].split("-")[1]) for k in keep}, self.num_drawn)
+                    {s: g for s, g in self.genders.items() if g[1] == split}, self.num_drawn)
 
 
 def _draw(ctx: Context, scale: Scale, root: Path, skip: str | None = None, taken: Draw | None = None,
@@ -91,7 +93,6 @@ def _draw(ctx: Context, scale: Scale, root: Path, skip: str | None = None, taken
             spk = next(spk_iter)
             draw.genders[spk.name] = (spk.gender.upper(), split)
             chapters = [next(chapter_ids) for _ in range(1 if n_utt < 4 else 2)]
-            draw.chapters.update(chapters)
             per_chapter: Counter = Counter()
             for k in range(n_utt):
                 chapter = chapters[k * len(chapters) // n_utt]

@@ -17,10 +17,10 @@ def write_rows(rows: Sequence[dict], path: Path, columns: Sequence[str], formats
 
 
 def read_rows(path: Path, columns: Sequence[str], types: dict[str, Callable], kind: str) -> list[dict]:
-    """The rows of a `kind` file (e.g. "abx.csv") with the `types` columns converted; ValueError when a column is
+    """The rows of `kind` (e.g. "an abx.csv") with the `types` columns converted; ValueError when a column is
     missing or there are no rows."""
     with Path(path).open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or any(c not in rows[0] for c in columns):
-        raise ValueError(f"{path}: not {'an' if kind[0] in 'aeiou' else 'a'} {kind} (columns {', '.join(columns)})")
+        raise ValueError(f"{path}: not {kind} (columns {', '.join(columns)})")
     return [{**r, **{k: convert(r[k]) for k, convert in types.items()}} for r in rows]

@@ -482,7 +482,7 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 def read_csv(path: Path) -> list[dict]:
     """Rows of a layerwise.csv with typed layer / value / n_train / n_test."""
     return read_rows(path, CSV_COLUMNS, {"layer": int, "value": float, "n_train": int, "n_test": int},
-                     "layerwise.csv")
+                     "a layerwise.csv")
 
 
 def plot_layerwise(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:

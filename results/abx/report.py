@@ -32,7 +32,7 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 
 
 def read_csv(path: Path) -> list[dict]:
-    return read_rows(path, CSV_COLUMNS, {"layer": int, "error": float, "items": int, "cells": int}, "abx.csv")
+    return read_rows(path, CSV_COLUMNS, {"layer": int, "error": float, "items": int, "cells": int}, "an abx.csv")
 
 
 def _cell(value: float | None) -> str:
