@@ -35,6 +35,9 @@ class MaskConfig:
     span_length: int = checked(5, at_least(1))  # L: frames per span
     clone_batch: int = checked(1, at_least(1))  # M differently masked copies per utterance against one teacher pass
     noise_std: float = checked(0.01, at_least(0))  # std of the noise "mask tokens" the heads see at masked frames
+    # span count: overlapping = the share data2vec 2.0's overlapping spans mask (about 0.37 at P 0.5, L 5) |
+    # exact = N*L/T = P; the grid never overlaps, so without calibration it masks about 35 % more than data2vec 2.0
+    budget: str = checked("overlapping", one_of("overlapping", "exact"))
 
 
 @dataclass
@@ -66,6 +69,9 @@ class TeacherConfig:
     ema_decay_end: float = checked(0.99999, within(0, 1))
     ema_anneal_updates: int = checked(75_000, at_least(1))
     predictor_input: str = checked("targets", one_of("targets", "last_layer"))  # targets (release) | last_layer
+    # the teacher predictor's own EMA decay: null follows the encoder's schedule (release); 0 copies the student's
+    # predictor after every update, so the selector is the student's current predictor (no lag)
+    predictor_ema_decay: float | None = checked(None, (lambda v: v is None or 0 <= v < 1, "must be null or in [0, 1)"))
 
 
 @dataclass

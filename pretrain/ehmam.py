@@ -13,8 +13,8 @@ from upstream_ehmam.model import EHMAMEncoder
 
 from .config import PretrainConfig
 from .heads import ConvDecoder, LossPredictor, insert_mask_tokens
-from .losses import ranking_loss, regression_loss_per_frame, spearman_rho
-from .masking import GridMaskPlan, ReleaseMaskPlan, masked_indices, visible_indices
+from .losses import hardness_lift, ranking_loss, regression_loss_per_frame, span_means, spearman_rho
+from .masking import DrawnMask, GridMaskPlan, ReleaseMaskPlan, masked_indices, visible_indices
 from .targets import make_targets
 
 NOT_MEASURED = float("nan")  # a health scalar the configured step does not compute (e.g. rho without a predictor)
@@ -31,6 +31,8 @@ class StepOutput:
     prediction_std: Tensor
     student_rho: Tensor     # Spearman rho of the student's predicted vs the realised per-frame loss (NaN: no loss)
     teacher_rho: Tensor     # the same for the teacher's prediction, which chose the hard spans (NaN: no predictor)
+    teacher_span_rho: Tensor  # the teacher's rho per span: mean prediction vs mean realised loss (NaN: no spans)
+    hardness_lift: Tensor   # realised loss in hard-picked spans / in random ones, same rows (NaN: not both kinds)
     num_masked: int         # masked frames per row (host-known)
 
 
@@ -85,7 +87,11 @@ class EHMAMPretrainModel(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, decay: float) -> None:
-        ema_update_(*self.ema_pairs(), decay)
+        """The context encoder moves with `decay`; the predictor with teacher.predictor_ema_decay when it is set."""
+        ema_update_(self.teacher.context.parameters(), self.encoder.context.parameters(), decay)
+        if self.predictor is not None:
+            own = self.config.teacher.predictor_ema_decay
+            ema_update_(self.teacher.predictor.parameters(), self.predictor.parameters(), decay if own is None else own)
 
     @torch.no_grad()
     def teacher_targets(self, features: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -105,7 +111,8 @@ class EHMAMPretrainModel(nn.Module):
         T = features.shape[1]
         targets, scores = self.teacher_targets(features, frame_lengths)
         scores_rows = scores.repeat_interleave(clones, 0) if scores is not None else None
-        mask, num_masked = mask_plan.mask(scores_rows, features.device)                     # (R, T)
+        drawn = mask_plan.mask(scores_rows, features.device)
+        mask, num_masked = drawn.mask, drawn.num_masked                                      # (R, T)
         visible_idx = visible_indices(mask, T - num_masked)                                  # (R, Tv)
         masked_idx = masked_indices(mask, num_masked)                                        # (R, Nm)
         lengths_rows = frame_lengths.repeat_interleave(clones, 0)
@@ -115,21 +122,21 @@ class EHMAMPretrainModel(nn.Module):
         head_input = insert_mask_tokens(encoded, visible_idx, T, self.config.mask.noise_std, None)  # (R, T, D)
         prediction = gather_frames(self.decoder(head_input), masked_idx)                    # (R, Nm, D)
         target = gather_frames(targets.repeat_interleave(clones, 0), masked_idx)             # (R, Nm, D)
-        out = self.losses(prediction, target, head_input, masked_idx, scores_rows)
+        out = self.losses(prediction, target, head_input, masked_idx, scores_rows, drawn)
         with torch.no_grad():
             out.masked_fraction = (mask.sum(1).float() / lengths_rows.float()).mean()
             out.target_std = targets.std(dim=1).mean()
         return out
 
     def losses(self, prediction: Tensor, target: Tensor, head_input: Tensor, masked_idx: Tensor,
-               teacher_scores: Tensor | None) -> StepOutput:
-        """L = L_rec + lambda * L_aux at the masked frames, and the rho and std health scalars."""
+               teacher_scores: Tensor | None, drawn: DrawnMask) -> StepOutput:
+        """L = L_rec + lambda * L_aux at the masked frames, and the health scalars: rho, hardness lift, std."""
         cfg = self.config.loss
         R, num_masked, D = prediction.shape
         frame_loss = regression_loss_per_frame(prediction.reshape(-1, D), target.reshape(-1, D)).view(R, num_masked)
         rec_loss = frame_loss.mean()
         not_measured = rec_loss.new_full((), NOT_MEASURED).detach()
-        loss, aux_loss, student_rho, teacher_rho = rec_loss, not_measured, not_measured, not_measured
+        loss, aux_loss, student_rho, teacher_rho, span_rho = (rec_loss,) + (not_measured,) * 4
         if self.predictor is not None and cfg.aux_weight > 0:
             predictor_input = head_input if cfg.aux_grad_to_encoder else head_input.detach()
             student_scores = gather_frames(self.predictor(predictor_input), masked_idx).float()  # (R, Nm)
@@ -137,12 +144,19 @@ class EHMAMPretrainModel(nn.Module):
             student_rho = spearman_rho(student_scores.detach(), frame_loss.detach())
             loss = rec_loss + cfg.aux_weight * aux_loss
         with torch.no_grad():
+            realised = frame_loss.detach()
+            lift = hardness_lift(realised, gather_frames(drawn.hard, masked_idx))
             if teacher_scores is not None:
-                teacher_rho = spearman_rho(gather_frames(teacher_scores, masked_idx), frame_loss.detach())
+                teacher_at_masked = gather_frames(teacher_scores, masked_idx)
+                teacher_rho = spearman_rho(teacher_at_masked, realised)
+                if drawn.span_length is not None and num_masked >= 2 * drawn.span_length:
+                    span_rho = spearman_rho(span_means(teacher_at_masked, drawn.span_length),
+                                            span_means(realised, drawn.span_length))
             prediction_std = prediction.detach().float().reshape(-1, D).std(dim=0).mean()
         return StepOutput(loss=loss, rec_loss=rec_loss.detach(), aux_loss=aux_loss.detach(),
                           masked_fraction=not_measured, target_std=not_measured, prediction_std=prediction_std,
-                          student_rho=student_rho, teacher_rho=teacher_rho, num_masked=num_masked)
+                          student_rho=student_rho, teacher_rho=teacher_rho, teacher_span_rho=span_rho,
+                          hardness_lift=lift, num_masked=num_masked)
 
     def parameter_counts(self) -> dict[str, int]:
         def count(module: nn.Module | None) -> int:

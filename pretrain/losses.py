@@ -40,3 +40,24 @@ def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     rx, ry = rx - rx.mean(dim=1, keepdim=True), ry - ry.mean(dim=1, keepdim=True)
     rho = (rx * ry).sum(dim=1) / (rx.square().sum(dim=1) * ry.square().sum(dim=1)).sqrt()
     return rho.mean()
+
+
+def hardness_lift(realised: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """0-dim tensor: per row, the mean realised loss of the masked frames in hard-picked spans over that of the
+    masked frames in randomly picked spans, averaged over the rows that have both (NaN when none does); 1.0 = the
+    hard spans are no harder than chance. realised (R, M) and hard (R, M) bool at the same masked frames."""
+    if realised.shape != hard.shape or realised.dim() != 2:
+        raise ValueError(f"realised and hard must both be (R, M), got {tuple(realised.shape)} and {tuple(hard.shape)}")
+    loss, hard = realised.detach().float(), hard.float()
+    easy = 1.0 - hard
+    hard_mean = (loss * hard).sum(dim=1) / hard.sum(dim=1)  # NaN (0/0) in a row without hard frames
+    random_mean = (loss * easy).sum(dim=1) / easy.sum(dim=1)
+    return torch.nanmean(hard_mean / random_mean)
+
+
+def span_means(x: torch.Tensor, span_length: int) -> torch.Tensor:
+    """(R, M) values at masked frames that form whole spans of L in order -> (R, M / L) mean per span."""
+    R, M = x.shape
+    if M % span_length:
+        raise ValueError(f"{M} masked frames per row do not form whole spans of {span_length}")
+    return x.reshape(R, M // span_length, span_length).float().mean(dim=2)

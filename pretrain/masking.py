@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .mask_budget import expected_masked_frames
 
 # N_rand = floor(N * (1 - alpha)) is evaluated with this slack so that e.g. N = 100, alpha = 0.8 gives
 # 20 random spans (as the formula means) and not 19 (1 - 0.8 = 0.19999999999999996 in binary).
@@ -17,6 +19,16 @@ _FLOOR_SLACK = 1e-9
 def num_hard_spans(num_spans: int, alpha: float) -> int:
     """N_hard = N - floor(N * (1 - alpha))."""
     return num_spans - math.floor(num_spans * (1.0 - alpha) + _FLOOR_SLACK)
+
+
+class DrawnMask(NamedTuple):
+    """A step's mask on the device: which frames are masked, which of those lie in hard-picked spans, and the
+    masked count per row (host-known). `span_length` is L when the masked frames, in ascending order, form whole
+    spans of L (the grid), else None (the release sampler's spans overlap and are trimmed)."""
+    mask: torch.Tensor  # (R, T) bool
+    hard: torch.Tensor  # (R, T) bool, a subset of mask
+    num_masked: int
+    span_length: int | None
 
 
 def span_counts(frame_lengths: Sequence[int], mask_prob: float, span_length: int,
@@ -51,18 +63,37 @@ class GridMaskPlan:
         index = torch.as_tensor(list(rows), dtype=torch.long)
         return replace(self, offsets=self.offsets[index], cell_scores=self.cell_scores[index])
 
-    def mask(self, predicted_loss: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor, int]:
-        """(mask (R, T) on `device`, masked frames per row)."""
-        return grid_mask(predicted_loss, self.to(device)), self.num_masked
+    def mask(self, predicted_loss: torch.Tensor | None, device: torch.device) -> DrawnMask:
+        mask, hard = grid_mask_with_hard(predicted_loss, self.to(device))
+        return DrawnMask(mask, hard, self.num_masked, self.span_length)
+
+
+BUDGETS = ("overlapping", "exact")
+
+
+def grid_span_count(frame_lengths: Sequence[int], mask_prob: float, span_length: int, budget: str,
+                    generator: torch.Generator) -> int:
+    """N, the spans of every row. `exact`: the minimum over rows of N_b = max(1, floor(P T_b / L + U_b)), i.e. a
+    share of about P. `overlapping`: N = max(1, floor(E / L + U)) with one U for the plan, where E is the count
+    data2vec 2.0's overlapping sampler masks per row on rows of these lengths in expectation
+    (`expected_masked_frames`), so that the grid masks the same share."""
+    if budget == "exact":
+        return min(span_counts(frame_lengths, mask_prob, span_length, generator))
+    if budget != "overlapping":
+        raise ValueError(f"mask.budget must be one of {', '.join(BUDGETS)}, found {budget!r}")
+    expected = expected_masked_frames([int(t) for t in frame_lengths], float(mask_prob), int(span_length))
+    u = float(torch.rand((), generator=generator, dtype=torch.float64, device=generator.device))
+    return max(1, math.floor(expected / span_length + u))
 
 
 def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
-                   generator: torch.Generator, *, num_frames: int | None = None) -> GridMaskPlan:
+                   generator: torch.Generator, *, num_frames: int | None = None,
+                   budget: str = "exact") -> GridMaskPlan:
     """The grid plan for rows of these valid lengths padded to `num_frames` (default: the longest). Draw order
-    from `generator`: U_b (R,) float64, then offsets (R,), then cell scores (R, C)."""
+    from `generator`: the count's U (`grid_span_count`), then offsets (R,), then cell scores (R, C)."""
     L = int(span_length)
     T = max(frame_lengths) if num_frames is None else int(num_frames)
-    N = min(span_counts(frame_lengths, mask_prob, L, generator))
+    N = grid_span_count(frame_lengths, mask_prob, L, budget, generator)
     t_min = min(frame_lengths)
     C = (t_min - (L - 1)) // L
     if N > C:  # the data, not the config: a crop shorter than data.min_samples allows
@@ -78,6 +109,11 @@ def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: 
 
 def grid_mask(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> torch.Tensor:
     """Grid mask (R, T), True = masked: top-N_hard cells by mean predicted loss, the rest random. No host sync."""
+    return grid_mask_with_hard(predicted_loss, plan)[0]
+
+
+def grid_mask_with_hard(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grid mask, its hard-picked frames), both (R, T) bool."""
     R, C, L, T = plan.offsets.shape[0], plan.num_cells, plan.span_length, plan.num_frames
     device = plan.offsets.device
     if plan.num_hard > 0 and predicted_loss is None:
@@ -93,8 +129,10 @@ def grid_mask(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> torch.
     rand = scores.topk(plan.num_spans - plan.num_hard, dim=1).indices  # (R, N_rand)
     cells = rand if hard is None else torch.cat([hard, rand], dim=1)  # (R, N)
     frames = (plan.offsets[:, None, None] + cells[:, :, None] * L
-              + torch.arange(L, device=device)).reshape(R, -1)  # (R, N*L)
-    return torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames, True)
+              + torch.arange(L, device=device)).reshape(R, -1)  # (R, N*L), the hard cells' frames first
+    mask = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames, True)
+    hard_frames = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames[:, :plan.num_hard * L], True)
+    return mask, hard_frames
 
 
 @dataclass
@@ -107,10 +145,10 @@ class ReleaseMaskPlan:
     candidate_scores: torch.Tensor  # (R, T) uniform: a random order of the candidate starts
     trim_scores: torch.Tensor  # (R, T) uniform: which masked frames survive the batch-min trim
 
-    def mask(self, predicted_loss: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor, int]:
-        """(mask (R, T) on `device`, masked frames per row); reads that count to the host (the one sync)."""
-        mask = release_mask(predicted_loss, self, device)
-        return mask, int(mask[0].sum())
+    def mask(self, predicted_loss: torch.Tensor | None, device: torch.device) -> DrawnMask:
+        """Reads the masked count to the host (the one sync); hard = masked frames inside a hard-started span."""
+        mask, hard_starts = release_mask_with_hard_starts(predicted_loss, self, device)
+        return DrawnMask(mask, spans_from_starts(hard_starts, self.span_length) & mask, int(mask[0].sum()), None)
 
 
 def plan_release_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
@@ -128,9 +166,24 @@ def plan_release_mask(frame_lengths: Sequence[int], mask_prob: float, span_lengt
     return ReleaseMaskPlan(lengths, L, n_spans, [num_hard_spans(n, alpha) for n in n_spans], candidates, trims)
 
 
+def spans_from_starts(starts: torch.Tensor, span_length: int) -> torch.Tensor:
+    """(R, T) bool: the union of the right-extending spans of L frames from each True of `starts`."""
+    starts = starts.to(torch.int8)
+    spans = starts.clone()
+    for shift in range(1, span_length):
+        spans[:, shift:] |= starts[:, :-shift]
+    return spans.bool()
+
+
 def release_mask(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """The authors' sampler, rows equalised to the batch-min count: (R, T) True = masked; one host read."""
+    return release_mask_with_hard_starts(predicted_loss, plan, device)[0]
+
+
+def release_mask_with_hard_starts(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
+                                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(the release sampler's mask, its hard span starts), both (R, T) bool."""
     lengths, L, n_hard = plan.frame_lengths, plan.span_length, plan.num_hard
     R, T = plan.candidate_scores.shape
     positions = torch.arange(T, device=device)  # (T,)
@@ -152,26 +205,23 @@ def release_mask(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
     chosen = kept & (kept.cumsum(dim=1) <= n_rand)  # (R, T) in "order" coordinates
     random_starts = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, order, chosen)
     # 3. union of right-extending spans, clipped to valid frames.
-    starts = (hard_starts | random_starts).to(torch.int8)
-    mask = starts.clone()
-    for shift in range(1, L):
-        mask[:, shift:] |= starts[:, :-shift]
-    mask = mask.bool() & valid
+    mask = spans_from_starts(hard_starts | random_starts, L) & valid
     # 4. equalise to the batch minimum by keeping a uniformly random subset of each row's masked frames.
     min_count = int(mask.sum(dim=1).min().item())  # the one host sync of this reproduction mode
     keep = plan.trim_scores.to(device).masked_fill(~mask, -1.0).topk(min_count, dim=1).indices
-    return torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, keep, True)
+    return torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, keep, True), hard_starts
 
 
 def draw_mask_plan(frame_lengths: Sequence[int], positions: Sequence[int], world_size: int, clones: int,
                    mask_prob: float, span_length: int, alpha: float, release_sampler: bool,
-                   generator: torch.Generator) -> GridMaskPlan | ReleaseMaskPlan:
+                   generator: torch.Generator, budget: str = "exact") -> GridMaskPlan | ReleaseMaskPlan:
     """The mask plan of this process's B * clones rows (row b * clones + c), for crops of one length: the grid's is
     drawn for the global batch and cut to this process's positions, the release's for the local rows only."""
     rows = [length for length in frame_lengths for _ in range(clones)]
     if release_sampler:
         return plan_release_mask(rows, mask_prob, span_length, alpha, generator)
-    plan = plan_grid_mask([rows[0]] * (len(rows) * world_size), mask_prob, span_length, alpha, generator)
+    plan = plan_grid_mask([rows[0]] * (len(rows) * world_size), mask_prob, span_length, alpha, generator,
+                          budget=budget)
     return plan.select_rows([p * clones + c for p in positions for c in range(clones)])
 
 

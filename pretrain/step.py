@@ -52,7 +52,7 @@ def mask_plan_for(config: PretrainConfig, frame_lengths: Sequence[int], position
     """This process's mask plan for a micro-batch whose rows sit at `positions` of the global batch."""
     mask = config.mask
     return draw_mask_plan(frame_lengths, positions, world_size, mask.clone_batch, mask.mask_prob, mask.span_length,
-                          alpha, config.release.span_sampler, torch.Generator().manual_seed(seed))
+                          alpha, config.release.span_sampler, torch.Generator().manual_seed(seed), mask.budget)
 
 
 def update_flags(grad_norm: torch.Tensor, loss_sum: torch.Tensor, stop_received: bool,

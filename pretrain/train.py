@@ -29,7 +29,7 @@ log = logging.getLogger("pretrain")
 METRICS = "metrics.jsonl"
 # StepOutput scalars logged every run.log_every updates (averaged over ranks)
 DEVICE_SCALARS = ("loss", "rec_loss", "aux_loss", "masked_fraction", "target_std", "prediction_std", "student_rho",
-                  "teacher_rho")
+                  "teacher_rho", "teacher_span_rho", "hardness_lift")
 
 
 class TrainingAborted(RuntimeError):
@@ -250,7 +250,8 @@ class RunReport:
         self.tick, self.audio_seconds, self.steps_since_log = time.perf_counter(), 0.0, 0
         if self.runtime.is_main:
             self.postfix.update(loss=f"{scalars['loss']:.4f}", aux=f"{scalars['aux_loss']:.3f}",
-                                alpha=f"{result.alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}")
+                                alpha=f"{result.alpha:.2f}", rho=f"{scalars['teacher_rho']:.2f}",
+                                lift=f"{scalars['hardness_lift']:.2f}")
             self.progress.set_postfix(**self.postfix)
             for key, value in scalars.items():
                 if key not in ("step", "epoch"):

@@ -161,8 +161,10 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
     parts += ["## SUPERB tasks", "", score_table(summaries, conditions, labels)]
     parts += ["## Loss predictor and masking over training", "",
               "Spearman rho between predicted and realised per-frame loss (student: the predictor trained by the "
-              "ranking loss; teacher: its EMA copy that picks the hard spans), realised masked fraction and the "
-              "curriculum's alpha, mean over seeds at a few logged steps. n/a: not measured by that arm.", "",
+              "ranking loss; teacher: its copy that picks the hard spans, per frame and per span), the hardness lift "
+              "(realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
+              "chance), realised masked fraction and the curriculum's alpha, mean over seeds at a few logged steps. "
+              "n/a: not measured by that arm (a NaN record, e.g. the lift while alpha is 0, is left out).", "",
               training_table(arms, conditions, labels), "![training curves](training_curves.png)", ""]
     parts += ["## What each layer knows", "",
               "Linear probes per hidden state on held-out speakers (results.layerwise): phone frame accuracy, "

@@ -8,7 +8,8 @@ from typing import Hashable, Iterable, Sequence
 
 from results.study_collect import ArmResult
 
-TRAINING_KEYS = ("teacher_rho", "student_rho", "masked_fraction", "alpha")
+TRAINING_KEYS = ("teacher_rho", "teacher_span_rho", "student_rho", "hardness_lift", "masked_fraction", "alpha")
+TRAINING_HEADERS = ("teacher rho", "teacher span rho", "student rho", "hardness lift", "masked fraction", "alpha")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # where the training table samples the logged steps
 PROBE_ORDER = ("phone", "keyword", "logmel", "speaker")
 
@@ -37,11 +38,12 @@ def training_means(arms: Sequence[ArmResult], condition: str) -> dict[int, dict[
     """step -> key -> mean over the seeds that logged that step (unmeasured rho columns left out)."""
     return grouped_means(((record["step"], key, float(record[key])) for arm in arms if arm.condition == condition
                           for record in arm.training for key in TRAINING_KEYS
-                          if key in record and arm.rho_measured.get(key, True)), sort_outer=True)
+                          if math.isfinite(record.get(key, math.nan)) and arm.rho_measured.get(key, True)),
+                         sort_outer=True)
 
 
 def training_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> str:
-    lines = ["| condition | step | teacher rho | student rho | masked fraction | alpha |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| condition | step | " + " | ".join(TRAINING_HEADERS) + " |", "|---|---:|" + "---:|" * len(TRAINING_KEYS)]
     for condition in conditions:
         means = training_means(arms, condition)
         if not means:
@@ -49,7 +51,7 @@ def training_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels:
         records = [{"step": s} for s in means]
         for step in sample_steps(records):
             row = means[step]
-            cells = [f"{row[k]:.3f}" if k in row else "n/a" for k in TRAINING_KEYS]
+            cells = [f"{row[k]:.3f}" if math.isfinite(row.get(k, math.nan)) else "n/a" for k in TRAINING_KEYS]
             lines.append(f"| {labels.get(condition, condition)} | {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

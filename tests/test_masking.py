@@ -217,5 +217,6 @@ def test_draw_mask_plan_owns_the_choice_of_sampler_and_the_row_layout():
     part = draw_mask_plan(lengths, [1, 3], 2, clones, P, L, 0.5, False, _gen(5))
     assert torch.equal(part.offsets, whole.offsets[[2, 3, 6, 7]]) and part.num_spans == whole.num_spans
     release = draw_mask_plan(lengths, [0, 1], 1, clones, P, L, 0.5, True, _gen(5))
-    mask, count = release.mask(torch.rand(4, 150, generator=_gen(6)), torch.device("cpu"))
+    mask, hard, count, span_length = release.mask(torch.rand(4, 150, generator=_gen(6)), torch.device("cpu"))
     assert mask.shape == (4, 150) and (mask.sum(1) == count).all() and 0 < count < 150
+    assert span_length is None and hard.any() and not (hard & ~mask).any()  # hard frames are masked frames

@@ -117,7 +117,7 @@ def test_a_cnn_other_than_base_gets_its_own_frame_counts(manifest, tmp_path):
     stack with a 400x total stride trains, and its masks are planned over its own frame count."""
     conv = "[[64,10,5],[64,3,2],[64,3,2],[64,3,2],[64,3,2],[64,5,5]]"
     config = _config(manifest, tmp_path / "run", f"model.conv_layers={conv}", "optim.max_steps=2",
-                     "optim.warmup_steps=1")
+                     "optim.warmup_steps=1", "mask.budget=exact")
     train(config)
     records = _metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2]

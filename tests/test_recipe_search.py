@@ -44,3 +44,28 @@ def test_one_arm_end_to_end(minisuperb_ci, tmp_path):
     assert recipe_search.main(["--data", str(minisuperb_ci), "--arms", str(arms), "--runs", str(tmp_path / "runs"),
                                "--out", str(out), "--eval-every", "2"]) == 0
     assert (out / "search.md").read_text() == text
+
+
+def test_selector_scalars_are_second_half_means_and_seeds_are_grouped(tmp_path):
+    """The selector's scalars are averaged over the logged updates after half the run, NaN records left out; arms
+    NAME-s<k> get a mean-over-seeds row with the range."""
+    import json
+    import math
+
+    run_dir = tmp_path / "arm"
+    run_dir.mkdir()
+    records = [{"step": s, "loss": 1.0, "rec_loss": 1.0, "teacher_rho": 0.0 if s <= 50 else 0.4,
+                "teacher_span_rho": 0.5, "student_rho": 0.6, "masked_fraction": 0.38,
+                "hardness_lift": math.nan if s < 80 else (1.1 if s == 80 else 1.3)} for s in (10, 50, 60, 80, 100)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    log = recipe_search.read_run(run_dir)
+    assert log.updates == 100
+    assert log.mechanism["teacher_rho"] == pytest.approx(0.4) and log.mechanism["hardness_lift"] == pytest.approx(1.2)
+    rows = [recipe_search.arm_row(recipe_search.Arm(name, "pretrain/tiny.yaml"), log, 1.0)
+            for name in ("sel-s0", "sel-s1", "other")]
+    rows[1]["hardness_lift"] = 1.0
+    lines = recipe_search.seed_means_table(rows)
+    sel = next(line for line in lines if line.startswith("| sel |"))
+    assert "| 2 |" in sel and "1.100 [1.000, 1.200]" in sel and "0.400 [0.400, 0.400]" in sel
+    assert any(line.startswith("| other | 1 |") for line in lines)  # a single-seed setting keeps its row
+    assert recipe_search.seed_means_table(rows[2:]) == []

@@ -181,6 +181,8 @@ def arms_fixture() -> list:
             measured = condition == "ehmam"
             arm.rho_measured = {"student_rho": measured, "teacher_rho": measured}
             arm.training = [{"step": s, "teacher_rho": 0.1 * s / 100 + 0.1 * seed, "student_rho": 0.2,
+                             "teacher_span_rho": 0.3 if measured else math.nan,
+                             "hardness_lift": 1.2 if measured and s > 1 else math.nan,  # NaN: alpha 0, no predictor
                              "masked_fraction": 0.5 - 0.001 * s, "alpha": s / 100} for s in (1, 50, 100)]
             arm.updates, arm.audio_seconds, arm.train_seconds = 100, 1000.0 + seed, 50.0
             arm.layerwise = [{"layer": layer, "probe": "phone", "value": v + 0.01 * seed}
@@ -238,8 +240,9 @@ def test_build_report_states_the_numbers():
     assert "| FBANK | missing | 60.00 | missing |" in report
     assert "| FBANK | 0 | missing | 60.00 | missing |" in report  # per-run rows: the number when no cell is known
     # training: EH-MAM's teacher rho mean over seeds at step 100 = 0.1 + 0.05; random masking measured none
-    assert "| EH-MAM | 100 | 0.150 | 0.200 | 0.400 | 1.000 |" in report
-    assert "| random masking | 100 | n/a | n/a | 0.400 | 1.000 |" in report
+    assert "| EH-MAM | 100 | 0.150 | 0.300 | 0.200 | 1.200 | 0.400 | 1.000 |" in report
+    assert "| EH-MAM | 1 | 0.051 | 0.300 | 0.200 | n/a | 0.499 | 0.010 |" in report  # the lift is NaN at alpha 0
+    assert "| random masking | 100 | n/a | n/a | n/a | n/a | 0.400 | 1.000 |" in report
     assert "goes from 0.05 (step 1) to 0.15 (step 100), peaking at 0.15 (step 100)" in report
     # layer-wise: EH-MAM best layer 1 (0.405 over seeds) vs random masking best layer 2 (0.355)
     assert "phone probe, best layer: EH-MAM 0.405 (layer 1) is higher than random masking 0.355 (layer 2)." in report

@@ -53,6 +53,10 @@ def check_type(key: str, expected: type, value: Any, numbers_from_text: bool = F
     string float() reads, as YAML 1.1 reads 5e-4 as a string), else a ValueError naming `key`."""
     if expected is Any:
         return value
+    options = typing.get_args(expected)
+    if type(None) in options and len(options) == 2:  # X | None
+        return None if value is None else check_type(key, options[0] if options[1] is type(None) else options[1],
+                                                     value, numbers_from_text)
     readable_as_float = (int, str) if numbers_from_text else int
     if expected is float and isinstance(value, readable_as_float) and not isinstance(value, bool):
         try:
