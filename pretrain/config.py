@@ -68,8 +68,8 @@ class TeacherConfig:
     ema_decay_start: float = checked(0.999, within(0, 1))
     ema_decay_end: float = checked(0.99999, within(0, 1))
     ema_anneal_updates: int = checked(75_000, at_least(1))
-    predictor_input: str = checked("targets", one_of("targets", "last_layer"))  # targets (release) | last_layer
-    # the teacher predictor's own EMA decay: null follows the encoder's schedule (release); 0 copies the student's
+    # the teacher predictor reads the teacher's last block (release.predictor_on_targets: the targets, as the release)
+    # and has its own EMA decay: null follows the encoder's schedule (release); 0 copies the student's
     # predictor after every update, so the selector is the student's current predictor (no lag)
     predictor_ema_decay: float | None = checked(None, (lambda v: v is None or 0 <= v < 1, "must be null or in [0, 1)"))
 
@@ -80,6 +80,7 @@ class ReleaseConfig:
     span_sampler: bool = False  # the release's top-k span starts (overlapping) + batch-min trim
     epoch_curriculum: int = checked(0, at_least(0))  # > 0: alpha = epoch / this (the release: 150), not u/U
     aux_norm: str = checked("pair_mean", one_of("pair_mean", "sum", "flat_batch_mean"))  # project | release | fork
+    predictor_on_targets: bool = False  # the selector (teacher predictor) reads the targets y, not the last block
 
 
 # Keys that moved: reading one names its new place instead of "unknown key".
@@ -89,6 +90,9 @@ MOVED_KEYS = {
     "curriculum.e_ref": "curriculum.e_ref moved: set release.epoch_curriculum: N (formerly curriculum.mode: epoch "
                         "with curriculum.e_ref: N)",
     "loss.aux_norm": "loss.aux_norm moved to release.aux_norm (pair_mean, the default, is the project's choice)",
+    "teacher.predictor_input": "teacher.predictor_input moved: the teacher predictor reads the teacher's last block "
+                               "(formerly last_layer); release.predictor_on_targets: true restores the release's "
+                               "targets (formerly targets)",
 }
 
 

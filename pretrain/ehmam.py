@@ -32,6 +32,7 @@ class StepOutput:
     student_rho: Tensor     # Spearman rho of the student's predicted vs the realised per-frame loss (NaN: no loss)
     teacher_rho: Tensor     # the same for the teacher's prediction, which chose the hard spans (NaN: no predictor)
     teacher_span_rho: Tensor  # the teacher's rho per span: mean prediction vs mean realised loss (NaN: no spans)
+    student_span_rho: Tensor  # the same for the student's predictor (which, unlike the teacher, sees the mask)
     hardness_lift: Tensor   # realised loss in hard-picked spans / in random ones, same rows (NaN: not both kinds)
     num_masked: int         # masked frames per row (host-known)
 
@@ -100,8 +101,8 @@ class EHMAMPretrainModel(nn.Module):
         targets = make_targets(out.ffn_outputs, frame_lengths, self.config.loss.top_k_layers)
         if self.teacher.predictor is None:
             return targets, None
-        predictor_input = targets if self.config.teacher.predictor_input == "targets" else out.hidden_states[-1]
-        return targets, self.teacher.predictor(predictor_input).float()
+        selector_input = targets if self.config.release.predictor_on_targets else out.hidden_states[-1]
+        return targets, self.teacher.predictor(selector_input).float()
 
     def forward(self, wav: Tensor, wav_lengths: Tensor, mask_plan: GridMaskPlan | ReleaseMaskPlan,
                 layerdrop_generator: torch.Generator) -> StepOutput:
@@ -136,12 +137,16 @@ class EHMAMPretrainModel(nn.Module):
         frame_loss = regression_loss_per_frame(prediction.reshape(-1, D), target.reshape(-1, D)).view(R, num_masked)
         rec_loss = frame_loss.mean()
         not_measured = rec_loss.new_full((), NOT_MEASURED).detach()
-        loss, aux_loss, student_rho, teacher_rho, span_rho = (rec_loss,) + (not_measured,) * 4
+        loss, aux_loss, student_rho, teacher_rho, span_rho, student_span_rho = (rec_loss,) + (not_measured,) * 5
+        spans = drawn.span_length if drawn.span_length is not None and num_masked >= 2 * drawn.span_length else None
         if self.predictor is not None and cfg.aux_weight > 0:
             predictor_input = head_input if cfg.aux_grad_to_encoder else head_input.detach()
             student_scores = gather_frames(self.predictor(predictor_input), masked_idx).float()  # (R, Nm)
             aux_loss = ranking_loss(student_scores, frame_loss.detach(), self.config.release.aux_norm)
             student_rho = spearman_rho(student_scores.detach(), frame_loss.detach())
+            if spans is not None:
+                student_span_rho = spearman_rho(span_means(student_scores.detach(), spans),
+                                                span_means(frame_loss.detach(), spans))
             loss = rec_loss + cfg.aux_weight * aux_loss
         with torch.no_grad():
             realised = frame_loss.detach()
@@ -149,13 +154,13 @@ class EHMAMPretrainModel(nn.Module):
             if teacher_scores is not None:
                 teacher_at_masked = gather_frames(teacher_scores, masked_idx)
                 teacher_rho = spearman_rho(teacher_at_masked, realised)
-                if drawn.span_length is not None and num_masked >= 2 * drawn.span_length:
-                    span_rho = spearman_rho(span_means(teacher_at_masked, drawn.span_length),
-                                            span_means(realised, drawn.span_length))
+                if spans is not None:
+                    span_rho = spearman_rho(span_means(teacher_at_masked, spans), span_means(realised, spans))
             prediction_std = prediction.detach().float().reshape(-1, D).std(dim=0).mean()
         return StepOutput(loss=loss, rec_loss=rec_loss.detach(), aux_loss=aux_loss.detach(),
                           masked_fraction=not_measured, target_std=not_measured, prediction_std=prediction_std,
                           student_rho=student_rho, teacher_rho=teacher_rho, teacher_span_rho=span_rho,
+                          student_span_rho=student_span_rho,
                           hardness_lift=lift, num_masked=num_masked)
 
     def parameter_counts(self) -> dict[str, int]:

@@ -29,7 +29,7 @@ log = logging.getLogger("pretrain")
 METRICS = "metrics.jsonl"
 # StepOutput scalars logged every run.log_every updates (averaged over ranks)
 DEVICE_SCALARS = ("loss", "rec_loss", "aux_loss", "masked_fraction", "target_std", "prediction_std", "student_rho",
-                  "teacher_rho", "teacher_span_rho", "hardness_lift")
+                  "teacher_rho", "teacher_span_rho", "student_span_rho", "hardness_lift")
 
 
 class TrainingAborted(RuntimeError):

@@ -32,7 +32,7 @@ from results.demo import ABX_FILES, REPO, run_pretraining, shown
 log = logging.getLogger("recipe_search")
 
 # the selector's health scalars, averaged over the logged updates of the second half of the run
-MECHANISM = ("teacher_rho", "teacher_span_rho", "student_rho", "hardness_lift", "masked_fraction")
+MECHANISM = ("teacher_rho", "teacher_span_rho", "student_rho", "student_span_rho", "hardness_lift", "masked_fraction")
 COLUMNS = ("name", "updates", "wall_s", "final_loss", "init_within", "init_across", "end_layer", "end_within",
            "end_across", "best_step", "best_layer", "best_within", "best_across", *MECHANISM, "about", "overrides")
 
@@ -143,14 +143,14 @@ def markdown(rows: Sequence[dict], references: Sequence[dict], command: str) -> 
              "evaluation with the lowest across-speaker error. Wall: the pretraining process, evaluations included. "
              "Loss: mean regression loss of the last five logged updates. Chance is 50. Selector: means over the "
              "logged updates of the second half of the run of the teacher predictor's Spearman rho with the realised "
-             "per-frame loss (per frame / per span), the student predictor's, and the hardness lift (realised loss in "
-             "hard-picked spans over that in random spans of the same rows; 1 = no harder than chance); masked: the "
-             "masked share of the frames.", "",
+             "per-frame loss (per frame / per span), the student predictor's (which sees the mask), and the hardness "
+             "lift (realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
+             "chance); masked: the masked share of the frames.", "",
              "| reference | within | across |", "|---|---:|---:|"]
     lines += [f"| {r['representation']} | {r['within']:.1f} | {r['across']:.1f} |" for r in references]
     lines += ["", "| arm | updates | wall s | loss | init within / across | end layer: within / across | "
-              "best (step, layer): within / across | teacher rho frame / span | student rho | lift | masked | what |",
-              "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---|"]
+              "best (step, layer): within / across | teacher rho frame / span | student rho frame / span | lift | "
+              "masked | what |", "|---|---:|---:|---:|---|---|---|---|---|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['updates']} | {_fmt(r['wall_s'], 0)} | {_fmt(r['final_loss'], 3)} | "
@@ -158,7 +158,8 @@ def markdown(rows: Sequence[dict], references: Sequence[dict], command: str) -> 
             f"{_fmt(r.get('end_layer'))}: {_fmt(r.get('end_within'))} / {_fmt(r.get('end_across'))} | "
             f"({_fmt(r.get('best_step'))}, {_fmt(r.get('best_layer'))}): {_fmt(r.get('best_within'))} / "
             f"{_fmt(r.get('best_across'))} | {_fmt(r.get('teacher_rho'), 2)} / {_fmt(r.get('teacher_span_rho'), 2)} | "
-            f"{_fmt(r.get('student_rho'), 2)} | {_fmt(r.get('hardness_lift'), 3)} | "
+            f"{_fmt(r.get('student_rho'), 2)} / {_fmt(r.get('student_span_rho'), 2)} | "
+            f"{_fmt(r.get('hardness_lift'), 3)} | "
             f"{_fmt(r.get('masked_fraction'), 3)} | {r['about']} (`{r['overrides']}`) |")
     lines += seed_means_table(rows)
     return "\n".join(lines) + "\n"

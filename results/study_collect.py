@@ -67,7 +67,8 @@ def rho_measured(config: dict) -> dict[str, bool]:
     trained only with the ranking loss; the teacher's exists when the curriculum or the ranking loss needs it."""
     aux = float((config.get("loss") or {}).get("aux_weight", 1.0))
     curriculum = (config.get("curriculum") or {}).get("mode", "progress")
-    return {"student_rho": aux > 0, "teacher_rho": curriculum != "none" or aux > 0}
+    teacher = curriculum != "none" or aux > 0
+    return {"student_rho": aux > 0, "student_span_rho": aux > 0, "teacher_rho": teacher, "teacher_span_rho": teacher}
 
 
 def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:

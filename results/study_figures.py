@@ -30,7 +30,7 @@ def _save_panels(plt, fig, axes, path: Path) -> None:
 
 def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str], path: Path) -> None:
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(14, 6.5))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for ax, key in zip(axes.flat, TRAINING_KEYS):
         for condition in conditions:
             means = training_means(arms, condition)

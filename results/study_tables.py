@@ -8,8 +8,10 @@ from typing import Hashable, Iterable, Sequence
 
 from results.study_collect import ArmResult
 
-TRAINING_KEYS = ("teacher_rho", "teacher_span_rho", "student_rho", "hardness_lift", "masked_fraction", "alpha")
-TRAINING_HEADERS = ("teacher rho", "teacher span rho", "student rho", "hardness lift", "masked fraction", "alpha")
+TRAINING_KEYS = ("teacher_rho", "teacher_span_rho", "student_rho", "student_span_rho", "hardness_lift",
+                 "masked_fraction", "alpha")
+TRAINING_HEADERS = ("teacher rho", "teacher span rho", "student rho", "student span rho", "hardness lift",
+                    "masked fraction", "alpha")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # where the training table samples the logged steps
 PROBE_ORDER = ("phone", "keyword", "logmel", "speaker")
 

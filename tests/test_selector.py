@@ -76,16 +76,16 @@ def test_predictor_ema_decay_names_the_copy_the_teacher_reads(own_decay, expecte
         assert all(torch.equal(t, s) for t, s in zip(model.teacher.predictor.parameters(), model.predictor.parameters()))
 
 
-@pytest.mark.parametrize("predictor_input", ["targets", "last_layer"])
-def test_teacher_predictor_reads_the_input_it_is_given(predictor_input):
-    """The selector's input is the targets (release) or the teacher's last block, as teacher.predictor_input says."""
-    model, config = _model(f"teacher.predictor_input={predictor_input}")
+@pytest.mark.parametrize("on_targets", [True, False])
+def test_teacher_predictor_reads_the_input_it_is_given(on_targets):
+    """The selector reads the teacher's last block, or the targets with release.predictor_on_targets."""
+    model, config = _model(f"release.predictor_on_targets={str(on_targets).lower()}")
     seen = []
     model.teacher.predictor.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     features, frame_lengths = model.encoder.local(torch.randn(2, 32000), torch.tensor([32000, 32000]))
     targets, _ = model.teacher_targets(features, frame_lengths)
     last_block = model.teacher.context(features, frame_lengths).hidden_states[-1]
-    assert torch.equal(seen[0], targets if predictor_input == "targets" else last_block)
+    assert torch.equal(seen[0], targets if on_targets else last_block)
 
 
 def test_a_step_logs_the_lift_and_the_span_rho():
@@ -97,13 +97,14 @@ def test_a_step_logs_the_lift_and_the_span_rho():
         plan = mask_plan_for(config, frames, [0, 1], alpha, world_size=1, seed=0)
         out = model(wav, lengths, plan, torch.Generator().manual_seed(1))
         assert math.isfinite(out.hardness_lift.item()) == lift_finite
-        assert -1 <= out.teacher_span_rho.item() <= 1
+        assert -1 <= out.teacher_span_rho.item() <= 1 and -1 <= out.student_span_rho.item() <= 1
 
 
 @pytest.mark.parametrize("override, message", [
     ("teacher.predictor_ema_decay=1.5", "teacher.predictor_ema_decay: must be null or in \\[0, 1\\)"),
     ("teacher.predictor_ema_decay=fast", "teacher.predictor_ema_decay: expected float"),
     ("mask.budget=fairseq", "mask.budget: must be one of overlapping, exact"),
+    ("teacher.predictor_input=targets", "release.predictor_on_targets: true restores"),
 ])
 def test_selector_and_budget_settings_are_checked_by_name(override, message):
     with pytest.raises(ValueError, match=message):

@@ -131,10 +131,13 @@ def test_training_totals_weight_each_record_by_its_step_gap():
 
 def test_rho_measured_follows_the_config():
     """student rho needs the ranking loss; teacher rho needs the predictor (curriculum or ranking loss)."""
-    assert study_collect.rho_measured({}) == {"student_rho": True, "teacher_rho": True}
-    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}}) == {"student_rho": False, "teacher_rho": True}
-    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}) == {
-        "student_rho": False, "teacher_rho": False}
+    def measured(student: bool, teacher: bool) -> dict:
+        return {"student_rho": student, "student_span_rho": student, "teacher_rho": teacher,
+                "teacher_span_rho": teacher}
+    assert study_collect.rho_measured({}) == measured(True, True)
+    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}}) == measured(False, True)
+    assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}) == measured(
+        False, False)
 
 
 def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
@@ -153,7 +156,7 @@ def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
                                                      "stages": [{"name": "ks train", "ok": False, "detail": "boom"}]}))
     arm = study_collect.collect_arm(tmp_path, "random_mask", 2)
     assert (arm.updates, arm.audio_seconds, arm.train_seconds) == (10, 100.0, 10.0)
-    assert arm.rho_measured == {"student_rho": False, "teacher_rho": False}
+    assert not any(arm.rho_measured.values())
     assert [r["value"] for r in arm.layerwise] == [0.25, 0.5]
     assert arm.wall_s["downstream"] == 30.0 and arm.failed == ["ks train: boom"] and arm.scores == {}
     means = study_tables.training_means([arm], "random_mask")
@@ -179,9 +182,10 @@ def arms_fixture() -> list:
         arm = study_collect.ArmResult(condition, seed, scores=values)
         if condition != "fbank":
             measured = condition == "ehmam"
-            arm.rho_measured = {"student_rho": measured, "teacher_rho": measured}
+            arm.rho_measured = {key: measured for key in ("student_rho", "student_span_rho", "teacher_rho",
+                                                          "teacher_span_rho")}
             arm.training = [{"step": s, "teacher_rho": 0.1 * s / 100 + 0.1 * seed, "student_rho": 0.2,
-                             "teacher_span_rho": 0.3 if measured else math.nan,
+                             "teacher_span_rho": 0.3 if measured else math.nan, "student_span_rho": 0.25,
                              "hardness_lift": 1.2 if measured and s > 1 else math.nan,  # NaN: alpha 0, no predictor
                              "masked_fraction": 0.5 - 0.001 * s, "alpha": s / 100} for s in (1, 50, 100)]
             arm.updates, arm.audio_seconds, arm.train_seconds = 100, 1000.0 + seed, 50.0
@@ -240,9 +244,9 @@ def test_build_report_states_the_numbers():
     assert "| FBANK | missing | 60.00 | missing |" in report
     assert "| FBANK | 0 | missing | 60.00 | missing |" in report  # per-run rows: the number when no cell is known
     # training: EH-MAM's teacher rho mean over seeds at step 100 = 0.1 + 0.05; random masking measured none
-    assert "| EH-MAM | 100 | 0.150 | 0.300 | 0.200 | 1.200 | 0.400 | 1.000 |" in report
-    assert "| EH-MAM | 1 | 0.051 | 0.300 | 0.200 | n/a | 0.499 | 0.010 |" in report  # the lift is NaN at alpha 0
-    assert "| random masking | 100 | n/a | n/a | n/a | n/a | 0.400 | 1.000 |" in report
+    assert "| EH-MAM | 100 | 0.150 | 0.300 | 0.200 | 0.250 | 1.200 | 0.400 | 1.000 |" in report
+    assert "| EH-MAM | 1 | 0.051 | 0.300 | 0.200 | 0.250 | n/a | 0.499 | 0.010 |" in report  # no lift at alpha 0
+    assert "| random masking | 100 | n/a | n/a | n/a | n/a | n/a | 0.400 | 1.000 |" in report
     assert "goes from 0.05 (step 1) to 0.15 (step 100), peaking at 0.15 (step 100)" in report
     # layer-wise: EH-MAM best layer 1 (0.405 over seeds) vs random masking best layer 2 (0.355)
     assert "phone probe, best layer: EH-MAM 0.405 (layer 1) is higher than random masking 0.355 (layer 2)." in report
