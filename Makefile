@@ -17,7 +17,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# the layers (setup.cfg [importlinter]) and the lint rules (pyproject.toml [tool.ruff]) first, then the tests
 test: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 demo: install

@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_parser, apply_threads, device_name, markdown_table  # noqa: E402
-from results.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of  # noqa: E402
-from results.abx.scoring import CONDITIONS, build_task, score  # noqa: E402
-from results.layerwise import SAMPLE_RATE  # noqa: E402
+from bench.common import apply_threads, bench_parser, device_name, markdown_table  # noqa: E402
+from measure.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of  # noqa: E402
+from measure.abx.scoring import CONDITIONS, build_task, score  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 
 
 def first_minutes(libri: Path, splits: list[str], minutes: float):

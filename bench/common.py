@@ -20,8 +20,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from upstream_ehmam.frontend import SAMPLE_RATE
+
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_RATE = 16_000
 
 # Dense bf16 peak of the GPUs we expect (docs/design.md "Performance"); matched against the CUDA device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
@@ -165,7 +166,8 @@ def _attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, 
 
 def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
                              **kwargs) -> int:
-    """Backward without recomputing the scores: dV, dP, dQ, dK (4 matmuls), as docs/design.md "Performance" counts it."""
+    """Backward without recomputing the scores: dV, dP, dQ, dK (4 matmuls), as docs/design.md "Performance"
+    counts it."""
     b, h, s_q, d_q = query_shape
     s_k, d_v = key_shape[2], value_shape[3]
     return 2 * b * h * s_q * s_k * (2 * d_v + 2 * d_q)
@@ -173,8 +175,8 @@ def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape
 
 def _attention_mapping() -> dict:
     """Our formulas for every fused SDPA kernel. torch's FlopCounterMode has none for the CPU kernel (attention on
-    a CPU would count 0) and counts a score recompute in the CUDA backwards; docs/design.md "Performance" counts the model's
-    maths without recompute (MFU convention), and the unfused math path (CPU with dropout) is plain bmm."""
+    a CPU would count 0) and counts a score recompute in the CUDA backwards; docs/design.md "Performance" counts the
+    model's maths without recompute (MFU convention), and the unfused math path (CPU with dropout) is plain bmm."""
     aten = torch.ops.aten
     mapping = {}
     for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
@@ -215,7 +217,8 @@ def default_peak_tflops(device: torch.device) -> float | None:
 
 def seeded_audio(batch: int, num_samples: int, seed: int) -> torch.Tensor:
     """(batch, num_samples) float32 CPU waveforms, the same for a given seed on every machine: noise with a
-    syllable-rate envelope, each utterance normalised to zero mean and unit variance (as the loader and the expert normalise)."""
+    syllable-rate envelope, each utterance normalised to zero mean and unit variance
+    (as the loader and the expert normalise)."""
     if batch < 1 or num_samples < 1:
         raise ValueError(f"need batch >= 1 and num_samples >= 1, got {batch} and {num_samples}")
     generator = torch.Generator().manual_seed(seed)

@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (bench_parser, apply_threads, device_name, fmt, markdown_table,  # noqa: E402
-                          resolve_device, write_json)
+from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json  # noqa: E402
 from pretrain.data import build_loader  # noqa: E402
 from pretrain.manifest import write_manifest  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 
-SAMPLE_RATE = 16_000
 HEADER = "## Data loading (FLAC decode + crop + collate)"
 
 

@@ -20,15 +20,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (bench_parser, apply_threads, autocast_for, count_flops, device_name,  # noqa: E402
-                          markdown_table, resolve_device, seeded_audio, time_call, write_json)
+from bench.common import (  # noqa: E402
+    apply_threads,
+    autocast_for,
+    bench_parser,
+    count_flops,
+    device_name,
+    markdown_table,
+    resolve_device,
+    seeded_audio,
+    time_call,
+    write_json,
+)
 from bench.inference import torchaudio_model  # noqa: E402
 from bench.train_step import EHMAMStep  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
 from upstream_ehmam import frontend as mel_frontend  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
 
-SAMPLE_RATE = 16_000
 HEADER = "## Front ends: cnn vs mel"
 CONFIGS = {("base", "cnn"): "ehmam.yaml", ("base", "mel"): "mel.yaml",
            ("tiny", "cnn"): "tiny.yaml", ("tiny", "mel"): "tiny_mel.yaml"}
@@ -62,10 +72,10 @@ def flop_rows(device: torch.device, seed: int, shapes: tuple[str, ...] = ("base"
             with torch.no_grad():
                 front, _ = count_flops(lambda: encoder.local(wav.to(device), lengths.to(device)))
                 whole, _ = count_flops(lambda: encoder.extract_features(wav.to(device), lengths.to(device)))
-            del encoder
+            encoder = None  # release it (the lambdas above close over the name, so no `del`)
             step = EHMAMStep(cfg, device, None)
             step_flops, _ = count_flops(lambda: step(wav, lengths, torch.arange(batch)))
-            del step
+            step = None
             extra = fft_flops_per_second() if frontend == "mel" else 0.0
             rows.append({"shape": shape, "frontend": frontend, "front_gflop_per_s": (front / audio_s + extra) / 1e9,
                          "fft_gflop_per_s": extra / 1e9, "encoder_gflop_per_s": (whole / audio_s + extra) / 1e9,
@@ -158,7 +168,8 @@ def profile_mel_extraction(device: torch.device, seed: int, seconds: float = 10.
     body = [[f"`{e.key}`", f"{e.self_cpu_time_total / 1e3:.1f}", f"{100 * e.self_cpu_time_total / total:.1f} %"]
             for e in events[:8]]
     spectral = sum(e.self_cpu_time_total for e in events if e.key in ("aten::_fft_r2c", "aten::stft", "aten::mm"))
-    body.append(["FFT + filterbank matmul (`_fft_r2c`, `mm`)", f"{spectral / 1e3:.1f}", f"{100 * spectral / total:.2f} %"])
+    body.append(["FFT + filterbank matmul (`_fft_r2c`, `mm`)", f"{spectral / 1e3:.1f}",
+                 f"{100 * spectral / total:.2f} %"])
     return markdown_table(["op (mel encoder, 1 x %g s)" % seconds, "self CPU ms", "share"], body)
 
 

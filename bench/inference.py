@@ -19,15 +19,29 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (TIMING_OPTIONS, bench_parser, override_sizes, resolve_precision,  # noqa: E402
-                          PeakMemory, apply_threads, autocast_for, count_flops,  # noqa: E402
-                          device_name, fmt, format_bytes, markdown_table, measure, resolve_device, seeded_audio,
-                          write_json)
+from bench.common import (  # noqa: E402
+    TIMING_OPTIONS,
+    PeakMemory,
+    apply_threads,
+    autocast_for,
+    bench_parser,
+    count_flops,
+    device_name,
+    fmt,
+    format_bytes,
+    markdown_table,
+    measure,
+    override_sizes,
+    resolve_device,
+    resolve_precision,
+    seeded_audio,
+    write_json,
+)
 from pretrain.config import load_config  # noqa: E402
 from upstream_ehmam.config import EncoderConfig  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
 
-SAMPLE_RATE = 16_000
 HEADER = "## Inference (feature extraction)"
 
 
@@ -59,7 +73,7 @@ def encoder_config(shape: str) -> EncoderConfig:
 
 def torchaudio_model(shape: str, cfg: EncoderConfig) -> torch.nn.Module:
     """torchaudio.models.wav2vec2_base() for Base; the generic builder with our tiny widths otherwise."""
-    from superb.compat import import_torchaudio
+    from measure.torchaudio_import import import_torchaudio
     torchaudio = import_torchaudio()  # its C++ extension needs CUDA libraries; the wav2vec2 models are pure Python
     if shape == "base":
         return torchaudio.models.wav2vec2_base()

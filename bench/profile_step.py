@@ -30,12 +30,23 @@ if str(ROOT) not in sys.path:
 
 import pretrain.ehmam as ehmam_module  # noqa: E402
 import pretrain.masking as masking  # noqa: E402
-from bench.common import (TIMING_OPTIONS, bench_parser, override_sizes, resolve_precision,  # noqa: E402
-                          apply_threads, device_name, fmt, markdown_table,  # noqa: E402
-                          resolve_device, seeded_audio, synchronize, write_json)
+from bench.common import (  # noqa: E402
+    TIMING_OPTIONS,
+    apply_threads,
+    bench_parser,
+    device_name,
+    fmt,
+    markdown_table,
+    override_sizes,
+    resolve_device,
+    resolve_precision,
+    seeded_audio,
+    synchronize,
+    write_json,
+)
 from bench.train_step import EHMAMStep, load_bench_config  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 
-SAMPLE_RATE = 16_000
 HEADER = "## Profile of one training step"
 # Top-level phases of EHMAMStep, in step order; forward parts are nested in "forward".
 PHASES = ("schedules + mask plan (host)", "forward", "backward", "grad norm + finite check (host read)", "optimiser",

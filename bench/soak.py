@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import bench_parser  # noqa: E402
 from pretrain.manifest import write_manifest  # noqa: E402
 from upstream_ehmam.checkpoint import load_checkpoint  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 
 
 def write_corpus(root: Path, count: int = 8, seed: int = 0) -> Path:
@@ -33,9 +34,9 @@ def write_corpus(root: Path, count: int = 8, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
-        t = np.arange(int(rng.uniform(2.2, 3.0) * 16_000)) / 16_000
+        t = np.arange(int(rng.uniform(2.2, 3.0) * SAMPLE_RATE)) / SAMPLE_RATE
         wav = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t * (1 + 0.2 * t)) + 0.05 * rng.standard_normal(t.shape)
-        sf.write(root / f"utt{i}.flac", wav.astype(np.float32), 16_000, subtype="PCM_16")
+        sf.write(root / f"utt{i}.flac", wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
     write_manifest(root, root / "train.tsv")
     return root / "train.tsv"
 

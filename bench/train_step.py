@@ -24,17 +24,31 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (TIMING_OPTIONS, bench_parser, resolve_precision,  # noqa: E402
-                          PeakMemory, apply_threads, autocast_for, count_flops,  # noqa: E402
-                          default_peak_tflops, device_name, fmt, format_bytes, markdown_table, measure,
-                          resolve_device, seeded_audio, write_json)
+from bench.common import (  # noqa: E402
+    TIMING_OPTIONS,
+    PeakMemory,
+    apply_threads,
+    autocast_for,
+    bench_parser,
+    count_flops,
+    default_peak_tflops,
+    device_name,
+    fmt,
+    format_bytes,
+    markdown_table,
+    measure,
+    resolve_device,
+    resolve_precision,
+    seeded_audio,
+    write_json,
+)
 from pretrain.config import PretrainConfig, load_config  # noqa: E402
 from pretrain.ehmam import EHMAMPretrainModel, StepOutput  # noqa: E402
 from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, train_step  # noqa: E402
 from upstream_ehmam.config import EncoderConfig  # noqa: E402
+from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
 from upstream_ehmam.model import draw_layer_skips  # noqa: E402
 
-SAMPLE_RATE = 16_000
 CONFIGS = {"tiny": ROOT / "pretrain" / "tiny.yaml", "base": ROOT / "pretrain" / "ehmam.yaml"}
 HF_KINDS = ("wav2vec2", "data2vec-audio")
 HEADER = "## Training step throughput"
@@ -102,7 +116,7 @@ class HFStep:
 
     def __init__(self, kind: str, encoder: EncoderConfig, device: torch.device, autocast_dtype: torch.dtype | None,
                  seed: int, lr: float) -> None:
-        from superb.compat import import_torchaudio
+        from measure.torchaudio_import import import_torchaudio
         try:
             import_torchaudio()  # transformers imports torchaudio, whose C++ extension may not load here
         except ModuleNotFoundError:
@@ -235,7 +249,7 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
                 notes.append(f"EH-MAM M={clones}, crop {crop_s:g} s: out of memory: {str(err).splitlines()[0]}")
                 step.optimizer.zero_grad(set_to_none=True)
                 _release(device)
-        del step
+        step = None  # release it (the closures above use the name, so no `del`)
         _release(device)
 
     if not args.no_hf:
@@ -276,12 +290,12 @@ def _base_flop_check(args: argparse.Namespace, device: torch.device, autocast_dt
     wav, lengths = seeded_audio(1, samples, args.seed), torch.full((1,), samples, dtype=torch.long)
     step.update = step.next_update_without_layerdrop()
     flops, _ = count_flops(lambda: step(wav, lengths, torch.arange(1)))
-    del step
+    step = None
     _release(device)
     return (f"FLOP check, Base M=1, batch 1, crop {crop_s:g} s (counted, not timed): {flops / 1e9 / crop_s:.1f} GFLOP "
             f"per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
-            f"(this project's step, computed, 20 s crops); a short crop has less attention (docs/design.md, Performance: "
-            f"a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s).")
+            f"(this project's step, computed, 20 s crops); a short crop has less attention (docs/design.md, "
+            f"Performance: a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s).")
 
 
 def format_table(rows: list[dict]) -> str:

@@ -10,8 +10,14 @@ from pathlib import Path
 import torch
 
 from pretrain.checkpointing import git_sha
-from upstream_ehmam.checkpoint import (FORMAT_VERSION, KIND_ENCODER, build_encoder, check_state_dict,
-                                       load_checkpoint, save_atomic)
+from upstream_ehmam.checkpoint import (
+    FORMAT_VERSION,
+    KIND_ENCODER,
+    build_encoder,
+    check_state_dict,
+    load_checkpoint,
+    save_atomic,
+)
 
 from .config import FinetuneConfig, config_from_dict
 from .model import CTCModel

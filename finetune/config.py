@@ -22,6 +22,7 @@ import yaml
 from pretrain.config import apply_overrides, read_yaml_mapping, section_from_dict
 from upstream_ehmam.checkpoint import WEIGHTS
 from upstream_ehmam.config import require as _require
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 RANDOM_PREFIX = "random:"
 
@@ -49,7 +50,8 @@ class ModelConfig:
 @dataclass
 class MaskConfig:
     """Time and channel masking of the projected front-end features (training only)."""
-    mask_prob: float = 0.65         # span starts per frame: floor(mask_prob * T / span_length + u) spans, ~48 % of frames
+    mask_prob: float = 0.65         # span starts per frame: floor(mask_prob * T / span_length + u) spans,
+                                    # ~48 % of frames
     span_length: int = 10           # frames per time span
     channel_prob: float = 0.25      # the same rule over the feature channels; masked channels are zero on all frames
     channel_length: int = 64        # channels per channel span
@@ -98,7 +100,7 @@ class DataConfig:
     bad_audio: str = "skip"         # skip (log, count, leave out of the batch) | error (stop)
 
     def __post_init__(self) -> None:
-        _require(self.max_batch_samples >= 16_000, "data.max_batch_samples", "must be >= 16000 (1 s)",
+        _require(self.max_batch_samples >= SAMPLE_RATE, "data.max_batch_samples", "must be >= 16000 (1 s)",
                  self.max_batch_samples)
         _require(self.num_workers >= 0, "data.num_workers", "must be >= 0", self.num_workers)
         _require(self.bad_audio in ("skip", "error"), "data.bad_audio", "must be 'skip' or 'error'", self.bad_audio)

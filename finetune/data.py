@@ -79,8 +79,8 @@ def plan_batches(lengths: list[int], max_batch_samples: int, seed: int, epoch: i
 
 class BatchDataset(Dataset):
     """Item g: the padded global batch g {"wav" (B, S), "wav_lengths" (B,), "targets" (sum of label lengths,),
-    "target_lengths" (B,), "index" [manifest indices], "bad_audio" [(path, problem)], "global_index" g}; item None: an empty batch
-    (a process with no micro-batch left in an update)."""
+    "target_lengths" (B,), "index" [manifest indices], "bad_audio" [(path, problem)], "global_index" g}; item None: an
+    empty batch (a process with no micro-batch left in an update)."""
 
     def __init__(self, subset: LabelledSubset, max_batch_samples: int, seed: int, shuffle: bool,
                  bad_audio: str, min_samples: int) -> None:

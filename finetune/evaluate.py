@@ -23,7 +23,8 @@ def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
     words = sum(len(r.split()) for r in references)
-    letter_errors = sum(editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in zip(hypotheses, references))
+    letter_errors = sum(editdistance.eval(" ".join(h.split()), " ".join(r.split()))
+                        for h, r in zip(hypotheses, references))
     letters = sum(len(" ".join(r.split())) for r in references)
     return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "words": words, "sentences": len(references),
             "ler": 100.0 * letter_errors / max(letters, 1)}

@@ -17,7 +17,7 @@ UNK_WORD = "<unk>"
 def import_ctc_decoder() -> Callable:
     """torchaudio.models.decoder.ctc_decoder, through the project's torchaudio import (its compiled part may be
     unloadable next to a CPU torch; the decoder itself lives in flashlight-text)."""
-    from superb.compat import import_torchaudio
+    from measure.torchaudio_import import import_torchaudio
 
     import_torchaudio()
     try:

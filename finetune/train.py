@@ -20,8 +20,14 @@ import torch.distributed as dist
 
 from pretrain.data import BadAudioLog, unwrap_worker_error
 from pretrain.step import Runtime, derive_seed
-from pretrain.train import (StopSignal, TrainingAborted, init_runtime, open_run_logs, process_group_lifetime,
-                            truncate_metrics)
+from pretrain.train import (
+    StopSignal,
+    TrainingAborted,
+    init_runtime,
+    open_run_logs,
+    process_group_lifetime,
+    truncate_metrics,
+)
 
 from .checkpoint import BEST, LAST, FinetuneState, restore, save
 from .config import FinetuneConfig, save_config

@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from upstream_ehmam.frontend import SAMPLE_RATE
+
 from .jobs import Job, JobResult
 from .scales import Scale
 from .sentences import PUNCTUATION, Grammar, sentence_tokens
@@ -64,7 +66,7 @@ class Plan:
 
 def lead_silence(rng: np.random.Generator) -> int:
     """Leading silence (50-300 ms) in samples: espeak starts speaking at sample 0, recordings do not."""
-    return int(rng.uniform(0.05, 0.3) * 16000)
+    return int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)
 
 
 def random_token(rng: np.random.Generator, n: int, alphabet: str) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy.signal import butter, fftconvolve, lfilter, resample_poly, sosfilt
 
-SAMPLE_RATE = 16000
+from upstream_ehmam.frontend import SAMPLE_RATE
+
 TARGET_DBFS = -23.0  # speech RMS before per-speaker / per-utterance gains
 NOISE_KINDS = ("white", "pink", "brown")
 

@@ -3,7 +3,6 @@ wavs/speakers/<id>/<uuid>.wav; FSC's 31 (action, object, location) intents from 
 from __future__ import annotations
 
 import csv
-
 from dataclasses import replace
 
 from .common import ALNUM, HEX, Context, Plan, lead_silence, random_token

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from superb import prepare
+from upstream_ehmam.frontend import SAMPLE_RATE
 
-from . import (__version__, finetuning, fluent_commands, iemocap, librispeech, pretrain, snips, speech_commands,
-               voxceleb)
+from . import __version__, finetuning, fluent_commands, iemocap, librispeech, pretrain, snips, speech_commands, voxceleb
 from .common import Context, Plan
 from .jobs import Executor, probe_engine
 from .scales import SCALES
@@ -96,7 +96,7 @@ def generate(out_dir: Path, scale: str = "ci", seed: int = 0, workers: int = 2, 
             plan.finish(results)
             files, size = _folder_stats(out_dir, plan.folders)
             summary[name] = {"folders": list(plan.folders), "files": files, "audio_files": len(results),
-                             "seconds": round(sum(r.num_samples for r in results) / 16000, 3),
+                             "seconds": round(sum(r.num_samples for r in results) / SAMPLE_RATE, 3),
                              "bytes": size, "wall_s": round(time.time() - t0, 2)}
     info.update(complete=True, corpora={k: {q: v[q] for q in ("folders", "files", "audio_files", "seconds",
                                                               "bytes")} for k, v in summary.items()})

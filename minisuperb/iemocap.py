@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from upstream_ehmam.frontend import SAMPLE_RATE
+
 from .common import Context, Plan, lead_silence, write_lines
 from .dsp import Channel
 from .jobs import Job, JobResult
@@ -91,7 +93,7 @@ def _write_dialog(dialog_dir: Path, dialog: str, items: list[tuple[dict, JobResu
     transcript = []
     t = 2.0
     for turn, res in items:
-        start, end = t, t + res.num_samples / 16000
+        start, end = t, t + res.num_samples / SAMPLE_RATE
         t = end + turn["gap"]
         v, a, d = turn["vad"]
         label = turn["label"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from superb.prepare import write_asr_bucket_csvs  # the project's one bucket-CSV writer
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 from .common import Context, Plan, lead_silence, write_lines
 from .dsp import Channel
@@ -42,7 +43,7 @@ def plan(ctx: Context) -> Plan:
         write_asr_bucket_csvs(root, SPLITS, root / "len_for_bucket")
         minutes = Counter()
         for (split, spk, _, _), res in zip(entries, results):
-            minutes[spk] += res.num_samples / 16000 / 60
+            minutes[spk] += res.num_samples / SAMPLE_RATE / 60
         write_lines(root / "SPEAKERS.TXT",
                     ["; mini-SUPERB synthetic speakers (espeak-ng pseudo-speakers)",
                      ";ID  |SEX| SUBSET           |MINUTES| NAME"]

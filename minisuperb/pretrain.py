@@ -31,8 +31,8 @@ def plan(ctx: Context) -> Plan:
                 tokens += ctx.sentence(rng)
             rel = f"{spk.name}/{spk.name}-{u:04d}.flac"
             channel = Channel(pad_start=lead_silence(rng), length=int(seconds * SAMPLE_RATE),
-                              rt60=float(rng.uniform(0.15, 0.6)), drr_db=float(rng.uniform(0, 12)), noise=str(rng.choice(NOISE_KINDS)),
-                              snr_db=float(rng.uniform(5, 30)))
+                              rt60=float(rng.uniform(0.15, 0.6)), drr_db=float(rng.uniform(0, 12)),
+                              noise=str(rng.choice(NOISE_KINDS)), snr_db=float(rng.uniform(5, 30)))
             jobs.append(Job(path=str(audio_root / rel), seed=ctx.job_seed("pretrain", len(jobs)),
                             render=render(spk, ctx.espeak_text(tokens), rng), channel=channel))
             manifest.append((split, rel))

@@ -12,8 +12,18 @@ from typing import Any
 
 import yaml
 
-from upstream_ehmam.config import (POSITIVE, EncoderConfig, at_least, check_fields, check_mapping, checked, one_of,
-                                   require, within)
+from upstream_ehmam.config import (
+    POSITIVE,
+    EncoderConfig,
+    at_least,
+    check_fields,
+    check_mapping,
+    checked,
+    one_of,
+    require,
+    within,
+)
+
 
 @dataclass
 class HeadsConfig:

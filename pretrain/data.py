@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pretrain.manifest import SAMPLE_RATE, read_manifest, soundfile_reason
+from pretrain.manifest import read_manifest, soundfile_reason
+from upstream_ehmam.frontend import SAMPLE_RATE
 from upstream_ehmam.model import normalize_waveform
 
 log = logging.getLogger("pretrain.data")

@@ -1,4 +1,5 @@
-"""Losses (docs/design.md "Losses"): per-frame L2 regression loss, the pairwise ranking loss of the predictor, Spearman rho."""
+"""Losses (docs/design.md "Losses"): per-frame L2 regression loss, the pairwise ranking loss of the predictor,
+Spearman rho."""
 from __future__ import annotations
 
 import math

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from upstream_ehmam.frontend import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 _PROGRESS_EVERY = 20_000  # files between progress log lines; LibriSpeech 960 h has ~281 k
 
 

@@ -19,8 +19,8 @@ class ABXMonitor:
     """The item set, triples and waveforms are prepared once; each evaluation runs the student on them."""
 
     def __init__(self, config: PretrainConfig, device: torch.device):
-        from results.abx.evaluate import ABXSet
-        from results.abx.items import FrameGeometry, items_from_alignments
+        from measure.abx.evaluate import ABXSet
+        from measure.abx.items import FrameGeometry, items_from_alignments
 
         run = config.run
         libri = Path(run.eval_data) / "LibriSpeech"
@@ -34,8 +34,8 @@ class ABXMonitor:
 
     def evaluate(self, encoder: torch.nn.Module) -> dict:
         """{"within"/"across": [error per layer], "best_layer", "best_within", "best_across", "seconds"}."""
-        from results.abx.features import EncoderLayers
-        from results.abx.report import best_layer, by_representation
+        from measure.abx.features import EncoderLayers
+        from measure.abx.summary import best_layer, by_representation
 
         tick = time.perf_counter()
         was_training = encoder.training

@@ -1,4 +1,5 @@
-"""Regression targets (docs/design.md "Targets"): the average of the instance-normalised FFN outputs of the top-K teacher blocks."""
+"""Regression targets (docs/design.md "Targets"): the average of the instance-normalised FFN outputs of the top-K
+teacher blocks."""
 from __future__ import annotations
 
 from typing import Sequence

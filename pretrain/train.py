@@ -15,8 +15,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpointing import (LAST, TrainState, remove_stale_temporaries, restore_training_checkpoint,
-                            save_training_checkpoint)
+from upstream_ehmam.frontend import SAMPLE_RATE
+
+from .checkpointing import (
+    LAST,
+    TrainState,
+    remove_stale_temporaries,
+    restore_training_checkpoint,
+    save_training_checkpoint,
+)
 from .config import PretrainConfig, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
@@ -293,7 +300,7 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
             micro_batches = [next(batches) for _ in range(config.optim.grad_accum)]
             for batch in micro_batches:
                 bad_audio.record(batch["bad_audio"])
-                report.audio_seconds += float(batch["wav_lengths"].sum()) / 16000 * runtime.world_size
+                report.audio_seconds += float(batch["wav_lengths"].sum()) / SAMPLE_RATE * runtime.world_size
             result = train_step(model, optimizer, micro_batches, state.update, epoch, config, runtime,
                                 wrapped=wrapped, stop_received=stop.received is not None)
             if result.nonfinite:
@@ -343,7 +350,7 @@ def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, conf
     with torch.no_grad():
         out = model(batch["wav"].to(runtime.device), batch["wav_lengths"].to(runtime.device), plan,
                     torch.Generator().manual_seed(0))
-    print(f"one batch: wav {tuple(batch['wav'].shape)} ({batch['wav'].shape[1] / 16000:.2f} s each), "
+    print(f"one batch: wav {tuple(batch['wav'].shape)} ({batch['wav'].shape[1] / SAMPLE_RATE:.2f} s each), "
           f"frames {frames[0]}, clones {config.mask.clone_batch}, masked frames per row {out.num_masked} "
           f"(fraction {out.masked_fraction.item():.3f}), loss {out.loss.item():.4f}")
     return Path(config.run.out_dir)

@@ -151,7 +151,8 @@ def parse_tasks(text: str) -> list[str]:
     tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:
-        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_NAMES)}")
+        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; "
+                                         f"choose from {','.join(TASK_NAMES)}")
     return sorted(set(tasks), key=TASK_NAMES.index)
 
 
@@ -161,8 +162,8 @@ def parse_folds(text: str) -> list[int]:
     except ValueError:
         folds = []
     if not folds or any(k not in ER_FOLDS for k in folds):
-        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in {ER_FOLDS[0]}..{ER_FOLDS[-1]}, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in "
+                                         f"{ER_FOLDS[0]}..{ER_FOLDS[-1]}, got {text!r}")
     return folds
 
 

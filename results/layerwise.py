@@ -8,36 +8,32 @@ R^2 of a ridge map to the input's log-mel frames, and speaker accuracy (mean-poo
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
-import json
 import logging
 import math
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import soundfile
 import torch
 import torch.nn.functional as F
+
+from measure.alignments import Utterance, frame_phone_labels, read_alignments
+from measure.audio import load_audio
+from measure.logmel import MEL_BINS, log_mel_frames
 
 from .csv_rows import read_rows, write_rows
 
 log = logging.getLogger("layerwise")
 
-SAMPLE_RATE = 16000
 LIBRI_TRAIN_SPLITS = ("train-clean-100",)
 LIBRI_TEST_SPLITS = ("dev-clean", "test-clean")  # speakers disjoint from train-clean-100
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # SUPERB KS's 10 words
 KS_TRAIN_DIR, KS_TEST_DIR = "speech_commands_v0.01", "speech_commands_test_set_v0.01"
-N_MELS, MEL_WINDOW, MEL_HOP = 80, 400, 320  # 25 ms window, 20 ms hop: frame t reads samples [320t, 320t + 400)
 PROBES = {  # probe -> metric, in CSV and plot order
     "phone": "frame_accuracy", "keyword": "accuracy", "logmel": "r2", "speaker": "accuracy"}
 CSV_COLUMNS = ("layer", "probe", "metric", "value", "n_train", "n_test")
-ALIGNMENT_FORMAT = ('one JSON object per line: {"id": "<utterance id>", "phones": [...], "starts": '
-                    '[first sample of each phone], "num_samples": N}')
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -137,86 +133,8 @@ def ridge_r2(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
 # Labels and targets per frame.
 
 
-def strip_stress(phone: str) -> str:
-    """'AH0' -> 'AH': the 39 CMUdict base phones plus SIL/SPN."""
-    return re.sub(r"\d+$", "", phone)
-
-
-def frame_phone_labels(phones: Sequence[str], starts: Sequence[int], num_frames: int, rate: int = 320,
-                       receptive_field: int = 400) -> list[str]:
-    """The phone (stress stripped) at the centre of each model frame t, i.e. sample t * rate + field / 2."""
-    labels = []
-    for t in range(num_frames):
-        centre = t * rate + receptive_field // 2
-        labels.append(strip_stress(phones[max(0, bisect.bisect_right(starts, centre) - 1)]))
-    return labels
-
-
-def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """(n_freqs, n_mels) triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (torchaudio's):
-    the mel front end's own filterbank, built once per shape."""
-    from upstream_ehmam.frontend import mel_filterbank as model_filterbank
-
-    return model_filterbank(n_mels, sample_rate, n_fft=2 * (n_freqs - 1))
-
-
-def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = N_MELS, window: int = MEL_WINDOW,
-                   hop: int = MEL_HOP) -> torch.Tensor:
-    """(S,) waveform -> (num_frames, n_mels) log-mel power: Hann window of `window` samples every `hop`, no
-    centring. Called with the model's receptive field and downsample rate (400 / 320 for the Base CNN, 560 / 320
-    for the mel front end), so frame t covers exactly the samples model frame t reads."""
-    if wav.shape[0] < window:
-        wav = F.pad(wav, (0, window - wav.shape[0]))
-    frames = wav.float().unfold(0, window, hop)[:num_frames]  # (T, window)
-    if frames.shape[0] < num_frames:
-        raise ValueError(f"{wav.shape[0]} samples give {frames.shape[0]} mel frames, fewer than the "
-                         f"{num_frames} model frames")
-    n_fft = 1 << (window - 1).bit_length()  # 512 for 400 samples, 1024 for 560
-    spectrum = torch.fft.rfft(frames * torch.hann_window(window, periodic=True), n=n_fft).abs().pow(2)  # (T, F)
-    return torch.log(spectrum @ mel_filterbank(spectrum.shape[1], n_mels) + 1e-6)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Corpus reading.
-
-
-@dataclass(frozen=True)
-class Utterance:
-    path: Path
-    speaker: str
-    label: str = ""  # keyword for Speech Commands
-    phones: tuple[str, ...] = ()
-    starts: tuple[int, ...] = ()
-    num_samples: int = 0
-
-
-def read_alignments(libri: Path, split: str) -> list[Utterance]:
-    """LibriSpeech/alignments/<split>.jsonl -> utterances with their flac path and speaker."""
-    path = libri / "alignments" / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: phone alignment file missing. mini-SUPERB writes it (python -m minisuperb); for real "
-            f"LibriSpeech convert forced alignments (e.g. Montreal Forced Aligner) to this format: {ALIGNMENT_FORMAT}")
-    utterances = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            utt_id, phones, starts = str(entry["id"]), tuple(entry["phones"]), tuple(int(s) for s in entry["starts"])
-            num_samples = int(entry["num_samples"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}:{number}: not an alignment record ({error}); expected {ALIGNMENT_FORMAT}") \
-                from error
-        if not phones or len(phones) != len(starts) or list(starts) != sorted(starts):
-            raise ValueError(f"{path}:{number}: {utt_id}: phones and starts must be non-empty, of equal length, "
-                             f"starts ascending")
-        speaker, chapter = utt_id.split("-")[:2]
-        flac = libri / split / speaker / chapter / f"{utt_id}.flac"
-        utterances.append(Utterance(flac, speaker, "", phones, starts, num_samples))
-    if not utterances:
-        raise ValueError(f"{path}: no utterances")
-    return utterances
 
 
 def keyword_utterances(data: Path) -> tuple[list[Utterance], list[Utterance]] | None:
@@ -256,15 +174,6 @@ def pick_round_robin(utterances: Sequence[Utterance], limit: int | None, generat
             if queue and len(order) < limit:
                 order.append(queue.pop(0))
     return [utterances[i] for i in sorted(order)]
-
-
-def load_audio(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: audio file missing")
-    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{path}: sample rate {rate}, expected {SAMPLE_RATE}")
-    return torch.from_numpy(samples[:, 0].copy())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,7 +244,7 @@ def extract_features(encoder, utterances: Sequence[Utterance], frame_picks: Sequ
         frames=[torch.cat(f) if f else torch.zeros(0, dim) for f in frames],
         pooled=[torch.stack(p) if p else torch.zeros(0, dim) for p in pooled],
         phone_labels=labels,
-        log_mels=torch.cat(mels) if mels else torch.zeros(0, N_MELS))
+        log_mels=torch.cat(mels) if mels else torch.zeros(0, MEL_BINS))
 
 
 def speaker_split(utterances: Sequence[Utterance], generator: torch.Generator) -> tuple[list[int], list[int]]:
@@ -443,8 +352,8 @@ def keyword_rows(encoder, keywords: tuple[list, list], max_utterances: int | Non
             for layer in range(len(ks_train_f.pooled))]
 
 
-def speaker_rows(utterances: Sequence[Utterance], train: Features, test: Features, generator: torch.Generator, device: torch.device,
-                 l2: float) -> list[dict]:
+def speaker_rows(utterances: Sequence[Utterance], train: Features, test: Features, generator: torch.Generator,
+                 device: torch.device, l2: float) -> list[dict]:
     """The speaker probe per layer, on other utterances of the same speakers (`train` and `test` are the
     features of the LibriSpeech utterances, in the order of `utterances`)."""
     spk_train, spk_test = speaker_split(utterances, generator)
@@ -535,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", type=Path, required=True, help="EH-MAM pretraining checkpoint or encoder export")
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
     parser.add_argument("--data", type=Path, required=True,
-                        help="corpus root holding LibriSpeech/ (with alignments/) and optionally speech_commands_v0.01/")
+                        help="corpus root holding LibriSpeech/ (with alignments/) and optionally "
+                             "speech_commands_v0.01/")
     parser.add_argument("--out", type=Path, required=True, help="folder for layerwise.csv and layerwise.png")
     parser.add_argument("--max-utterances", type=int, default=200,
                         help="cap on the utterances of each side (train / test) of every probe")

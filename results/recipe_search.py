@@ -113,7 +113,8 @@ def read_run(run_dir: Path) -> ArmLog:
     tail = [r["rec_loss"] for r in losses[-5:]]
     updates = max((r["step"] for r in losses), default=0)
     return ArmLog(updates, statistics.fmean(tail) if tail else math.nan,
-                  sorted((r for r in records if "abx" in r), key=lambda r: r["step"]), second_half_means(losses, updates))
+                  sorted((r for r in records if "abx" in r), key=lambda r: r["step"]),
+                  second_half_means(losses, updates))
 
 
 def arm_row(arm: Arm, run: ArmLog, wall_s: float) -> dict:

@@ -225,7 +225,8 @@ def _read_labels(path: Path, fields: int) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
-def labels(predict_path: Path, truth_path: Path, fields: int = 1) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+def labels(predict_path: Path, truth_path: Path,
+           fields: int = 1) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """(predicted, true) labels of line-aligned predict/truth files; IC labels are (action, object,
     location). The files must list the same ids in the same order."""
     predicted, truth = _read_labels(predict_path, fields), _read_labels(truth_path, fields)

@@ -34,7 +34,8 @@ def parse_conditions(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"--conditions: unknown {unknown or 'empty list'}; choose from {','.join(known)}")
+        raise argparse.ArgumentTypeError(f"--conditions: unknown {unknown or 'empty list'}; "
+                                         f"choose from {','.join(known)}")
     return list(dict.fromkeys(names))
 
 

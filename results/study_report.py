@@ -12,8 +12,16 @@ from results.paths import repo_relative
 from results.study_collect import ArmResult, collect_arm
 from results.study_figures import plot_layerwise_curves, plot_training
 from results.study_run import StudySettings, condition_dir, default_conditions, pretrain_argv
-from results.study_tables import (abx_monitor_table, abx_sentences, abx_table, compute_table, layerwise_sentences,
-                                  layerwise_table, training_sentences, training_table)
+from results.study_tables import (
+    abx_monitor_table,
+    abx_sentences,
+    abx_table,
+    compute_table,
+    layerwise_sentences,
+    layerwise_table,
+    training_sentences,
+    training_table,
+)
 from superb.registry import ER_FOLDS, METRICS, TASK_HEADERS, TASK_LABELS
 
 

@@ -9,9 +9,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from results.demo import (ABX_FILES, ABX_SPLITS, DownstreamPool, DownstreamRun, Stage, abx_stage,
-                          plan_downstream, pretrain_manifest, pretraining_argv, run_pretraining, shown, slowest_first,
-                          stage_records, tabulate_stage, timed)
+from results.demo import (
+    ABX_FILES,
+    ABX_SPLITS,
+    DownstreamPool,
+    DownstreamRun,
+    Stage,
+    abx_stage,
+    plan_downstream,
+    pretrain_manifest,
+    pretraining_argv,
+    run_pretraining,
+    shown,
+    slowest_first,
+    stage_records,
+    tabulate_stage,
+    timed,
+)
 from results.paths import REPO, repo_relative
 from superb.registry import ER_FOLDS, TASK_NAMES
 

@@ -124,7 +124,7 @@ def layerwise_sentences(arms: Sequence[ArmResult], a: str, b: str, labels: dict[
 
 def abx_means(arms: Sequence[ArmResult], condition: str) -> dict[int, dict[str, float]]:
     """layer -> ABX condition -> mean error over seeds, of the arm's own representation (references left out)."""
-    from results.abx.features import REFERENCES
+    from measure.abx.features import REFERENCES
 
     return grouped_means(((row["layer"], row["condition"], row["error"]) for arm in arms if arm.condition == condition
                           for row in arm.abx if row["representation"] not in REFERENCES), sort_outer=True)
@@ -133,8 +133,8 @@ def abx_means(arms: Sequence[ArmResult], condition: str) -> dict[int, dict[str, 
 def abx_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> str:
     """Best layer by mean across-speaker error, its within and across error, and the last layer's across error;
     then the reference rows of the first arm that scored them (the same items for every arm)."""
-    from results.abx.features import REFERENCES
-    from results.abx.report import best_layer
+    from measure.abx.features import REFERENCES
+    from measure.abx.summary import best_layer
 
     lines = ["| representation | best layer | within % | across % | last layer across % |", "|---|---:|---:|---:|---:|"]
     for condition in conditions:
@@ -142,7 +142,8 @@ def abx_table(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict
         if means:
             best = best_layer(means)
             lines.append(f"| {labels.get(condition, condition)} | {best} | {means[best].get('within', math.nan):.1f} | "
-                         f"{means[best].get('across', math.nan):.1f} | {means[max(means)].get('across', math.nan):.1f} |")
+                         f"{means[best].get('across', math.nan):.1f} | "
+                         f"{means[max(means)].get('across', math.nan):.1f} |")
     references = next((a.abx for a in arms if any(r["representation"] in REFERENCES for r in a.abx)), [])
     for name in REFERENCES:
         errors = {r["condition"]: r["error"] for r in references if r["representation"] == name}
@@ -168,7 +169,7 @@ def abx_monitor_table(arms: Sequence[ArmResult], conditions: Sequence[str], labe
 
 
 def abx_sentences(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> list[str]:
-    from results.abx.report import best_layer
+    from measure.abx.summary import best_layer
 
     sentences = []
     for condition in conditions:

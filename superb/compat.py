@@ -1,7 +1,8 @@
 """Runtime shims that let PyPI s3prl 0.4.18 run on current torch, torchaudio and huggingface_hub.
 
 Nothing happens at import: the entry point calls `apply_compat()` once, before anything imports
-s3prl. Every installer is idempotent and only fills what is missing or broken (docs/design.md "s3prl compatibility layer").
+s3prl. Every installer is idempotent and only fills what is missing or broken
+(docs/design.md "s3prl compatibility layer").
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import soundfile
 import torch
 
+from measure.torchaudio_import import import_torchaudio
+
 log = logging.getLogger("superb.compat")
 
 SUPPORTED_SOX_EFFECTS = ("channels 1", "rate <Hz>", "gain <dB>")
@@ -37,43 +40,6 @@ def apply_compat() -> None:
     install_hf_hub_stubs(huggingface_hub)
     install_torch_load_default(torch)
     install_catalyst_sampler()
-
-
-# --- torchaudio import on CPU torch (the "sixth problem") ---------------------------------------
-
-
-def make_extension_stub() -> types.ModuleType:
-    """A `torchaudio._extension` that reports the C++ extension as unavailable; alignment ops raise. Marked as ours."""
-    stub = types.ModuleType("torchaudio._extension")
-    stub.__doc__ = "stub: the torchaudio C++ extension cannot load next to this torch build"
-    stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
-    stub._IS_ALIGN_AVAILABLE = False
-    stub._load_lib = lambda name: False
-    stub._check_cuda_version = lambda: None
-
-    def fail_if_no_align(func):
-        @functools.wraps(func)
-        def unavailable(*args, **kwargs):
-            raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
-        return unavailable
-
-    stub.fail_if_no_align = fail_if_no_align
-    setattr(stub, _MARK, True)
-    return stub
-
-
-def import_torchaudio() -> types.ModuleType:
-    """Import torchaudio; if its C++ extension fails to load, retry with the extension stubbed."""
-    if "torchaudio" in sys.modules:
-        return sys.modules["torchaudio"]
-    try:
-        return importlib.import_module("torchaudio")
-    except OSError as error:  # e.g. "Could not load this library: .../_torchaudio.abi3.so"
-        for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
-            del sys.modules[name]
-        sys.modules["torchaudio._extension"] = make_extension_stub()
-        log.info("torchaudio C++ extension unavailable (%s); using the pure-Python paths", error)
-        return importlib.import_module("torchaudio")
 
 
 # --- 1. set_audio_backend ------------------------------------------------------------------------
@@ -139,7 +105,8 @@ def load_with_soundfile(
     return wav, sample_rate
 
 
-def info_with_soundfile(uri: str | Path | BinaryIO, format: str | None = None, buffer_size: int = 4096, backend: str | None = None) -> AudioInfo:
+def info_with_soundfile(uri: str | Path | BinaryIO, format: str | None = None, buffer_size: int = 4096,
+                        backend: str | None = None) -> AudioInfo:
     """`torchaudio.info` on soundfile."""
     meta = soundfile.info(uri)
     if meta.format in ("FLAC", "MPEG"):

@@ -106,7 +106,8 @@ def _session_entries(iemocap_root: Path, session: str) -> list[dict]:
                 continue
             fields = [field for field in line.split("\t") if field.strip()]
             if len(fields) < 3:
-                raise ValueError(f"{label_file}: malformed line {line!r} (expected '[start - end]<TAB>utt<TAB>emotion<TAB>[v, a, d]')")
+                raise ValueError(f"{label_file}: malformed line {line!r} "
+                                 "(expected '[start - end]<TAB>utt<TAB>emotion<TAB>[v, a, d]')")
             utterance, emotion = fields[1].strip(), fields[2].strip()
             emotion = ER_RELABEL.get(emotion, emotion)
             if emotion in ER_LABELS and utterance in wavs:

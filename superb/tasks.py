@@ -13,8 +13,18 @@ from typing import Callable, Mapping, Sequence
 
 import yaml
 
-from superb.registry import (BY_CTC_CORPUS, BY_DOWNSTREAM, CONFIG_DIR, ER_FOLD_NAMES, EXPERT, TASKS, Task,
-                             er_fold_name, er_fold_number, run_name)
+from superb.registry import (
+    BY_CTC_CORPUS,
+    BY_DOWNSTREAM,
+    CONFIG_DIR,
+    ER_FOLD_NAMES,
+    EXPERT,
+    TASKS,
+    Task,
+    er_fold_name,
+    er_fold_number,
+    run_name,
+)
 
 DATA_ROOT_ENV = "SUPERB_DATA"
 SYNTHETIC_HINT = "`python -m minisuperb --out {root}` makes a synthetic one"
@@ -44,14 +54,16 @@ def data_paths(task: Task, root: Path) -> dict[str, PathValue]:
         },
         "ic": {"datarc.file_path": root / "fluent_speech_commands_dataset"},
         "sid": {"datarc.file_path": root / "VoxCeleb1", "datarc.meta_data": root / "VoxCeleb1" / "iden_split.txt"},
-        "er": {"datarc.root": root / "IEMOCAP_full_release", "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data"},
+        "er": {"datarc.root": root / "IEMOCAP_full_release",
+               "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data"},
         "sf": {"corpus.path": root / "SNIPS", "text.slots_file": root / "SNIPS" / "slots.txt"},
     }[task.name]
 
 
 # files a user must supply inside a corpus folder, per task: key -> what to do when missing
 REQUIRED_FILES = {
-    "pr": {"corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) into the LibriSpeech folder"},
+    "pr": {"corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) "
+                             "into the LibriSpeech folder"},
     "sid": {"datarc.meta_data": "put VoxCeleb1's identification split file iden_split.txt into the VoxCeleb1 folder"},
     "sf": {"text.slots_file": "the SNIPS folder needs slots.txt (one slot name per line, 'O' first)"},
 }
@@ -143,8 +155,8 @@ def profile_overrides(name: str, task: Task) -> dict[str, str]:
     """`config.<key>` -> value text for `task` from profile `name`, checked against our official config."""
     path = PROFILE_DIR / f"{name}.yaml"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
-        raise ValueError(f"--profile {name!r}: no such profile; choose from {', '.join(available_profiles()) or 'none'} "
-                         f"({PROFILE_DIR})")
+        raise ValueError(f"--profile {name!r}: no such profile; "
+                         f"choose from {', '.join(available_profiles()) or 'none'} ({PROFILE_DIR})")
     try:
         profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
@@ -300,13 +312,15 @@ def plan_argv(
         s3.downstream = TASKS[s3.downstream].downstream
     if task and not s3.past_exp and s3.config is None:
         if not task.config.is_file():
-            raise FileNotFoundError(f"{task.config}: our {task.name} config is missing (downstream_configs/ not installed?)")
+            raise FileNotFoundError(f"{task.config}: our {task.name} config is missing "
+                                    "(downstream_configs/ not installed?)")
         s3.config = str(task.config)
     config_is_ours = bool(task and s3.config and Path(s3.config).resolve() == task.config.resolve())
 
     overrides: dict[str, str] = {}
     if task:
-        overrides, notes = _task_overrides(task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count, derive)
+        overrides, notes = _task_overrides(task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count,
+                                           derive)
     if ours.profile is not None:
         profiled = _checked_profile_overrides(ours.profile, task, s3.past_exp, s3.config, config_is_ours)
         overrides.update(profiled)
@@ -316,7 +330,8 @@ def plan_argv(
         overrides[f"{EXPERT}.datarc.test_fold"] = format_override_value(er_fold_name(fold))
 
     if not (s3.past_exp or s3.expname or s3.expdir) and s3.upstream:
-        s3.expname = default_expname(s3.upstream, task.name if task else s3.downstream, fold or _config_fold(task, s3.config))
+        s3.expname = default_expname(s3.upstream, task.name if task else s3.downstream,
+                                     fold or _config_fold(task, s3.config))
         _refuse_stale_default_expdir(s3.expname, s3.mode, s3.auto_resume)
         notes.append(f"experiment name: {s3.expname} (result/downstream/{s3.expname}; set -n or -p to choose)")
     if task and s3.mode == "evaluate" and s3.evaluate_split is None and task.test_split != "test":
@@ -465,7 +480,8 @@ def _resolve_fold(
 def _config_fold(task: Task | None, config: str | None) -> int | None:
     if task is None or task.name != "er" or config is None:
         return None
-    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0]))
+    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {})
+               .get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0]))
     return er_fold_number(fold)
 
 

@@ -11,11 +11,24 @@ import pytest
 import soundfile
 import torch
 
+from measure.abx import scoring
+from measure.abx.items import (
+    AudioFile,
+    FrameGeometry,
+    ItemTable,
+    items_from_alignments,
+    items_from_item_file,
+    sample_items,
+)
+from measure.abx.scoring import (
+    build_task,
+    dtw_normalised,
+    pair_distances,
+    plan_pairs,
+    score,
+    unit_frames,
+)
 from results.abx import __main__ as abx_cli
-from results.abx.items import AudioFile, FrameGeometry, ItemTable, items_from_alignments, items_from_item_file, \
-    sample_items
-from results.abx import scoring
-from results.abx.scoring import build_task, dtw_normalised, pair_distances, plan_pairs, score, unit_frames
 from upstream_ehmam.checkpoint import export_encoder
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.model import EHMAMEncoder

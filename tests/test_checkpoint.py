@@ -5,8 +5,14 @@ import os
 import pytest
 import torch
 
-from upstream_ehmam.checkpoint import (FORMAT_VERSION, build_encoder, export_encoder, load_checkpoint,
-                                       load_encoder, save_atomic)
+from upstream_ehmam.checkpoint import (
+    FORMAT_VERSION,
+    build_encoder,
+    export_encoder,
+    load_checkpoint,
+    load_encoder,
+    save_atomic,
+)
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.model import ContextEncoder, EHMAMEncoder, normalize_waveforms
 

@@ -1,5 +1,6 @@
-"""The s3prl UpstreamExpert contract (docs/design.md "The s3prl upstream") for upstream_ehmam, probed like s3prl's own upstream test
-but without importing s3prl: layer count and shapes, short inputs, padding invariance, options, bad inputs."""
+"""The s3prl UpstreamExpert contract (docs/design.md "The s3prl upstream") for upstream_ehmam, probed like
+s3prl's own upstream test but without importing s3prl: layer count and shapes, short inputs, padding invariance,
+options, bad inputs."""
 import ast
 import importlib
 import shutil

@@ -179,7 +179,8 @@ def test_recipe_configs_hold_the_recipe_values():
     for split, values in expected.items():
         c = load_config(ROOT / "finetune" / f"base_{split}.yaml")
         assert (c.optim.lr, c.optim.max_steps, c.model.freeze_updates, c.mask.channel_prob, c.model.layerdrop) == values
-        assert (c.mask.mask_prob, c.mask.span_length, c.mask.channel_length, c.data.train_subset) == (0.65, 10, 64, split)
+        assert (c.mask.mask_prob, c.mask.span_length, c.mask.channel_length,
+                c.data.train_subset) == (0.65, 10, 64, split)
         assert c.optim.micro_batches * c.data.max_batch_samples == 25_600_000  # 1,600 s per update
 
 

@@ -14,8 +14,14 @@ import pytest
 import torch
 
 from upstream_ehmam import frontend, hubconf
-from upstream_ehmam.checkpoint import (FORMAT_VERSION, build_encoder, check_state_dict, export_encoder,
-                                       load_encoder, save_atomic)
+from upstream_ehmam.checkpoint import (
+    FORMAT_VERSION,
+    build_encoder,
+    check_state_dict,
+    export_encoder,
+    load_encoder,
+    save_atomic,
+)
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.model import ContextEncoder, EHMAMEncoder, normalize_waveforms
 
@@ -214,7 +220,8 @@ def test_checkpoint_and_export_round_trip(mel_ckpt, tmp_path):
         assert torch.equal(a, b)
     teacher = load_encoder(mel_ckpt, weights="teacher")
     assert torch.equal(teacher.local.proj.weight, student.local.proj.weight)
-    assert not torch.allclose(teacher.extract_features(wav, lengths)[0][-1], student.extract_features(wav, lengths)[0][-1])
+    assert not torch.allclose(teacher.extract_features(wav, lengths)[0][-1],
+                              student.extract_features(wav, lengths)[0][-1])
 
 
 def test_the_other_front_ends_weights_are_a_clear_error(mel_ckpt, tmp_path):
@@ -276,8 +283,8 @@ def _metrics(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_tiny_mel_pretraining_learns_and_its_checkpoint_is_an_upstream(manifest, tmp_path):
-    from pretrain.train import train
     from pretrain.mask_budget import overlapping_share
+    from pretrain.train import train
     config = _config(manifest, tmp_path / "run", "optim.max_steps=20", "run.save_every=20")
     run_dir = train(config)
     metrics = _metrics(run_dir)
@@ -371,9 +378,10 @@ def test_bench_quick_counts_fewer_flops_for_mel(capsys):
 def test_mel_stats_cli_gives_a_valid_global_config(manifest, tmp_path, capsys):
     """python -m pretrain.mel_stats: per-bin statistics of the normalised audio that a mel_norm=global config
     accepts, and that centre the model's own log-mel frames."""
-    from pretrain.mel_stats import main
-    from pretrain.config import load_config
     import yaml
+
+    from pretrain.config import load_config
+    from pretrain.mel_stats import main
     assert main([str(manifest), "--max-files", "3", "--out", str(tmp_path / "stats.yaml")]) == 0
     stats = yaml.safe_load((tmp_path / "stats.yaml").read_text())
     assert len(stats["mel_mean"]) == len(stats["mel_std"]) == 80 and min(stats["mel_std"]) > 0
@@ -382,8 +390,8 @@ def test_mel_stats_cli_gives_a_valid_global_config(manifest, tmp_path, capsys):
                                                           f"model.mel_std={stats['mel_std']}"]).model
     local = EHMAMEncoder(cfg).local.eval()
     from pretrain.data import read_audio
-    from upstream_ehmam.model import normalize_waveform
     from pretrain.manifest import read_manifest
+    from upstream_ehmam.model import normalize_waveform
     root, entries = read_manifest(manifest)
     wavs = [normalize_waveform(torch.from_numpy(read_audio(root / rel)[0])) for rel, _ in entries[:3]]
     padded, lengths = normalize_waveforms(wavs)

@@ -14,7 +14,8 @@ def _n_params(module):
 
 
 def test_base_head_parameter_counts_and_shapes():
-    """Base heads have the docs/design.md "Parameter counts" sizes (619,776 and 620,544) and map (B, T, 768) to (B, T, 768) / (B, T)."""
+    """Base heads have the docs/design.md "Parameter counts" sizes (619,776 and 620,544) and map (B, T, 768) to
+    (B, T, 768) / (B, T)."""
     decoder, predictor = ConvDecoder(), LossPredictor()
     assert _n_params(decoder) == 619_776
     assert _n_params(predictor) == 620_544

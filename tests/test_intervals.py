@@ -97,7 +97,7 @@ def test_accuracy_cells_carry_wilson_interval_and_majority_chance(tmp_path):
     low, high = intervals.wilson(3, 4)
     assert cell(report, ROW, "KS") == "75.00"
     assert report.rows[0].text("KS") == f"75.00 ({low:.1f}–{high:.1f}; chance 50.0)" == "75.00 (30.1–95.4; chance 50.0)"
-    assert f"| 75.00 (30.1–95.4; chance 50.0) |" in report.markdown
+    assert "| 75.00 (30.1–95.4; chance 50.0) |" in report.markdown
     runs = report.runs_csv.splitlines()
     assert runs[0].split(",")[7:11] == ["score_low", "score_high", "chance", "test_utterances"]
     assert runs[1].split(",")[7:11] == [f"{low:.4f}", f"{high:.4f}", "50.0000", "4"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from measure import alignments, logmel
 from results import layer_weights, layerwise
 from upstream_ehmam import hubconf
 from upstream_ehmam.checkpoint import export_encoder
@@ -98,10 +99,10 @@ def test_probe_is_deterministic_and_unseen_test_labels_count_wrong():
 def test_frame_phone_labels_use_the_frame_centre_and_strip_stress():
     """Frame t gets the phone at sample 320 t + 200; stress digits are dropped (AH0 -> AH)."""
     phones, starts = ["SIL", "AH0", "T", "SIL"], [0, 500, 900, 1300]
-    labels = layerwise.frame_phone_labels(phones, starts, 5)
+    labels = alignments.frame_phone_labels(phones, starts, 5)
     # centres 200, 520, 840, 1160, 1480
     assert labels == ["SIL", "AH", "AH", "T", "SIL"]
-    assert layerwise.strip_stress("ER1") == "ER" and layerwise.strip_stress("SIL") == "SIL"
+    assert alignments.strip_stress("ER1") == "ER" and alignments.strip_stress("SIL") == "SIL"
 
 
 def test_log_mel_frames_align_with_model_frames():
@@ -112,17 +113,17 @@ def test_log_mel_frames_align_with_model_frames():
     t = torch.arange(16000 - 3200) / 16000
     wav[3200:] = torch.sin(2 * torch.pi * 1000 * t)
     T = cfg.frames_for_samples(16000)
-    mel = layerwise.log_mel_frames(wav, T)
-    assert mel.shape == (T, layerwise.N_MELS) == (49, 80)
+    mel = logmel.log_mel_frames(wav, T)
+    assert mel.shape == (T, logmel.MEL_BINS) == (49, 80)
     energy = mel.max(1).values
     assert energy[:10].max() < energy[10:].min()
-    bank = layerwise.mel_filterbank(257, 80)
+    bank = logmel.mel_filterbank(257, 80)
     assert bank.shape == (257, 80) and (bank >= 0).all() and (bank.sum(0) > 0).all()
 
 
 def test_pick_round_robin_keeps_every_speaker():
     """A cap smaller than the pool still takes utterances from each speaker, in the original order."""
-    utts = [layerwise.Utterance(Path(f"{s}-{i}.flac"), s) for s in ("a", "b", "c") for i in range(5)]
+    utts = [alignments.Utterance(Path(f"{s}-{i}.flac"), s) for s in ("a", "b", "c") for i in range(5)]
     picked = layerwise.pick_round_robin(utts, 6, torch.Generator().manual_seed(0))
     assert len(picked) == 6 and {u.speaker for u in picked} == {"a", "b", "c"}
     assert picked == [u for u in utts if u in picked]
@@ -131,7 +132,7 @@ def test_pick_round_robin_keeps_every_speaker():
 
 def test_speaker_split_uses_the_same_speakers():
     """Every test utterance's speaker also has training utterances; single-utterance speakers are left out."""
-    utts = [layerwise.Utterance(Path(f"{s}{i}"), s) for s, n in (("a", 4), ("b", 3), ("c", 1)) for i in range(n)]
+    utts = [alignments.Utterance(Path(f"{s}{i}"), s) for s, n in (("a", 4), ("b", 3), ("c", 1)) for i in range(n)]
     train, test = layerwise.speaker_split(utts, torch.Generator().manual_seed(0))
     assert len(test) == 2 + 1 and len(train) == 2 + 2
     assert {utts[i].speaker for i in test} <= {utts[i].speaker for i in train} == {"a", "b"}
@@ -142,10 +143,10 @@ def test_alignment_errors_name_the_file(tmp_path):
     libri = tmp_path / "LibriSpeech"
     (libri / "alignments").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"alignments/train-clean-100\.jsonl: phone alignment file missing"):
-        layerwise.read_alignments(libri, "train-clean-100")
+        alignments.read_alignments(libri, "train-clean-100")
     (libri / "alignments" / "dev-clean.jsonl").write_text('{"id": "1-2-0000", "phones": ["SIL"]}\n')
     with pytest.raises(ValueError, match=r"dev-clean\.jsonl:1: not an alignment record"):
-        layerwise.read_alignments(libri, "dev-clean")
+        alignments.read_alignments(libri, "dev-clean")
 
 
 # --- end to end -------------------------------------------------------------------------------------------

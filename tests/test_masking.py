@@ -2,8 +2,18 @@
 import pytest
 import torch
 
-from pretrain.masking import (GridMaskPlan, draw_mask_plan, grid_mask, masked_indices, num_hard_spans,
-                              plan_grid_mask, plan_release_mask, release_mask, span_counts, visible_indices)
+from pretrain.masking import (
+    GridMaskPlan,
+    draw_mask_plan,
+    grid_mask,
+    masked_indices,
+    num_hard_spans,
+    plan_grid_mask,
+    plan_release_mask,
+    release_mask,
+    span_counts,
+    visible_indices,
+)
 
 P, L = 0.5, 5
 LENGTHS = [200, 173, 150, 199]  # padded to T = 200
@@ -102,7 +112,8 @@ def test_grid_mask_needs_no_data_dependent_shapes():
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(1)).to("meta")
     mask = grid_mask(torch.empty(len(LENGTHS), plan.num_frames, device="meta"), plan)
     assert mask.shape == (len(LENGTHS), plan.num_frames)
-    assert visible_indices(mask, plan.num_frames - plan.num_masked).shape == (len(LENGTHS), plan.num_frames - plan.num_masked)
+    assert (visible_indices(mask, plan.num_frames - plan.num_masked).shape
+            == (len(LENGTHS), plan.num_frames - plan.num_masked))
     assert masked_indices(mask, plan.num_masked).shape == (len(LENGTHS), plan.num_masked)
 
 
@@ -174,7 +185,8 @@ def test_visible_and_masked_indices_are_complementary_and_sorted():
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(11))
     mask = grid_mask(torch.randn(len(LENGTHS), plan.num_frames, generator=_gen(12)), plan)
     vis, msk = visible_indices(mask, plan.num_frames - plan.num_masked), masked_indices(mask, plan.num_masked)
-    assert vis.shape == (len(LENGTHS), plan.num_frames - plan.num_masked) and msk.shape == (len(LENGTHS), plan.num_masked)
+    assert (vis.shape == (len(LENGTHS), plan.num_frames - plan.num_masked)
+            and msk.shape == (len(LENGTHS), plan.num_masked))
     assert (vis.diff(dim=1) > 0).all() and (msk.diff(dim=1) > 0).all()
     assert not mask.gather(1, vis).any() and mask.gather(1, msk).all()
     together = torch.cat([vis, msk], dim=1).sort(dim=1).values

@@ -1,5 +1,6 @@
-"""mini-SUPERB: the invariants s3prl's seven SUPERB loaders rely on (docs/design.md "s3prl compatibility layer"), checked on the
-shared ci corpus with independent re-implementations of the loaders' rules, plus determinism and errors."""
+"""mini-SUPERB: the invariants s3prl's seven SUPERB loaders rely on (docs/design.md
+"s3prl compatibility layer"), checked on the shared ci corpus with independent re-implementations of the loaders'
+rules, plus determinism and errors."""
 from __future__ import annotations
 
 import csv

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from upstream_ehmam.attention import alibi_slopes, attention_bias
 from upstream_ehmam.config import EncoderConfig, frames_for_samples
-from upstream_ehmam.model import (ContextEncoder, EHMAMEncoder, draw_layer_skips, init_weights,
-                                  normalize_waveforms)
+from upstream_ehmam.model import ContextEncoder, EHMAMEncoder, draw_layer_skips, init_weights, normalize_waveforms
 
 ATOL = 1e-5
 

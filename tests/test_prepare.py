@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 import soundfile
+from superb_trees import make_iemocap, make_librispeech
 
 from superb import compat
 from superb.prepare import ER_LABELS, librispeech_splits, main, write_asr_bucket_csvs, write_iemocap_meta
 from superb.registry import CONFIG_DIR
-from superb_trees import make_iemocap, make_librispeech
 
 
 def test_bucket_csv_lengths_are_sample_counts_longest_first(tmp_path):
@@ -55,7 +55,8 @@ def test_s3prl_asr_dataset_reads_our_csvs_and_dictionary(tmp_path):
     write_asr_bucket_csvs(root, ["train-clean-100"], tmp_path / "len_for_bucket")
     dictionary = Dictionary.load(str(CONFIG_DIR / "asr" / "char.dict"))
     assert len(dictionary.symbols) == 4 + 28  # fairseq's 4 specials + | A-Z '
-    dataset = SequenceDataset("train", 2, dictionary, str(root), str(tmp_path / "len_for_bucket"), train=["train-clean-100"])
+    dataset = SequenceDataset("train", 2, dictionary, str(root), str(tmp_path / "len_for_bucket"),
+                              train=["train-clean-100"])
     table = pd.read_csv(tmp_path / "len_for_bucket" / "train-clean-100.csv", index_col=0)
     # buckets of 2 in CSV order, each halved (> 2000 samples); s3prl drops the trailing single utterance
     assert dataset.X == [[path] for path in table.file_path[:4]]
@@ -74,7 +75,8 @@ def test_iemocap_meta_folds_labels_and_paths(tmp_path):
         assert test["labels"] == train["labels"] == ER_LABELS
         got = [(entry["path"].split("/")[-1][:-4], entry["label"]) for entry in test["meta_data"]]
         assert got == kept[session]
-        assert all((root / entry["path"]).is_file() and entry["path"].startswith(f"{session}/sentences/wav/") for entry in test["meta_data"])
+        assert all((root / entry["path"]).is_file() and entry["path"].startswith(f"{session}/sentences/wav/")
+                   for entry in test["meta_data"])
         assert sorted(e["path"] for e in train["meta_data"]) == sorted(
             e["path"] for other in kept if other != session for e in _test_entries(tmp_path / "meta", other)
         )
@@ -90,7 +92,6 @@ def test_s3prl_emotion_dataset_reads_our_meta(tmp_path):
     """s3prl's IEMOCAPDataset loads our JSON: class map, resampler and label ids."""
     compat.import_torchaudio()
     import torchaudio
-
     from s3prl.downstream.emotion.dataset import IEMOCAPDataset
 
     root = tmp_path / "IEMOCAP_full_release"

@@ -84,7 +84,8 @@ def test_checkpoints_load_safely_and_feed_the_upstream(manifest, tmp_path):
 
 
 def test_teacher_gets_no_gradients_and_follows_the_ema(manifest):
-    """After backward the teacher has no gradients; after the update it equals the EMA of its old self and the student."""
+    """After backward the teacher has no gradients; after the update it equals the EMA of its old self and
+    the student."""
     config = _config(manifest, Path("unused"))
     model = EHMAMPretrainModel(config)
     wav = torch.randn(2, 32000)

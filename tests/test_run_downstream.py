@@ -11,14 +11,15 @@ import types
 from pathlib import Path
 
 import pytest
+from superb_trees import make_iemocap, make_librispeech
 
 from superb import tasks
 from superb.registry import CONFIG_DIR, EXPERT, TASKS
 from superb.tasks import parse_overrides, plan_argv
-from superb_trees import make_iemocap, make_librispeech
 
 REPO = Path(__file__).resolve().parent.parent
-S3PRL_NAMES = {"pr": "ctc", "asr": "asr", "ks": "speech_commands", "ic": "fluent_commands", "sid": "voxceleb1", "er": "emotion", "sf": "ctc"}
+S3PRL_NAMES = {"pr": "ctc", "asr": "asr", "ks": "speech_commands", "ic": "fluent_commands", "sid": "voxceleb1",
+               "er": "emotion", "sf": "ctc"}
 
 
 def plan(argv, environ=None, cuda=False, cpu_count=2, **kwargs):
@@ -106,7 +107,8 @@ def test_device_expname_and_asr_split_defaults(data_root):
     assert "-n" not in plan(base + ["-p", "/x"]).argv and flag(plan(base + ["-n", "mine"]).argv, "-n") == "mine"
     asr = plan(["-m", "evaluate", "-u", "fbank", "-d", "asr", "--data-root", str(data_root)]).argv
     assert flag(asr, "-t") == "test-clean"
-    assert flag(plan(["-m", "evaluate", "-u", "fbank", "-d", "asr", "-t", "test-other", "--data-root", str(data_root)]).argv, "-t") == "test-other"
+    assert flag(plan(["-m", "evaluate", "-u", "fbank", "-d", "asr", "-t", "test-other", "--data-root",
+                      str(data_root)]).argv, "-t") == "test-other"
 
 
 def test_default_expdir_with_old_checkpoints_is_refused(data_root, tmp_path, monkeypatch):
@@ -129,7 +131,8 @@ def test_er_fold_shorthand_override_and_variant(data_root):
     by_flag = plan(base + ["--fold", "3"]).argv
     assert overrides(by_flag)[f"{EXPERT}.datarc.test_fold"] == "'fold3'" and flag(by_flag, "-n") == "fbank_er_fold3"
     by_override = plan(base + ["-o", f"{EXPERT}.datarc.test_fold='fold2'"]).argv
-    assert overrides(by_override)[f"{EXPERT}.datarc.test_fold"] == "'fold2'" and flag(by_override, "-n") == "fbank_er_fold2"
+    assert (overrides(by_override)[f"{EXPERT}.datarc.test_fold"] == "'fold2'"
+            and flag(by_override, "-n") == "fbank_er_fold2")
     assert overrides(plan(base + ["-v", "fold5"]).argv)[f"{EXPERT}.datarc.test_fold"] == "'fold5'"
     assert flag(plan(base).argv, "-n") == "fbank_er_fold1"
     with pytest.raises(ValueError, match="contradicts"):
@@ -143,13 +146,14 @@ def test_er_fold_shorthand_override_and_variant(data_root):
 def test_workers_option_and_evaluate_from_checkpoint(data_root):
     """--workers N sets every loader's num_workers; with -e the task comes from the checkpoint,
     no config or expname is added, and data paths still follow the data root."""
-    assert overrides(plan(["-m", "train", "-u", "fbank", "-d", "sf", "--workers", "0", "--data-root", str(data_root)]).argv)[
-        f"{EXPERT}.corpus.num_workers"] == "0"
+    assert overrides(plan(["-m", "train", "-u", "fbank", "-d", "sf", "--workers", "0", "--data-root",
+                           str(data_root)]).argv)[f"{EXPERT}.corpus.num_workers"] == "0"
     argv = plan(["-m", "evaluate", "-e", "/exp/dev-best.ckpt", "--data-root", str(data_root)],
                 checkpoint_task=lambda path: TASKS["sf"]).argv
     assert "-c" not in argv and "-n" not in argv and flag(argv, "-e") == "/exp/dev-best.ckpt"
     entries = overrides(argv)
-    assert entries[f"{EXPERT}.corpus.path"] == repr(str(data_root / "SNIPS")) and f"{EXPERT}.text.vocab_file" not in entries
+    assert (entries[f"{EXPERT}.corpus.path"] == repr(str(data_root / "SNIPS"))
+            and f"{EXPERT}.text.vocab_file" not in entries)
 
 
 def test_task_is_read_from_an_s3prl_checkpoint(tmp_path):
@@ -211,8 +215,9 @@ def test_generated_asr_buckets_and_er_meta_are_cached_per_dataset(tmp_path, monk
 def test_sid_cache_moves_out_of_site_packages(tmp_path, monkeypatch):
     """s3prl's SID dataset writes its file-list cache under our per-dataset cache, and a changed
     split file empties it (a stale list from another dataset is never reused)."""
-    from superb import compat, runner_fixes
     from superb_trees import write_noise
+
+    from superb import compat, runner_fixes
 
     compat.import_torchaudio()
     import s3prl.downstream.voxceleb1.dataset as sid
@@ -250,7 +255,8 @@ def test_empty_train_loader_raises_instead_of_hanging():
         return DataLoader(list(range(3)), batch_size=batch_size, drop_last=True)
 
     checked = refuse_empty_train_loader(get_dataloader, "train")
-    with pytest.raises(ValueError, match=r"'train' dataloader has no batches \(3 items, batch_size 4, drop_last True\)") as caught:
+    with pytest.raises(ValueError,
+                       match=r"'train' dataloader has no batches \(3 items, batch_size 4, drop_last True\)") as caught:
         checked("train")
     assert raised_in(caught.value, PACKAGE_DIR)  # run_downstream.py prints it without a traceback
     assert len(checked("dev")) == 0 and len(checked("train", batch_size=2)) == 1
@@ -263,9 +269,10 @@ def test_run_s3prl_main_restores_globals_and_shortens_our_errors(tmp_path):
     run again in one process); a ValueError raised in our package exits with its message, others propagate."""
     import builtins
 
+    from torch.utils.data import DataLoader
+
     from superb.entry import run_s3prl_main
     from superb.runner_fixes import refuse_empty_train_loader
-    from torch.utils.data import DataLoader
 
     plain, argv_before, seen = builtins.isinstance, list(sys.argv), []
 

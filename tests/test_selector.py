@@ -1,8 +1,7 @@
 """The hard-span selector and its measures: the hardness lift and span means on hand-made batches, and each
 `teacher` option reading the predictor copy and the input it names."""
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,7 +72,8 @@ def test_predictor_ema_decay_names_the_copy_the_teacher_reads(own_decay, expecte
     for t, old, s in zip(model.teacher.predictor.parameters(), predictor_before, model.predictor.parameters()):
         torch.testing.assert_close(t, expected * old + (1 - expected) * s)
     if own_decay == 0.0:
-        assert all(torch.equal(t, s) for t, s in zip(model.teacher.predictor.parameters(), model.predictor.parameters()))
+        assert all(torch.equal(t, s)
+                   for t, s in zip(model.teacher.predictor.parameters(), model.predictor.parameters()))
 
 
 @pytest.mark.parametrize("on_targets", [True, False])

@@ -37,12 +37,14 @@ def test_collect_and_report_abx(tmp_path):
     _arm_dir(tmp_path, "ehmam", 1, {0: (22.0, 42.0), 1: (14.0, 34.0)}, [48.0, 33.0])
     arms = [study_collect.collect_arm(tmp_path, "ehmam", s) for s in (0, 1)]
     assert [r["step"] for r in arms[0].training] == [1] and len(arms[0].abx_monitor) == 2
-    assert study_tables.abx_means(arms, "ehmam") == {0: {"within": 21.0, "across": 41.0}, 1: {"within": 12.0, "across": 32.0}}
+    assert study_tables.abx_means(arms, "ehmam") == {0: {"within": 21.0, "across": 41.0},
+                                                     1: {"within": 12.0, "across": 32.0}}
     table = study_tables.abx_table(arms, ["ehmam"], {"ehmam": "EH-MAM"})
     assert "| EH-MAM | 1 | 12.0 | 32.0 | 32.0 |" in table
     assert "| log-mel, normalised (reference) | – | 4.5 | 20.0 | – |" in table
     assert "| EH-MAM | 5 | 44.0 | 34.0 |" in study_tables.abx_monitor_table(arms, ["ehmam"], {"ehmam": "EH-MAM"})
-    meta = study_report.StudyMeta("cmd", [0, 1], ["ehmam"], {"ehmam": "EH-MAM"}, {}, "data", "scale", 10, {t: 1 for t in ("pr", "ks", "ic", "sid", "er", "asr", "sf")})
+    meta = study_report.StudyMeta("cmd", [0, 1], ["ehmam"], {"ehmam": "EH-MAM"}, {}, "data", "scale", 10,
+                                  {t: 1 for t in ("pr", "ks", "ic", "sid", "er", "asr", "sf")})
     report = study_report.build_report(meta, arms)
     assert "## Phone ABX per layer" in report and "## Phone ABX during pretraining" in report
     assert "EH-MAM: best phone ABX layer 1, 12.0 % within / 32.0 % across speaker" in report

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from superb_trees import LEXICON, SENTENCES, make_librispeech, make_snips, write_noise
 
 from superb import compat
 from superb.corpus.libriphone import LibriPhoneDataset
 from superb.corpus.snips import SnipsDataset
 from superb.registry import CONFIG_DIR
-from superb_trees import LEXICON, SENTENCES, make_librispeech, make_snips, write_noise
 
 compat.import_torchaudio()  # s3prl's ctc modules import torchaudio at module level
 from s3prl.downstream.ctc.text import CharacterTextSlotEncoder, WordTextEncoder  # noqa: E402
@@ -26,8 +26,10 @@ def libri(tmp_path_factory) -> Path:
     return root
 
 
-def libriphone(root: Path, bucket_size: int = 1, split: str = "train-clean-100", lexicon=None, **extra) -> LibriPhoneDataset:
-    return LibriPhoneDataset([split], PHONES, bucket_size, path=str(root), lexicon=lexicon or [str(root / "librispeech-lexicon.txt")], **extra)
+def libriphone(root: Path, bucket_size: int = 1, split: str = "train-clean-100", lexicon=None,
+               **extra) -> LibriPhoneDataset:
+    return LibriPhoneDataset([split], PHONES, bucket_size, path=str(root),
+                             lexicon=lexicon or [str(root / "librispeech-lexicon.txt")], **extra)
 
 
 def test_libriphone_targets_are_lexicon_phones_sorted_longest_first(libri):
@@ -113,7 +115,8 @@ def test_snips_filters_by_split_speakers_and_transcripts(tmp_path):
     """Only wavs whose id is in all.iob.snips.txt and starts with a listed voice are used."""
     make_snips(tmp_path, SNIPS_VOICES, per_speaker=2)
     write_noise(tmp_path / "train" / "Ivy-snips-train-99.wav", 800, seed=0)  # not in the transcripts
-    dataset = SnipsDataset(["train"], slot_tokenizer(tmp_path), 1, path=str(tmp_path), train_speakers=["Ivy", "Joanna"], num_workers=0)
+    dataset = SnipsDataset(["train"], slot_tokenizer(tmp_path), 1, path=str(tmp_path),
+                           train_speakers=["Ivy", "Joanna"], num_workers=0)
     voices = sorted({Path(audio).stem.split("-")[0] for audio, _ in dataset.items})
     assert voices == ["Ivy", "Joanna"] and len(dataset) == 4
 
@@ -153,10 +156,9 @@ def test_ctc_num_workers_fix_keeps_the_corpus_dict(libri, monkeypatch):
     """s3prl's ctc load_dataset pops num_workers from the shared dict (later loaders get 12);
     after the fix the dict is untouched and every loader uses the configured count. The grafted
     corpus package serves s3prl's import, and a batch reads through the soundfile torchaudio.load."""
-    import torchaudio
-
     import s3prl.downstream.ctc.data as data
     import s3prl.downstream.ctc.expert as expert
+    import torchaudio
 
     from superb import runner_fixes
 

@@ -81,7 +81,7 @@ def label_lines(labels_pred: list[str], labels_true: list[str]) -> tuple[list[st
 def parse_markdown_table(markdown: str, first_header: str) -> list[list[str]]:
     """The rows (header included) of the first Markdown table whose header starts with first_header."""
     lines = markdown.splitlines()
-    start = next(i for i, l in enumerate(lines) if l.startswith(f"| {first_header} |"))
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
     table = []
     for line in lines[start:]:
         if not line.startswith("|"):

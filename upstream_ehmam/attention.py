@@ -68,5 +68,6 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h1 = self.norm1(x + self.dropout(self.attention(x, attn_bias)))
-        f = self.fc2(self.activation_dropout(F.gelu(self.fc1(h1))))  # target tap: the FFN output before residual and LN2
+        # target tap: the FFN output before residual and LN2
+        f = self.fc2(self.activation_dropout(F.gelu(self.fc1(h1))))
         return self.norm2(h1 + self.dropout(f)), f

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = 16_000  # the one sample rate of the project: every model input and corpus file
 MEL_WINDOW = 400  # 25 ms
 MEL_HOP = 160  # 10 ms
 STACK = 2  # mel frames per model frame: 20 ms, 50 frames per second like the CNN

@@ -129,7 +129,8 @@ class ContextEncoder(nn.Module):
             ffn_outputs.append(f)
         return ContextOutput(hidden_states, ffn_outputs)
 
-    def forward_visible(self, x: torch.Tensor, mask: torch.Tensor, visible_idx: torch.Tensor, frame_lengths: torch.Tensor,
+    def forward_visible(self, x: torch.Tensor, mask: torch.Tensor, visible_idx: torch.Tensor,
+                        frame_lengths: torch.Tensor,
                         layerdrop_generator: torch.Generator | None = None) -> torch.Tensor:
         """Student path (docs/design.md "One training step", step 4): x (B, T, D), mask (B, T) True = masked,
         visible_idx (B, Tv) ascending positions of the kept frames -> last block output (B, Tv, D)."""

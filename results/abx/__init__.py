@@ -1,1 +1,2 @@
-"""Phone ABX (ZeroSpeech triphone ABX) per layer: items, batched DTW scoring, references, reports, CLI."""
+"""Phone ABX per layer, the command line and its reports (abx.csv, abx.md, abx.png); the measurement itself is
+measure/abx."""

@@ -18,11 +18,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .evaluate import ABXSet
-from .features import MFCC, EncoderLayers, LogMel, S3prlUpstream
-from .items import items_from_alignments, items_from_item_file
+from measure.abx.evaluate import ABXSet
+from measure.abx.features import MFCC, EncoderLayers, LogMel
+from measure.abx.items import items_from_alignments, items_from_item_file
+from measure.abx.scoring import CONDITIONS
+
 from .report import markdown, plot, summary_table, write_csv
-from .scoring import CONDITIONS
+from .s3prl_upstream import S3prlUpstream
 
 log = logging.getLogger("abx")
 
@@ -38,7 +40,8 @@ def build_representations(checkpoints: Sequence[Path], weights: str, upstreams: 
         label = ckpt.name if len(checkpoints) == 1 else str(ckpt)
         representations.append(EncoderLayers(encoder, f"{label} ({weights})", device))
         if random_init:
-            representations.append(EncoderLayers(random_init_encoder(encoder.config, seed), f"{label}: random init", device))
+            representations.append(EncoderLayers(random_init_encoder(encoder.config, seed),
+                                                 f"{label}: random init", device))
     representations += [S3prlUpstream(name, device=device) for name in upstreams]
     return representations
 

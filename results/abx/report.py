@@ -5,26 +5,12 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from measure.abx.evaluate import CSV_COLUMNS
+from measure.abx.summary import best_layer, by_representation
+
 from ..csv_rows import read_rows, write_rows
-from .evaluate import CSV_COLUMNS
 
 PHONE_CONDITIONS = ("within", "across")
-
-
-def by_representation(rows: Sequence[dict]) -> dict[str, dict[int, dict[str, float]]]:
-    """{representation: {layer: {condition: error}}}, in the rows' order."""
-    out: dict[str, dict[int, dict[str, float]]] = {}
-    for r in rows:
-        out.setdefault(r["representation"], {}).setdefault(int(r["layer"]), {})[r["condition"]] = float(r["error"])
-    return out
-
-
-def best_layer(layers: dict[int, dict[str, float]], condition: str = "across") -> int:
-    """The layer with the lowest error in `condition` (the first one on a tie); NaN errors never win."""
-    finite = {k: v[condition] for k, v in layers.items() if math.isfinite(v.get(condition, math.nan))}
-    if not finite:
-        return min(layers)
-    return min(finite, key=lambda k: (finite[k], k))
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:

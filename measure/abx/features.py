@@ -1,6 +1,6 @@
 """Representations to put through ABX: an EH-MAM encoder (every hidden state), log-mel and MFCC references, and
-any s3prl upstream by name. Each maps one 16 kHz waveform to a list of (T, D) frame matrices, one per layer,
-with a known frame geometry.
+(results/abx/s3prl_upstream.py adds any s3prl upstream). Each maps one 16 kHz waveform to a list of (T, D) frame
+matrices, one per layer, with a known frame geometry.
 """
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from results.layerwise import MEL_HOP, MEL_WINDOW, N_MELS, log_mel_frames
+from measure.logmel import FRAME_HOP, FRAME_WINDOW, MEL_BINS, log_mel_frames
 
 from .items import FrameGeometry
 
 log = logging.getLogger("abx")
 
-LOG_MEL_GEOMETRY = FrameGeometry(MEL_HOP, MEL_WINDOW)  # 25 ms windows every 20 ms, EH-MAM's own frames
+LOG_MEL_GEOMETRY = FrameGeometry(FRAME_HOP, FRAME_WINDOW)  # 25 ms windows every 20 ms, EH-MAM's own frames
 N_MFCC = 13
-S3PRL_FIELD = 400  # s3prl upstreams of 16 kHz speech: 25 ms windows (fbank, wav2vec 2.0-style CNNs)
 LOG_MEL, LOG_MEL_NORMALISED, MFCC_NAME = "log-mel", "log-mel, normalised", "MFCC + deltas, normalised"
 REFERENCES = (LOG_MEL, LOG_MEL_NORMALISED, MFCC_NAME)  # the rows every run scores beside its checkpoints
 
@@ -57,10 +56,10 @@ class MFCC:
     geometry = LOG_MEL_GEOMETRY
 
     def __init__(self) -> None:
-        from superb.compat import import_torchaudio  # the pure-Python part of torchaudio is enough
+        from measure.torchaudio_import import import_torchaudio  # the pure-Python part of torchaudio is enough
 
         self.functional = import_torchaudio().functional
-        self.dct = self.functional.create_dct(N_MFCC, N_MELS, norm="ortho")  # (n_mels, 13)
+        self.dct = self.functional.create_dct(N_MFCC, MEL_BINS, norm="ortho")  # (n_mels, 13)
 
     def layers(self, wav: torch.Tensor) -> list[torch.Tensor]:
         mel = log_mel_frames(wav, max(1, self.geometry.frames_for(wav.shape[0])))
@@ -91,27 +90,3 @@ class EncoderLayers:
         hidden, frame_lengths = self.encoder.extract_features(padded, lengths.clamp(min=field))
         T = int(frame_lengths[0])
         return [h[0, :T].float().cpu() for h in hidden]
-
-
-class S3prlUpstream:
-    """Every hidden state of an s3prl upstream (`-u NAME` of run_downstream.py), e.g. fbank or a local
-    checkpoint's upstream; its frame rate is the upstream's own downsample rate."""
-
-    def __init__(self, name: str, ckpt: str | None = None, device: torch.device | str = "cpu"):
-        from superb.compat import apply_compat
-
-        apply_compat()
-        import s3prl.hub as hub
-
-        if not hasattr(hub, name):
-            raise ValueError(f"--upstream {name}: not an s3prl upstream (s3prl.hub has no {name!r})")
-        kwargs = {"ckpt": ckpt} if ckpt else {}
-        self.model = getattr(hub, name)(**kwargs).eval().to(device)
-        self.device = torch.device(device)
-        self.name = f"s3prl {name}"
-        self.geometry = FrameGeometry(int(self.model.get_downsample_rates("hidden_states")), S3PRL_FIELD)
-
-    @torch.inference_mode()
-    def layers(self, wav: torch.Tensor) -> list[torch.Tensor]:
-        out = self.model([wav.to(self.device)])
-        return [h[0].float().cpu() for h in out["hidden_states"]]

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from results.layerwise import SAMPLE_RATE, read_alignments, strip_stress
+from measure.alignments import read_alignments, strip_stress
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 # never a centre phone: silences and spoken noise, in the spellings aligners use
 NON_SPEECH = frozenset({"SIL", "SP", "SPN", "NSN", "<SIL>", "<UNK>", ""})
@@ -164,7 +165,8 @@ def items_from_item_file(item_file: Path, audio_root: Path) -> ItemTable:
         try:
             onset_s, offset_s = float(onset), float(offset)
         except ValueError:
-            raise ValueError(f"{item_file}:{number}: onset/offset must be seconds, found {onset!r} {offset!r}") from None
+            raise ValueError(f"{item_file}:{number}: onset/offset must be seconds, "
+                             f"found {onset!r} {offset!r}") from None
         if not 0 <= onset_s < offset_s:
             raise ValueError(f"{item_file}:{number}: need 0 <= onset < offset, found {onset_s} {offset_s}")
         if name not in file_index:

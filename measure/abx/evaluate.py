@@ -10,7 +10,7 @@ import numpy as np
 import soundfile
 import torch
 
-from results.layerwise import load_audio
+from measure.audio import load_audio
 
 from .features import Representation
 from .items import FrameGeometry, ItemTable, sample_items, seconds_of

@@ -1,0 +1,1 @@
+"""Phone ABX: items from alignments, DTW scoring, representations and the per-layer summary."""
