@@ -62,8 +62,10 @@ def _ctc_entry(ckpt: dict, path: Path, keys: tuple[str, ...]) -> dict:
     return ctc
 
 
-def restore(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer, symbols: list[str]) -> FinetuneState:
-    """Load encoder, head, optimiser and loop state from `path` into the configured model (shapes checked first)."""
+def restore(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer,
+            symbols: list[str]) -> tuple[FinetuneState, dict]:
+    """Load encoder, head, optimiser and loop state from `path` into the configured model (shapes checked first);
+    returns the loop state and the config the checkpoint was written under (a dict)."""
     ckpt = load_checkpoint(path)
     ctc = _ctc_entry(ckpt, path, ("head", "symbols", "state", "optimizer"))
     if list(ctc["symbols"]) != list(symbols):
@@ -74,7 +76,7 @@ def restore(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer, symbo
     model.head.load_state_dict(ctc["head"], strict=True)
     try:
         optimizer.load_state_dict(ctc["optimizer"])
-        return FinetuneState(**ctc["state"])
+        return FinetuneState(**ctc["state"]), ctc["config"] if isinstance(ctc.get("config"), dict) else {}
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: the optimizer or loop state does not fit the configured run: {err}") from None
 

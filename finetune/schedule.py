@@ -36,3 +36,23 @@ def micro_batch_slots(micro_batches: int, world_size: int, rank: int) -> list[in
                          f"{world_size}")
     steps = -(-micro_batches // world_size)
     return [m * world_size + rank if m * world_size + rank < micro_batches else None for m in range(steps)]
+
+
+# the settings the tri-stage schedule and the freeze read: changing one on resume moves the run to another schedule
+SCHEDULE_KEYS = ("optim.lr", "optim.max_steps", "optim.phase_ratio", "optim.init_lr_scale", "optim.final_lr_scale",
+                 "model.freeze_updates")
+
+
+def schedule_jumps(saved: dict, current: dict, update: int) -> list[str]:
+    """What resuming at `update` under config dict `current` instead of `saved` changes at once: the learning rate
+    and whether the encoder is frozen, each as 'name old -> new' (keys `saved` lacks are taken as unchanged)."""
+    def values(config: dict) -> dict[str, float]:
+        optim, model = {**current["optim"], **(config.get("optim") or {})}, {**current["model"],
+                                                                            **(config.get("model") or {})}
+        return {"learning rate": tri_stage_lr_at(update, optim["lr"], optim["max_steps"], optim["phase_ratio"],
+                                                 optim["init_lr_scale"], optim["final_lr_scale"]),
+                "encoder frozen": float(update < model["freeze_updates"])}
+
+    before, after = values(saved), values(current)
+    return [f"{name} {before[name]:.6g} -> {after[name]:.6g}" for name in before
+            if not math.isclose(before[name], after[name], rel_tol=1e-9, abs_tol=1e-12)]

@@ -26,6 +26,7 @@ from pretrain.train import (
     init_runtime,
     open_run_logs,
     process_group_lifetime,
+    report_config_changes,
     truncate_metrics,
 )
 
@@ -35,7 +36,7 @@ from .data import BatchDataset, UpdateSlotSampler, make_loader, read_subset
 from .evaluate import viterbi_wer
 from .letters import DICTIONARY_FILE, read_dictionary, symbols_of
 from .model import CTCModel, ctc_loss_sum, draw_masks, encoder_for_finetuning
-from .schedule import micro_batch_slots, tri_stage_lr_at
+from .schedule import SCHEDULE_KEYS, micro_batch_slots, schedule_jumps, tri_stage_lr_at
 
 log = logging.getLogger("finetune")
 METRICS = "metrics.jsonl"
@@ -70,8 +71,10 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
                                  weight_decay=0.0)
     state = FinetuneState()
     if (out_dir / LAST).exists():
-        state = restore(out_dir / LAST, model, optimizer, symbols)
+        state, saved = restore(out_dir / LAST, model, optimizer, symbols)
         log.info("resuming %s at update %d", out_dir / LAST, state.update)
+        current = config.to_dict()
+        report_config_changes(saved, current, SCHEDULE_KEYS, state.update, schedule_jumps(saved, current, state.update))
     elif resume:
         raise FileNotFoundError(f"--resume: no {LAST} in {out_dir}")
     if runtime.is_main:

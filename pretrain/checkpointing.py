@@ -94,9 +94,10 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return stale
 
 
-def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer) -> TrainState:
+def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel,
+                                optimizer: torch.optim.Optimizer) -> tuple[TrainState, dict]:
     """Load model, teacher, heads, optimiser and RNG state from `path` (all checked before the model is touched);
-    returns the loop state to continue from."""
+    returns the loop state to continue from and the config the checkpoint was written under (a dict)."""
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "ehmam-pretrain":
         raise ValueError(f"{path}: kind {ckpt.get('kind')!r} is not a pretraining checkpoint (ehmam-pretrain); "
@@ -130,6 +131,7 @@ def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel, optimizer
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     try:
-        return TrainState(**ckpt["train_state"])
+        state = TrainState(**ckpt["train_state"])
     except TypeError as err:
         raise ValueError(f"{path}: train_state is not a valid loop state: {err}") from None
+    return state, ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}

@@ -268,3 +268,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pretrai
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_changes(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
+    """("section.key", saved value, current value) for every key whose value differs between two config dicts (a
+    key only one of them has counts, with None for the missing side), in the current config's order."""
+    changes = []
+    sections = list(current) + [name for name in saved if name not in current]
+    for section in sections:
+        old, new = saved.get(section) or {}, current.get(section) or {}
+        for key in list(new) + [k for k in old if k not in new]:
+            if old.get(key) != new.get(key):
+                changes.append((f"{section}.{key}", old.get(key), new.get(key)))
+    return changes

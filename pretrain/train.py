@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -24,11 +24,12 @@ from .checkpointing import (
     restore_training_checkpoint,
     save_training_checkpoint,
 )
-from .config import PretrainConfig, save_config
+from .config import PretrainConfig, config_changes, save_config
 from .data import BadAudioLog, build_loader, unwrap_worker_error
 from .ehmam import EHMAMPretrainModel
 from .manifest import write_text_atomic
 from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, abx_records
+from .schedules import SCHEDULE_KEYS, schedule_jumps, with_saved_schedule
 from .step import Runtime, StepResult, mask_plan_for, train_step
 
 log = logging.getLogger("pretrain")
@@ -139,9 +140,11 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
 
     last = out_dir / LAST
     if last.exists():
-        state = restore_training_checkpoint(last, model, optimizer)
+        state, saved = restore_training_checkpoint(last, model, optimizer)
         log.info("resuming %s at update %d (epoch %d, batch %d)", last, state.update, state.epoch,
                  state.batch_in_epoch)
+        report_config_changes(saved, config.to_dict(), SCHEDULE_KEYS, state.update,
+                              schedule_jumps(with_saved_schedule(config, saved), config, state.update, state.epoch))
     elif resume:
         raise FileNotFoundError(f"--resume: no {LAST} in {out_dir}")
     if runtime.world_size > 1:  # every rank must continue from the same update: run.out_dir is shared by all nodes
@@ -162,6 +165,24 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
     with process_group_lifetime(runtime):
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
     return out_dir
+
+
+def report_config_changes(saved: dict, current: dict, schedule_keys: Sequence[str], update: int,
+                          jumps: Sequence[str]) -> None:
+    """On resume: name every setting that differs from the checkpoint's config (`saved`), and warn when one of
+    `schedule_keys` changed, with what jumps at `update` (`jumps`, e.g. "learning rate 0.0003 -> 0.0001")."""
+    changes = config_changes(saved, current)
+    if not changes:
+        return
+    log.info("the config differs from the one the checkpoint was written with: %s",
+             "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes))
+    moved = [key for key, _, _ in changes if key in schedule_keys]
+    if moved and jumps:
+        log.warning("resuming at update %d with %s changed: the schedules jump (%s)", update, ", ".join(moved),
+                    "; ".join(jumps))
+    elif moved:
+        log.warning("resuming at update %d with %s changed: the schedules agree at this update but differ later",
+                    update, ", ".join(moved))
 
 
 def truncate_metrics(path: Path, update: int) -> None:

@@ -178,3 +178,20 @@ def test_two_gloo_processes_match_one_process(data, tmp_path, one_torch_thread):
     ddp, one = _states(tmp_path / "ddp" / "last.pt"), _states(single / "last.pt")
     for key, value in one.items():
         torch.testing.assert_close(ddp[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_with_another_schedule_names_the_keys_and_warns(data, tmp_path, caplog, one_torch_thread):
+    """Rerunning a finished 4-update run with optim.max_steps 4 -> 8 and model.freeze_updates 2 -> 6 names both
+    keys and warns that the learning rate moves and the encoder is frozen again."""
+    import logging
+
+    from finetune.schedule import schedule_jumps
+
+    run = finetune(_config(data, tmp_path / "run"))
+    with caplog.at_level(logging.INFO, logger="pretrain"):
+        finetune(_config(data, run, "optim.max_steps=8", "model.freeze_updates=6"))
+    assert "optim.max_steps: 4 -> 8" in caplog.text and "model.freeze_updates: 2 -> 6" in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "jump" in r.getMessage())
+    assert "learning rate" in warning and "encoder frozen 0 -> 1" in warning
+    saved = _config(data, run).to_dict()
+    assert schedule_jumps(saved, saved, update=3) == []

@@ -1,5 +1,6 @@
 """The pretraining loop on a tiny model and a tiny synthetic corpus: it learns, checkpoints, and resumes exactly."""
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.config import load_config
+from pretrain.config import config_changes, load_config
 from pretrain.ehmam import EHMAMPretrainModel
+from pretrain.schedules import schedule_jumps, with_saved_schedule
 from pretrain.step import mask_plan_for
 from pretrain.train import train
 from upstream_ehmam.checkpoint import load_encoder
@@ -123,3 +125,35 @@ def test_a_cnn_other_than_base_gets_its_own_frame_counts(manifest, tmp_path):
     records = _metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) and 0.4 < r["masked_fraction"] < 0.6 for r in records)
+
+
+def test_config_changes_name_every_differing_key():
+    saved = {"optim": {"lr": 1e-3, "max_steps": 400}, "run": {"seed": 0}, "old": {"gone": 1}}
+    current = {"optim": {"lr": 1e-3, "max_steps": 200, "eps": 1e-6}, "run": {"seed": 0}}
+    assert config_changes(saved, current) == [("optim.max_steps", 400, 200), ("optim.eps", None, 1e-6),
+                                              ("old.gone", 1, None)]
+    assert config_changes(current, current) == []
+
+
+def test_schedule_jumps_say_what_moves_at_the_resumed_update():
+    """Halving optim.max_steps at update 100 of 400 moves the learning rate and alpha (0.25 -> 0.5), not the EMA
+    decay; a change that leaves this update's values alone reports nothing."""
+    base = load_config(ROOT / "pretrain" / "tiny.yaml", ["optim.max_steps=400", "optim.warmup_steps=10"])
+    saved = base.to_dict()
+    shorter = load_config(ROOT / "pretrain" / "tiny.yaml", ["optim.max_steps=200", "optim.warmup_steps=10"])
+    jumps = schedule_jumps(with_saved_schedule(shorter, saved), shorter, update=100, epoch=0)
+    assert [j.split(" ")[0] for j in jumps] == ["learning", "alpha"]
+    assert jumps[1].endswith("0.25 -> 0.5")
+    assert schedule_jumps(with_saved_schedule(base, saved), base, update=100, epoch=0) == []
+
+
+def test_resume_with_other_settings_names_them_and_warns_of_the_jump(manifest, tmp_path, caplog):
+    """Resuming the last checkpoint of a 6-update run with optim.max_steps 6 -> 12 and another seed logs both keys,
+    and warns that the learning rate (0 at the end of the cosine) and alpha (0.8 -> 0.5) jump."""
+    run_dir = train(_config(manifest, tmp_path / "run", "optim.max_steps=6"))
+    with caplog.at_level(logging.INFO, logger="pretrain"):
+        train(_config(manifest, run_dir, "optim.max_steps=12", "run.seed=3"), resume=True)
+    text = caplog.text
+    assert "optim.max_steps: 6 -> 12" in text and "run.seed: 0 -> 3" in text
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "jump" in r.getMessage())
+    assert "optim.max_steps" in warning and "learning rate" in warning and "alpha" in warning
