@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pretrain.config import apply_overrides, read_yaml_mapping, section_from_dict
+from pretrain.config import apply_overrides, read_config_file, section_from_dict
 from upstream_ehmam.checkpoint import WEIGHTS
 from upstream_ehmam.config import require as _require
 from upstream_ehmam.frontend import SAMPLE_RATE
@@ -161,9 +161,9 @@ def config_from_dict(values: dict, source: str = "<config>") -> FinetuneConfig:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
-    """Read a YAML file and apply `section.key=value` overrides (pretraining's parser; a section this config
-    lacks, e.g. `heads`, is rejected by config_from_dict)."""
-    return config_from_dict(apply_overrides(read_yaml_mapping(path), overrides or []), source=str(path))
+    """Read a YAML file (and its `base:` chain) and apply `section.key=value` overrides (pretraining's reader; a
+    section this config lacks, e.g. `heads`, is rejected by config_from_dict)."""
+    return config_from_dict(apply_overrides(read_config_file(path), overrides or []), source=str(path))
 
 
 def save_config(config: FinetuneConfig, path: str | Path) -> None:

@@ -262,8 +262,34 @@ def read_yaml_mapping(path: str | Path) -> dict:
     return values
 
 
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's sections with its `base:` file's underneath: `base: tiny.yaml` (relative to the file) reads
+    that file first, then each section here replaces the base's keys it names. Bases may have bases; a cycle or a
+    missing base is an error naming the files."""
+    path = Path(path)
+    values = read_yaml_mapping(path)
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{path}: base must name a config file, found {base!r}")
+    base_path = (path.parent / base).resolve()
+    chain = (*_chain, path.resolve())
+    if base_path in chain:
+        raise ValueError(f"{path}: base {base} makes a cycle: {' -> '.join(p.name for p in (*chain, base_path))}")
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{path}: base config file not found: {base_path}")
+    merged = read_config_file(base_path, chain)
+    for section, keys in values.items():
+        if isinstance(keys, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **keys}
+        else:
+            merged[section] = keys
+    return merged
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
-    return config_from_dict(apply_overrides(read_yaml_mapping(path), overrides or []), source=str(path))
+    return config_from_dict(apply_overrides(read_config_file(path), overrides or []), source=str(path))
 
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:

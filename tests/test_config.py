@@ -122,3 +122,37 @@ def test_float_keys_accept_every_spelling_of_a_number():
         config_from_dict(apply_overrides({}, ["optim.lr=fast"]))
     with pytest.raises(ValueError, match=r"optim\.max_steps"):
         config_from_dict(apply_overrides({}, ["optim.max_steps=1e3"]))  # an int key stays strict
+
+
+def test_base_files_underlie_a_config(tmp_path):
+    """`base:` reads the named file first; the child's sections replace only the keys they name."""
+    (tmp_path / "parent.yaml").write_text("optim: {lr: 0.002, max_steps: 50, warmup_steps: 5}\nrun: {seed: 4}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\noptim: {max_steps: 70}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert (config.optim.lr, config.optim.max_steps, config.run.seed) == (0.002, 70, 4)
+
+
+def test_a_base_cycle_or_a_missing_base_is_refused_by_name(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle: a.yaml -> b.yaml -> a.yaml"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(FileNotFoundError, match="c.yaml: base config file not found"):
+        load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("folder", ["pretrain", "finetune"])
+def test_shipped_presets_state_only_what_differs_from_their_base(folder):
+    """Every key a preset with a `base:` sets has another value than its base gives it."""
+    from pretrain.config import read_config_file, read_yaml_mapping
+
+    for path in sorted((ROOT / folder).glob("*.yaml")):
+        own = read_yaml_mapping(path)
+        base = own.pop("base", None)
+        if base is None:
+            continue
+        inherited = read_config_file(path.parent / base)
+        repeated = [f"{section}.{key}" for section, keys in own.items() for key, value in keys.items()
+                    if (inherited.get(section) or {}).get(key) == value]
+        assert not repeated, f"{path.name} repeats its base's {repeated}"
