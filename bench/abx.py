@@ -1,7 +1,7 @@
 """How long phone ABX takes: every layer of a 13-state, 768-wide model (Base) x the three conditions (within,
 across, speaker) on about 20 minutes of aligned speech.
 
-Run: python bench/abx.py --data DIR [--splits dev-clean,test-clean,train-clean-100] [--minutes 20]
+Run: python -m bench.abx --data DIR [--splits dev-clean,test-clean,train-clean-100] [--minutes 20]
      [--layers 13] [--dim 768] [--threads 2]
 DIR is a corpus root with LibriSpeech/alignments/<split>.jsonl (mini-SUPERB `small` has enough). The files of
 the splits are taken in order until `--minutes` of audio; the features are random (the time of ABX does not
@@ -10,19 +10,16 @@ table: item set, the one-off task build, and per layer the DTW distances and the
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import apply_threads, bench_parser, device_name, markdown_table  # noqa: E402
-from measure.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of  # noqa: E402
-from measure.abx.scoring import CONDITIONS, build_task, score  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
+from bench.common import apply_threads, bench_parser, device_name, markdown_table
+from measure.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of
+from measure.abx.scoring import CONDITIONS, build_task, score
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 
 def first_minutes(libri: Path, splits: list[str], minutes: float):

@@ -256,7 +256,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def command_line() -> str:
-    return shlex.join([Path(sys.executable).name, *sys.argv])
+    """The command as typed: `python -m bench.NAME ...` for a module run with -m, else the script's path."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["-m", spec.name] if spec is not None and spec.name else [sys.argv[0]]
+    return shlex.join([Path(sys.executable).name, *program, *sys.argv[1:]])
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

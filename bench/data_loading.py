@@ -1,7 +1,7 @@
 """Data-loading throughput of the pretraining loader (pretrain/data.py: FLAC decode + normalise + crop + collate) on a
 generated set of FLAC files, for 0, 1 and 2 workers: audio-seconds per second, batches per second, per worker.
 
-Run: python bench/data_loading.py [--quick] [--workers 0,1,2] [--files 48] [--json out.json]
+Run: python -m bench.data_loading [--quick] [--workers 0,1,2] [--files 48] [--json out.json]
 The files are speech-like (harmonic voiced segments + -40 dB noise, 16 kHz, 16-bit FLAC) in a temporary folder.
 Epoch 1 is the warm-up (worker start-up); the median over the following epochs is reported. A decode-only row
 (soundfile.read in the main process) relates the numbers to docs/design.md "Performance".
@@ -20,14 +20,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json  # noqa: E402
-from pretrain.data import build_loader  # noqa: E402
-from pretrain.manifest import write_manifest  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
+from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json
+from pretrain.data import build_loader
+from pretrain.manifest import write_manifest
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Data loading (FLAC decode + crop + collate)"
 

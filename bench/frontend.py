@@ -2,7 +2,7 @@
 and of a whole pretraining step (Base and tiny), pretraining step time, and feature extraction time against
 torchaudio's wav2vec2_base.
 
-Run: python bench/frontend.py [--device cpu|cuda] [--threads 1] [--repeats 5] [--json out.json]
+Run: python -m bench.frontend [--device cpu|cuda] [--threads 1] [--repeats 5] [--json out.json]
 --quick: tiny shapes only, no feature-extraction rows (a smoke run); --skip-timing: FLOP counts only.
 Configs: Base = pretrain/ehmam.yaml vs pretrain/mel.yaml, tiny = pretrain/tiny.yaml vs pretrain/tiny_mel.yaml.
 Timed calls are interleaved (cnn, mel, cnn, mel, ...) so that load from other processes hits both alike.
@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     apply_threads,
     autocast_for,
     bench_parser,
@@ -32,12 +27,14 @@ from bench.common import (  # noqa: E402
     time_call,
     write_json,
 )
-from bench.inference import torchaudio_model  # noqa: E402
-from bench.train_step import EHMAMStep  # noqa: E402
-from pretrain.config import load_config  # noqa: E402
-from upstream_ehmam import frontend as mel_frontend  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
-from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
+from bench.inference import torchaudio_model
+from bench.train_step import EHMAMStep
+from pretrain.config import load_config
+from upstream_ehmam import frontend as mel_frontend
+from upstream_ehmam.frontend import SAMPLE_RATE
+from upstream_ehmam.model import EHMAMEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = "## Front ends: cnn vs mel"
 CONFIGS = {("base", "cnn"): "ehmam.yaml", ("base", "mel"): "mel.yaml",

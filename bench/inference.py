@@ -1,7 +1,7 @@
 """Feature extraction speed: our upstream encoder (all hidden states, eval, no_grad) vs torchaudio's wav2vec2 of the
 same shape (random init, its extract_features), same threads, same seeded audio, batch 1 and 8.
 
-Run: python bench/inference.py [--device cpu|cuda] [--quick] [--json out.json]
+Run: python -m bench.inference [--device cpu|cuda] [--quick] [--json out.json]
 GPU default: Base, 10 s inputs, bf16 autocast. CPU default: Base, 0.5 s inputs, 3 repeats. --quick: the tiny
 shapes of pretrain/tiny.yaml, 1 s.
 """
@@ -15,11 +15,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     TIMING_OPTIONS,
     PeakMemory,
     apply_threads,
@@ -37,10 +33,12 @@ from bench.common import (  # noqa: E402
     seeded_audio,
     write_json,
 )
-from pretrain.config import load_config  # noqa: E402
-from upstream_ehmam.config import EncoderConfig  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
-from upstream_ehmam.model import EHMAMEncoder  # noqa: E402
+from pretrain.config import load_config
+from upstream_ehmam.config import EncoderConfig
+from upstream_ehmam.frontend import SAMPLE_RATE
+from upstream_ehmam.model import EHMAMEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = "## Inference (feature extraction)"
 

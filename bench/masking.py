@@ -3,7 +3,7 @@ valid frames, masked count per row, padding masked, and how strongly the masked 
 with a high predicted loss (mean percentile rank of the masked frames' predicted loss within their row; 50 =
 no preference, 100 = only the hardest frames).
 
-Run: python bench/masking.py [--rows 16] [--trials 20] [--seed 0]
+Run: python -m bench.masking [--rows 16] [--trials 20] [--seed 0]
 Each batch holds rows of similar length, as the length-bucketed loader makes them (a base length of 2-20 s of
 audio, i.e. 100-1000 frames, +-5 % per row); predicted losses are smooth random curves (uniform noise averaged
 over 25 frames), as per-frame losses are correlated in time. With P = 0.5 a sampler that masks only the hardest
@@ -13,16 +13,11 @@ grid with the `exact` budget (share P), and the authors' release sampler. Prints
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import bench_parser  # noqa: E402
-from pretrain.mask_budget import expected_masked_frames  # noqa: E402
-from pretrain.masking import grid_mask, plan_grid_mask, plan_release_mask, release_mask  # noqa: E402
+from bench.common import bench_parser
+from pretrain.mask_budget import expected_masked_frames
+from pretrain.masking import grid_mask, plan_grid_mask, plan_release_mask, release_mask
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SAMPLERS = {"grid, overlapping budget": ("grid", "overlapping"), "grid, exact budget": ("grid", "exact"),

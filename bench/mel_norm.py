@@ -1,7 +1,7 @@
 """Which log-mel normalisation trains better: per-utterance statistics (`model.mel_norm: utterance`) or fixed
 global ones (`global`, per-bin mean/std measured on the pretraining audio by `python -m pretrain.mel_stats`).
 
-Run: python bench/mel_norm.py --data DIR [--steps 300] [--seeds 0,1] [--out runs/mel_norm]
+Run: python -m bench.mel_norm --data DIR [--steps 300] [--seeds 0,1] [--out runs/mel_norm]
 DIR is a mini-SUPERB (or real) corpus root with pretrain/train.tsv and LibriSpeech alignments. For each seed and
 normalisation: pretrain pretrain/tiny_mel.yaml for --steps updates (pretrain/run.py, as a user runs it), then the
 layer-wise probes (`python -m results.layerwise`) on the student. Prints a markdown table: the mean logged
@@ -16,10 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import bench_parser
 
-from bench.common import bench_parser  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NORMS = ("utterance", "global")
 

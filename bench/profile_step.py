@@ -1,7 +1,7 @@
 """Where an EH-MAM training step spends its time: a per-part breakdown (CNN, teacher, mask, student, decoder, loss
 predictor, losses, backward, optimiser, EMA) and torch.profiler's top ops by self time.
 
-Run: python bench/profile_step.py [--device cpu|cuda] [--quick] [--json out.json]
+Run: python -m bench.profile_step [--device cpu|cuda] [--quick] [--json out.json]
 CPU default: tiny config, 4 s crops x 4; GPU default: Base, 15.6 s crops x 4, bf16. The model files are not
 touched: each part is a call the bench wraps from outside for the duration of the run (the instance's forward, or
 the function name pretrain.ehmam looks up), labelled with torch.profiler.record_function and timed on the device
@@ -13,24 +13,18 @@ import contextlib
 import dataclasses
 import functools
 import statistics
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pretrain.ehmam as ehmam_module  # noqa: E402
-import pretrain.masking as masking  # noqa: E402
-from bench.common import (  # noqa: E402
+import pretrain.ehmam as ehmam_module
+import pretrain.masking as masking
+from bench.common import (
     TIMING_OPTIONS,
     apply_threads,
     bench_parser,
@@ -44,8 +38,8 @@ from bench.common import (  # noqa: E402
     synchronize,
     write_json,
 )
-from bench.train_step import EHMAMStep, load_bench_config  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
+from bench.train_step import EHMAMStep, load_bench_config
+from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Profile of one training step"
 # Top-level phases of EHMAMStep, in step order; forward parts are nested in "forward".

@@ -1,7 +1,7 @@
 """Run every benchmark (training step, inference, data loading, step profile) and write one Markdown file with all
 tables, the device, versions, threads, date and the exact commands.
 
-Run: python bench/run_all.py --device cpu|cuda [--quick] [--out bench/RESULTS_<device>.md] [--json all.json]
+Run: python -m bench.run_all --device cpu|cuda [--quick] [--out bench/RESULTS_<device>.md] [--json all.json]
 Each section runs in its own Python process (a crash, an out-of-memory kill or a hang in one is reported in the
 file and the others still run); --in-process runs them in this process instead (faster start, less isolation).
 Exit status 1 when a section failed (the file is written anyway).
@@ -21,13 +21,11 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from bench.common import bench_parser, command_line, environment, markdown_table, resolve_device
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from bench.common import bench_parser, command_line, environment, markdown_table, resolve_device  # noqa: E402
 
 # (name, module, title); each module has main(argv) printing "## <title>" and its tables to stdout.
 SECTIONS = [

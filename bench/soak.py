@@ -1,7 +1,7 @@
 """Soak test: SIGKILL a tiny CPU pretraining at random moments N times, rerun the same command after each kill,
 and compare the finished run with an uninterrupted one (losses and weights must be identical).
 
-Run: python bench/soak.py [--kills 20] [--steps 40] [--save-every 2] [--seed 0] [--work DIR]
+Run: python -m bench.soak [--kills 20] [--steps 40] [--save-every 2] [--seed 0] [--work DIR]
 Prints a table (kills, resumes, kills during a checkpoint write, corrupt checkpoints, max loss and parameter
 differences); exits 1 when a checkpoint was corrupt or the two runs differ. A few minutes on 2 CPU cores.
 """
@@ -20,13 +20,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import bench_parser
+from pretrain.manifest import write_manifest
+from upstream_ehmam.checkpoint import load_checkpoint
+from upstream_ehmam.frontend import SAMPLE_RATE
 
-from bench.common import bench_parser  # noqa: E402
-from pretrain.manifest import write_manifest  # noqa: E402
-from upstream_ehmam.checkpoint import load_checkpoint  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_corpus(root: Path, count: int = 8, seed: int = 0) -> Path:

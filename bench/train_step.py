@@ -1,7 +1,7 @@
 """Training throughput of the EH-MAM step (pretrain's forward, losses, backward, AdamW, EMA) at clone_batch 1 and 8,
 next to HF transformers' Wav2Vec2Model and Data2VecAudioModel training steps (SDPA) on the same audio.
 
-Run: python bench/train_step.py [--device cpu|cuda] [--quick] [--json out.json] [--peak-tflops 989]
+Run: python -m bench.train_step [--device cpu|cuda] [--quick] [--json out.json] [--peak-tflops 989]
 CPU default: the tiny config (pretrain/tiny.yaml), 2 s and 4 s crops, batch 2, HF models of the same widths,
 plus a FLOP count (not timed) of one Base step on a 2 s crop. On a shared machine add --threads 1: two OpenMP
 threads competing with other processes run many times slower.
@@ -20,11 +20,7 @@ from typing import Callable, ContextManager
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     TIMING_OPTIONS,
     PeakMemory,
     apply_threads,
@@ -42,12 +38,14 @@ from bench.common import (  # noqa: E402
     seeded_audio,
     write_json,
 )
-from pretrain.config import PretrainConfig, load_config  # noqa: E402
-from pretrain.ehmam import EHMAMPretrainModel, StepOutput  # noqa: E402
-from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, train_step  # noqa: E402
-from upstream_ehmam.config import EncoderConfig  # noqa: E402
-from upstream_ehmam.frontend import SAMPLE_RATE  # noqa: E402
-from upstream_ehmam.model import draw_layer_skips  # noqa: E402
+from pretrain.config import PretrainConfig, load_config
+from pretrain.ehmam import EHMAMPretrainModel, StepOutput
+from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, train_step
+from upstream_ehmam.config import EncoderConfig
+from upstream_ehmam.frontend import SAMPLE_RATE
+from upstream_ehmam.model import draw_layer_skips
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIGS = {"tiny": ROOT / "pretrain" / "tiny.yaml", "base": ROOT / "pretrain" / "ehmam.yaml"}
 HF_KINDS = ("wav2vec2", "data2vec-audio")
