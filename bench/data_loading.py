@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 
 from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json
+from pretrain.cli import refuse_old_spellings
 from pretrain.data import build_loader
 from pretrain.manifest import write_manifest
 from upstream_ehmam.frontend import SAMPLE_RATE
@@ -148,9 +149,10 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--workers", default=None, help="comma-separated DataLoader worker counts (default 0,1,2)")
-    parser.add_argument("--files", type=int, default=None, help="FLAC files to generate")
+    parser.add_argument("--max-utterances", type=int, default=None, help="FLAC files to generate and read")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs after the warm-up epoch")
     parser.add_argument("--workdir", default=None, help="folder for the generated files (default: a temporary one)")
+    refuse_old_spellings(parser, "--files")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = default_sizes(device, args.quick)
     if args.workers:
         sizes.workers = [int(w) for w in args.workers.split(",")]
-    sizes.files = args.files or sizes.files
+    sizes.files = args.max_utterances or sizes.files
     sizes.epochs = args.epochs or args.repeats or sizes.epochs
     if sizes.files < 1 or sizes.epochs < 1 or any(w < 0 for w in sizes.workers):
         raise ValueError(f"need --files >= 1, --epochs >= 1 and workers >= 0, got {sizes}")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from pretrain.cli import refuse_old_spellings
+
 from .checkpoint import load_for_decoding
 from .data import BatchDataset, read_subset
 from .evaluate import emissions, word_error_rate
@@ -82,7 +84,7 @@ def decode(args: argparse.Namespace) -> dict:
     model, symbols, config = load_for_decoding(args.ckpt)
     device = torch.device(args.device)
     model.to(device)
-    manifest_dir = Path(args.data) if args.data else Path(config.data.manifest_dir)
+    manifest_dir = Path(args.manifest_dir) if args.manifest_dir else Path(config.data.manifest_dir)
     out_dir = Path(args.out) if args.out else Path(args.ckpt).parent / "decode"
     out_dir.mkdir(parents=True, exist_ok=True)
     max_batch = config.data.max_batch_samples
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a checkpoint of python -m finetune.run (best.pt or last.pt)")
     parser.add_argument("--splits", default="test-clean,test-other", help="comma-separated manifest names")
-    parser.add_argument("--data", help="manifest folder (default: the one recorded in the checkpoint)")
+    parser.add_argument("--manifest-dir", help="manifest folder (default: the one recorded in the checkpoint)")
     parser.add_argument("--out", help="output folder (default: the checkpoint's folder/decode)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lm", help="ARPA language model (python -m finetune.arpa writes small ones)")
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=128)
     parser.add_argument("--tune-beam", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    refuse_old_spellings(parser, "--data")
     args = parser.parse_args(argv)
     try:
         summary = decode(args)

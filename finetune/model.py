@@ -92,8 +92,8 @@ def architecture_of(path: Path) -> dict:
 def encoder_for_finetuning(model: ModelConfig, seed: int) -> EHMAMEncoder:
     """The encoder `model.init` names, with the fine-tuning regularisation in place of the pretraining one."""
     if not model.init:
-        raise ValueError("model.init: no encoder given; pass --init CHECKPOINT (a pretraining checkpoint or an "
-                         "exported encoder) or --init random:FILE")
+        raise ValueError("model.init: no encoder given; pass --ckpt CHECKPOINT (a pretraining checkpoint or an "
+                         "exported encoder) or --ckpt random:FILE")
     regularisation = {key: getattr(model, key) for key in REGULARISATION_KEYS}
     if model.init.startswith(RANDOM_PREFIX):
         source = Path(model.init[len(RANDOM_PREFIX):])

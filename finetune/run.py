@@ -1,7 +1,7 @@
 """Fine-tune an EH-MAM encoder with CTC on letters:
-`python -m finetune.run --config finetune/base_10m.yaml --init runs/base/last.pt --set data.manifest_dir=DIR`.
+`python -m finetune.run --config finetune/base_10m.yaml --ckpt runs/base/last.pt --set data.manifest_dir=DIR`.
 
-`--init` takes a pretraining checkpoint (`--weights teacher` for the EMA teacher's), an exported encoder, or
+`--ckpt` takes a pretraining checkpoint (`--weights teacher` for the EMA teacher's), an exported encoder, or
 `random:FILE` (an untrained encoder shaped like FILE's: a checkpoint or a pretraining YAML). A rerun of the same
 command continues the run in run.out_dir exactly; `torchrun --nproc_per_node N -m finetune.run ...` runs N processes
 with the same global batch. Exit status 2 on a bad config, bad data, a bad checkpoint, or a run stopped by a check.
@@ -12,15 +12,18 @@ import argparse
 import logging
 import sys
 
+from pretrain.cli import refuse_old_spellings
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config, e.g. finetune/base_10m.yaml")
-    parser.add_argument("--init", help="encoder to fine-tune (sets model.init): checkpoint, export or random:FILE")
+    parser.add_argument("--ckpt", help="encoder to fine-tune (sets model.init): checkpoint, export or random:FILE")
     parser.add_argument("--weights", choices=("student", "teacher"), help="sets model.weights")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=100")
     parser.add_argument("--resume", action="store_true", help="require run.out_dir/last.pt and continue from it")
+    refuse_old_spellings(parser, "--init")
     args = parser.parse_args(argv)
 
     from pretrain.train import TrainingAborted
@@ -29,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     from .train import finetune
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # --init/--weights are spelled as overrides, so that the saved config records them
+    # --ckpt/--weights are spelled as overrides, so that the saved config records them
     overrides = list(args.overrides)
-    if args.init is not None:
-        overrides.append(f"model.init={args.init!r}")
+    if args.ckpt is not None:
+        overrides.append(f"model.init={args.ckpt!r}")
     if args.weights is not None:
         overrides.append(f"model.weights={args.weights}")
     try:

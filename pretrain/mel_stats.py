@@ -1,6 +1,6 @@
 """Per-bin log-mel mean and std over a manifest's (normalised) audio, the keys of `model.mel_norm: global`.
 
-Run: python -m pretrain.mel_stats train.tsv [--max-files 500] [--out stats.yaml]; prints (or writes) model.mel_mean
+Run: python -m pretrain.mel_stats train.tsv [--max-utterances 500] [--out stats.yaml]; prints (or writes) model.mel_mean
 and model.mel_std as YAML, for a config's model section or --set.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.frontend import mel_statistics
 from upstream_ehmam.model import normalize_waveform
 
+from .cli import refuse_old_spellings
 from .data import read_audio
 from .manifest import read_manifest
 
@@ -33,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pretrain.mel_stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path, help="fairseq manifest (python -m pretrain.manifest)")
-    parser.add_argument("--max-files", type=int, default=500, help="first N files of the manifest (0: all)")
+    parser.add_argument("--max-utterances", type=int, default=500, help="first N files of the manifest (0: all)")
     parser.add_argument("--mel-bins", type=int, default=80)
     parser.add_argument("--out", type=Path, default=None, help="write the YAML here instead of printing it")
+    refuse_old_spellings(parser, "--max-files")
     args = parser.parse_args(argv)
     try:
-        stats = manifest_statistics(args.manifest, args.max_files or None, args.mel_bins)
+        stats = manifest_statistics(args.manifest, args.max_utterances or None, args.mel_bins)
     except (FileNotFoundError, ValueError) as err:
         print(f"pretrain.mel_stats: error: {err}", file=sys.stderr)
         return 2

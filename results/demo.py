@@ -1,7 +1,7 @@
 """The README's main command: mini-SUPERB corpus -> tiny EH-MAM pretraining -> phone ABX -> seven SUPERB tasks -> table.
 
     python -m results.demo --out demo_out
-    python -m results.demo --out demo_out --data DIR --checkpoint CKPT --tasks pr,asr --profile none --task-steps 100
+    python -m results.demo --out demo_out --data DIR --ckpt CKPT --tasks pr,asr --profile none --task-steps 100
 
 Each stage is the command a user would type (they are printed): `python -m minisuperb`, `python pretrain/run.py`,
 `python -m results.abx`, `python run_downstream.py -m train --profile cpu --cache-features` then `-m evaluate` per
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from pretrain.cli import refuse_old_spellings
 from results.paths import REPO, repo_relative
 from superb.registry import ER_FOLDS, SLOWEST_FIRST, TASK_NAMES, run_name
 
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo",
                         help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)")
     parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
-    parser.add_argument("--checkpoint", type=Path, default=None,
+    parser.add_argument("--ckpt", type=Path, default=None,
                         help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one")
     parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "cpu_recipe.yaml")
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "encoder of the checkpoint's architecture), fbank,random (default), or none")
     parser.add_argument("--jobs", type=positive_int, default=min(os.cpu_count() or 1, 4),
                         help="downstream runs at a time, one thread each (default: CPU count, at most 4)")
+    refuse_old_spellings(parser, "--checkpoint")
     return parser
 
 
@@ -385,15 +387,15 @@ def run_pretraining(argv: Sequence[str], threads: int | None = None) -> Stage:
 
 def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     """Pretrain `--pretrain-config` for `--pretrain-steps` updates; returns the checkpoint (last.pt)."""
-    if args.checkpoint is not None:
-        if not args.checkpoint.is_file():
-            raise SystemExit(f"results.demo: error: --checkpoint {args.checkpoint} is not a file")
-        return args.checkpoint.absolute(), None
+    if args.ckpt is not None:
+        if not args.ckpt.is_file():
+            raise SystemExit(f"results.demo: error: --ckpt {args.ckpt} is not a file")
+        return args.ckpt.absolute(), None
     manifest = pretrain_manifest(args.pretrain_manifest, data)
     if not manifest.is_file():
         raise SystemExit(f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
                          f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
-                         f"or pass --checkpoint")
+                         f"or pass --ckpt")
     out_dir = (args.out / "pretrain").absolute()
     monitor = [f"run.eval_data={data}", f"run.eval_every={max(1, args.pretrain_steps // 4)}",
                f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"]  # update 0, quarters
@@ -418,7 +420,7 @@ def abx_stage(out: Path, data: Path, checkpoints: Sequence[Path] = (), upstreams
 
     argv = ["-m", "results.abx", *[a for c in checkpoints for a in ("--ckpt", str(c))],
             *[a for u in upstreams for a in ("--upstream", u)], *([] if random_init else ["--no-random-init"]),
-            "--data", str(data), "--splits", ",".join(ABX_SPLITS), "--max-files", str(ABX_FILES),
+            "--data", str(data), "--splits", ",".join(ABX_SPLITS), "--max-utterances", str(ABX_FILES),
             "--conditions", ",".join(conditions), "--out", str(out)]
     return timed(Stage("abx", shown(argv)), lambda: run_abx(
         out, checkpoints, data=data, splits=ABX_SPLITS, max_files=ABX_FILES, upstreams=upstreams,
@@ -580,13 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = wall_time_table(stages)
     (args.out / "wall_times.md").write_text(timing, encoding="utf-8")
     summary = {"data": str(data), "checkpoint": str(checkpoint), "synthetic": synthetic,
-               "pretrain_steps": None if args.checkpoint else args.pretrain_steps, "profile": args.profile,
+               "pretrain_steps": None if args.ckpt else args.pretrain_steps, "profile": args.profile,
                "task_steps": args.task_steps, "baselines": args.baselines,
                "total_wall_s": round(time.monotonic() - start, 1), "stages": stage_records(stages)}
     (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
     print("\n" + (report.markdown if report else "(no table: tabulation failed)\n"))
-    print(abx_report(args.out, checkpoint if args.checkpoint is None else None, abx.ok))
+    print(abx_report(args.out, checkpoint if args.ckpt is None else None, abx.ok))
     print(timing)
     print(f"wrote {args.out / 'results'}/superb.md, superb.csv, superb_runs.csv, {args.out}/wall_times.md, demo.json")
     failed = [s.name for s in stages if not s.ok]

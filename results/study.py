@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pretrain.cli import refuse_old_spellings
 from results.demo import parse_folds, parse_profile, parse_task_steps, parse_tasks, positive_int, prepare_corpus
 from results.paths import REPO, repo_relative
 from results.study_report import write_report
@@ -76,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-manifest", type=Path, default=None,
                         help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
                              "pretraining set of a larger mini-SUPERB while the tasks run on a ci corpus")
-    parser.add_argument("--probe-utterances", type=positive_int, default=200,
+    parser.add_argument("--max-utterances", type=positive_int, default=200,
                         help="results.layerwise --max-utterances for each arm")
     parser.add_argument("--report-only", action="store_true", help="rebuild study.md and the figures from OUT")
+    refuse_old_spellings(parser, "--probe-utterances")
     return parser
 
 
@@ -88,7 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         task_steps = parse_task_steps("60")
     return StudySettings(args.out.absolute(), args.seeds, args.conditions, args.steps, args.pretrain_config.absolute(),
                          args.pretrain_manifest, args.profile, task_steps, args.tasks, args.er_folds, args.jobs,
-                         args.probe_utterances, abx_monitor=True)
+                         args.max_utterances, abx_monitor=True)
 
 
 def settings_from_record(record: dict, out: Path) -> StudySettings:

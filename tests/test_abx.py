@@ -346,5 +346,5 @@ def test_results_abx_cli_errors(tmp_path, capsys):
     assert "LibriSpeech folder missing" in capsys.readouterr().err
     assert abx_cli.main(["--item", str(tmp_path / "x.item"), "--out", str(tmp_path / "o")]) == 2
     assert "--item needs --audio" in capsys.readouterr().err
-    assert abx_cli.main(["--data", str(tmp_path), "--max-files", "0", "--out", str(tmp_path / "o")]) == 2
-    assert "--max-files must be >= 1" in capsys.readouterr().err
+    assert abx_cli.main(["--data", str(tmp_path), "--max-utterances", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--max-utterances must be >= 1" in capsys.readouterr().err

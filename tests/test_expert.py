@@ -144,7 +144,7 @@ def test_num_layers_truncation(ckpt_path, expert, tmp_path):
         full = expert(ws)["hidden_states"]
         cut = hubconf.ehmam(ckpt=str(ckpt_path), num_layers=1).eval()(ws)["hidden_states"]
         yaml_path = tmp_path / "opts.yaml"
-        yaml_path.write_text("num_layers: 2\nweights: student\n")
+        yaml_path.write_text("num_layers: 2\n")
         cut2 = hubconf.ehmam(ckpt=str(ckpt_path), model_config=str(yaml_path)).eval()(ws)["hidden_states"]
     assert len(cut) == 2 and len(cut2) == 3
     for a, b in zip(cut2, full):
@@ -153,19 +153,34 @@ def test_num_layers_truncation(ckpt_path, expert, tmp_path):
 
 
 def test_student_and_teacher_selection(ckpt_path, expert, tmp_path):
-    """-u ehmam_teacher, -g teacher and a YAML weights: teacher all load the teacher; it differs from student."""
+    """-u ehmam_teacher and -g teacher (alone or with num_layers) load the teacher; it differs from the student."""
     ckpt = torch.load(ckpt_path, weights_only=True)
     ws = waves([3000])
-    yaml_path = tmp_path / "teacher.yaml"
-    yaml_path.write_text("weights: teacher\n")
+    yaml_path = tmp_path / "depth.yaml"
+    yaml_path.write_text("num_layers: 2\n")
     with torch.no_grad():
         student = expert(ws)["last_hidden_state"]
         ref, _ = build_encoder(ckpt, "teacher").extract_features(*normalize_waveforms(ws))
         for up in (hubconf.ehmam_teacher(ckpt=str(ckpt_path)), hubconf.ehmam(str(ckpt_path), "teacher"),
-                   hubconf.ehmam(ckpt=str(ckpt_path), model_config=str(yaml_path))):
+                   hubconf.ehmam(str(ckpt_path), "num_layers=3,teacher")):
             teacher = up.eval()(ws)["last_hidden_state"]
             torch.testing.assert_close(teacher, ref[-1], atol=0, rtol=0)
+        for up in (hubconf.ehmam(str(ckpt_path), "teacher,num_layers=2"),
+                   hubconf.ehmam_teacher(ckpt=str(ckpt_path), model_config=str(yaml_path))):
+            torch.testing.assert_close(up.eval()(ws)["last_hidden_state"], ref[2], atol=0, rtol=0)
     assert (student - teacher).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("old", ["weights=teacher", "weights=teacher,num_layers=2"])
+def test_the_old_ways_to_pick_the_teacher_name_the_one_way(ckpt_path, tmp_path, old):
+    with pytest.raises(ValueError, match="choose the teacher with -g teacher"):
+        hubconf.ehmam(str(ckpt_path), old)
+    yaml_path = tmp_path / "old.yaml"
+    yaml_path.write_text("weights: teacher\n")
+    with pytest.raises(ValueError, match="the only key is num_layers.*-g teacher"):
+        hubconf.ehmam(str(ckpt_path), str(yaml_path))
+    with pytest.raises(ValueError, match="only keyword option is num_layers.*-g teacher"):
+        hubconf.ehmam(ckpt=str(ckpt_path), weights="teacher")
 
 
 def test_option_errors(ckpt_path, tmp_path):
@@ -182,8 +197,10 @@ def test_option_errors(ckpt_path, tmp_path):
         hubconf.ehmam(ckpt=str(ckpt_path), model_config="missing.yaml")
     with pytest.raises(ValueError, match="unknown upstream option 'layer'"):
         hubconf.ehmam(ckpt=str(ckpt_path), layer=3)
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(ValueError, match="asks for the student"):
         hubconf.ehmam_teacher(ckpt=str(ckpt_path), model_config="student")
+    with pytest.raises(ValueError, match="both the student and the teacher"):
+        hubconf.ehmam(ckpt=str(ckpt_path), model_config="student,teacher")
     with pytest.raises(ValueError, match="num_layers must be an int in 1..3"):
         hubconf.ehmam(ckpt=str(ckpt_path), num_layers=4)
     with pytest.raises(FileNotFoundError, match="nope.pt"):

@@ -382,7 +382,7 @@ def test_mel_stats_cli_gives_a_valid_global_config(manifest, tmp_path, capsys):
 
     from pretrain.config import load_config
     from pretrain.mel_stats import main
-    assert main([str(manifest), "--max-files", "3", "--out", str(tmp_path / "stats.yaml")]) == 0
+    assert main([str(manifest), "--max-utterances", "3", "--out", str(tmp_path / "stats.yaml")]) == 0
     stats = yaml.safe_load((tmp_path / "stats.yaml").read_text())
     assert len(stats["mel_mean"]) == len(stats["mel_std"]) == 80 and min(stats["mel_std"]) > 0
     cfg = load_config(REPO / "pretrain" / "tiny_mel.yaml", ["model.mel_norm=global",

@@ -208,7 +208,7 @@ def test_num_layers_returns_first_k_plus_one_states(tiny_export):
                 torch.testing.assert_close(a, b, atol=0, rtol=0)
         teacher_full = hubconf.ehmam(ckpt=str(tiny_export), model_config="teacher").eval()(wavs)["hidden_states"]
         teacher_cut = hubconf.ehmam(ckpt=str(tiny_export),
-                                    model_config=" weights=teacher , num_layers=2").eval()(wavs)["hidden_states"]
+                                    model_config=" teacher , num_layers=2").eval()(wavs)["hidden_states"]
     assert len(teacher_cut) == 3
     for a, b in zip(teacher_cut, teacher_full[:3]):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
@@ -216,26 +216,23 @@ def test_num_layers_returns_first_k_plus_one_states(tiny_export):
 
 
 def test_inline_options_parse_and_validate(tiny_export):
-    """key=value,key=value parses to typed options; malformed entries, unknown or repeated keys, non-integer or
-    out-of-range num_layers and unknown weights are ValueErrors that quote the option."""
-    assert _read_options("weights=teacher,num_layers=8") == {"weights": "teacher", "num_layers": 8}
-    assert _read_options("num_layers=2") == {"num_layers": 2}
-    assert _read_options("teacher") == {"weights": "teacher"}
-    for text, message in (("num_layers=", "'num_layers=' is not key=value"),
-                          ("num_layers=2,", "entry '' is not key=value"),
-                          ("layers=2", "unknown key 'layers'; allowed: weights, num_layers"),
-                          ("num_layers=2,num_layers=3", "key 'num_layers' is given twice"),
-                          ("num_layers=two", "num_layers must be an integer, found 'two'")):
+    """`teacher`, `student` and num_layers=K parse to typed options; malformed, unknown or repeated entries,
+    non-integer or out-of-range num_layers and the old weights= key are ValueErrors that quote the option."""
+    assert _read_options("teacher,num_layers=8") == {"teacher": True, "num_layers": 8}
+    assert _read_options("num_layers=2") == {"teacher": None, "num_layers": 2}
+    assert _read_options("student") == {"teacher": False, "num_layers": None}
+    for text, message in (("num_layers=", "num_layers must be an integer, found ''"),
+                          ("num_layers=2,", "unknown entry ''"),
+                          ("layers=2", "unknown entry 'layers=2'"),
+                          ("num_layers=2,num_layers=3", "'num_layers' is given twice"),
+                          ("num_layers=two", "num_layers must be an integer, found 'two'"),
+                          ("weights=ema", "weights=ema is no longer an option: choose the teacher with -g teacher")):
         with pytest.raises(ValueError, match=f"model_config '{text}'.*{message}"):
             _read_options(text)
     with pytest.raises(ValueError, match="no such file"):
         _read_options("options.yaml")
     with pytest.raises(ValueError, match=r"num_layers must be an int in 1\.\.3, found 9"):
         hubconf.ehmam(ckpt=str(tiny_export), model_config="num_layers=9")
-    with pytest.raises(ValueError, match="weights must be one of student, teacher, found 'ema'"):
-        hubconf.ehmam(ckpt=str(tiny_export), model_config="weights=ema")
-    with pytest.raises(ValueError, match="weights"):
-        hubconf.ehmam_teacher(ckpt=str(tiny_export), model_config="weights=student")
 
 
 # --- learned layer weights of a real downstream run -------------------------------------------------------

@@ -1,6 +1,7 @@
 """s3prl UpstreamExpert for EH-MAM checkpoints (docs/design.md "The s3prl upstream"): 16 kHz waveforms -> hidden
-states. Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g student|teacher|<options.yaml>|key=value,...]`,
-e.g. `-g weights=teacher,num_layers=8` (the keys of the options YAML)."""
+states. Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g OPTIONS]`, OPTIONS a comma list of `teacher` (the
+EMA teacher's weights; `-u ehmam_teacher` is the same) and `num_layers=K` (keep the first K blocks), e.g.
+`-g teacher,num_layers=8`, or a YAML file with `num_layers: K`."""
 from __future__ import annotations
 
 import os
@@ -10,58 +11,68 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from .checkpoint import WEIGHTS, build_encoder, load_checkpoint
+from .checkpoint import build_encoder, load_checkpoint
 from .model import normalize_waveforms
 
-OPTION_KEYS = ("weights", "num_layers")
+TEACHER = "teacher"  # the one way to ask for the EMA teacher's weights (or the hub name ehmam_teacher)
+STUDENT = "student"  # the default, accepted for symmetry
+HOW_TO_CHOOSE = "choose the teacher with -g teacher (or -u ehmam_teacher) and the depth with -g num_layers=K"
 
 
 def _read_options(model_config: str | None) -> dict:
-    """model_config: None, 'student', 'teacher', a YAML file, or inline 'key=value,key=value' with the keys
-    weights / num_layers: 'weights=teacher,num_layers=8' -> {'weights': 'teacher', 'num_layers': 8}."""
+    """-g / model_config: None, a comma list of `student`, `teacher` and `num_layers=K`, or a YAML file with the key
+    num_layers -> {"teacher": True / False / None (not said), "num_layers": int | None}."""
+    options = {"teacher": None, "num_layers": None}
     if model_config is None or model_config == "":
-        return {}
-    if model_config in WEIGHTS:
-        return {"weights": model_config}
+        return options
     if os.path.isfile(model_config):
         with open(model_config) as f:
             try:
-                return _check_option_keys(yaml.safe_load(f) or {}, model_config)
+                values = yaml.safe_load(f) or {}
             except yaml.YAMLError as err:
                 raise ValueError(f"{model_config}: not valid YAML ({err})") from err
-    if "=" not in model_config:
-        raise ValueError(f"model_config must be 'student', 'teacher', a YAML file or inline options such as "
-                         f"'num_layers=8' or 'weights=teacher,num_layers=8', found {model_config!r} (no such file)")
-    source, options = f"model_config {model_config!r}", {}
-    for entry in model_config.split(","):
+        if not isinstance(values, dict):
+            raise ValueError(f"{model_config}: expected a mapping with the key num_layers, "
+                             f"found {type(values).__name__}")
+        for key in values:
+            if key != "num_layers":
+                raise ValueError(f"{model_config}: unknown key '{key}'; the only key is num_layers ({HOW_TO_CHOOSE})")
+        return {**options, "num_layers": _layer_count(values.get("num_layers"), model_config)}
+    source = f"model_config {model_config!r}"
+    seen = set()
+    for entry in (part.strip() for part in model_config.split(",")):
         key, sep, value = (part.strip() for part in entry.partition("="))
-        if not sep or not key or not value:
-            raise ValueError(f"{source}: entry {entry.strip()!r} is not key=value; expected e.g. "
-                             f"'num_layers=8' or 'weights=teacher,num_layers=8'")
-        if key in options:
-            raise ValueError(f"{source}: key '{key}' is given twice")
-        options[key] = value  # weights is checked against WEIGHTS by the expert, like a YAML value
-    _check_option_keys(options, source)
-    if "num_layers" in options:
-        try:
-            options["num_layers"] = int(options["num_layers"])
-        except ValueError:
-            raise ValueError(f"{source}: num_layers must be an integer, found {options['num_layers']!r}") from None
+        name = key if sep else entry
+        if name in seen:
+            raise ValueError(f"{source}: '{name}' is given twice")
+        seen.add(name)
+        if not sep and entry in (STUDENT, TEACHER):
+            options["teacher"] = entry == TEACHER
+        elif sep and key == "num_layers":
+            options["num_layers"] = _layer_count(value, source)
+        elif sep and key == "weights":
+            raise ValueError(f"{source}: weights={value} is no longer an option: {HOW_TO_CHOOSE}")
+        else:
+            raise ValueError(f"{source}: unknown entry {entry!r} (or no such file); {HOW_TO_CHOOSE}, e.g. "
+                             f"-g teacher,num_layers=8")
+    if {STUDENT, TEACHER} <= seen:
+        raise ValueError(f"{source}: asks for both the student and the teacher")
     return options
 
 
-def _check_option_keys(options: object, source: str) -> dict:
-    if not isinstance(options, dict):
-        raise ValueError(f"{source}: expected a mapping with keys {', '.join(OPTION_KEYS)}, "
-                         f"found {type(options).__name__}")
-    for key in options:
-        if key not in OPTION_KEYS:
-            raise ValueError(f"{source}: unknown key '{key}'; allowed: {', '.join(OPTION_KEYS)}")
-    return options
+def _layer_count(value: object, source: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: num_layers must be an integer, found {value!r}") from None
 
 
 class UpstreamExpert(nn.Module):
     """EH-MAM encoder as an s3prl upstream: hidden_states = pre-LN block input + every block output."""
+
+    teacher_only = False  # TeacherExpert (-u ehmam_teacher) sets it
 
     def __init__(self, ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs):
         super().__init__()
@@ -70,15 +81,22 @@ class UpstreamExpert(nn.Module):
             raise ValueError("the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
                              "(an ehmam-pretrain or ehmam-encoder file)")
         options = _read_options(model_config)
-        for key, value in kwargs.items():  # keyword options join the -g ones; one key with two values is an error
-            if key not in OPTION_KEYS:
-                raise ValueError(f"unknown upstream option '{key}'; allowed: {', '.join(OPTION_KEYS)}")
-            if options.setdefault(key, value) != value:
-                raise ValueError(f"option '{key}' is {options[key]!r} in model_config {model_config!r} but "
-                                 f"{value!r} in the keyword arguments")
-        weights = options.get("weights", "student")  # build_encoder refuses anything but WEIGHTS
+        for key, value in kwargs.items():  # s3prl's extra_conf: num_layers only, and not against -g's
+            if key != "num_layers":
+                raise ValueError(f"unknown upstream option '{key}'; the only keyword option is num_layers "
+                                 f"({HOW_TO_CHOOSE})")
+            if options["num_layers"] not in (None, value):
+                raise ValueError(f"option 'num_layers' is {options['num_layers']!r} in model_config "
+                                 f"{model_config!r} but {value!r} in the keyword arguments")
+            options["num_layers"] = value
+        if self.teacher_only:
+            if options["teacher"] is False:
+                raise ValueError(f"ehmam_teacher loads the teacher's weights; model_config {model_config!r} asks for "
+                                 f"the student (use ehmam)")
+            options["teacher"] = True
+        weights = TEACHER if options["teacher"] else STUDENT
         self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
-        if options.get("num_layers") is not None:
+        if options["num_layers"] is not None:
             self.model.truncate_layers(options["num_layers"])
         # Shorter inputs are zero-padded to one receptive field so that every utterance has >= 1 frame.
         self.min_samples = self.model.config.receptive_field  # 400 samples for Base
@@ -120,3 +138,9 @@ class UpstreamExpert(nn.Module):
                                  f"float in [-1, 1] (e.g. int16 / 32768)")
             if w.shape[0] == 0:
                 raise ValueError(f"waveform {i}: zero-length waveform")
+
+
+class TeacherExpert(UpstreamExpert):
+    """-u ehmam_teacher: the EMA teacher's weights, -g as for ehmam less the choice of weights."""
+
+    teacher_only = True

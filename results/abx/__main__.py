@@ -22,6 +22,7 @@ from measure.abx.evaluate import ABXSet
 from measure.abx.features import MFCC, EncoderLayers, LogMel
 from measure.abx.items import items_from_alignments, items_from_item_file
 from measure.abx.scoring import CONDITIONS
+from pretrain.cli import comma_list, refuse_old_spellings
 
 from .report import markdown, plot, summary_table, write_csv
 from .s3prl_upstream import S3prlUpstream
@@ -82,15 +83,16 @@ def run_abx(out: Path, checkpoints: Sequence[Path] = (), weights: str = "student
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m results.abx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=Path, action="append", default=[],
-                        help="EH-MAM pretraining checkpoint or encoder export (repeat to compare several)")
+    parser.add_argument("--ckpt", type=comma_list, action="extend", default=[],
+                        help="EH-MAM pretraining checkpoints or encoder exports, comma-separated (or repeated)")
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
     parser.add_argument("--data", type=Path, help="corpus root holding LibriSpeech/alignments/<split>.jsonl")
     parser.add_argument("--splits", default="dev-clean", help="comma-separated alignment splits (with --data)")
     parser.add_argument("--item", type=Path, help="a ZeroSpeech .item file instead of --data")
     parser.add_argument("--audio", type=Path, help="with --item: the folder of its audio files (searched recursively)")
-    parser.add_argument("--max-files", type=int, help="use only the first N utterances")
-    parser.add_argument("--upstream", action="append", default=[], help="an s3prl upstream by name, e.g. fbank")
+    parser.add_argument("--max-utterances", type=int, help="use only the first N utterances")
+    parser.add_argument("--upstream", type=comma_list, action="extend", default=[],
+                        help="s3prl upstreams by name, comma-separated, e.g. fbank")
     parser.add_argument("--no-random-init", action="store_true", help="skip the random-init encoder rows")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="within,across,speaker")
     parser.add_argument("--max-per-group", type=int, default=10, help="items per (phone, context, speaker)")
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="item sampling, X speakers and random init")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (feature extraction)")
     parser.add_argument("--out", type=Path, required=True, help="folder for abx.csv, abx.md and abx.png")
+    refuse_old_spellings(parser, "--max-files")
     return parser
 
 
@@ -105,14 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    for name in ("max_files", "max_per_group", "max_x_speakers"):
+    for name in ("max_utterances", "max_per_group", "max_x_speakers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             print(f"results.abx: error: --{name.replace('_', '-')} must be >= 1, found {value}", file=sys.stderr)
             return 2
     try:
-        rows = run_abx(args.out, args.ckpt, args.weights, args.data, [s for s in args.splits.split(",") if s],
-                       args.item, args.audio, args.max_files, args.upstream, not args.no_random_init,
+        rows = run_abx(args.out, [Path(c) for c in args.ckpt], args.weights, args.data, comma_list(args.splits),
+                       args.item, args.audio, args.max_utterances, args.upstream, not args.no_random_init,
                        [c for c in args.conditions.split(",") if c], args.max_per_group, args.max_x_speakers,
                        args.seed, args.device, shlex.join(["python", "-m", "results.abx", *argv]))
     except (FileNotFoundError, ValueError) as error:

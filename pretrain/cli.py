@@ -1,0 +1,26 @@
+"""What every command line of the project shares: the flag vocabulary (--ckpt, --weights student|teacher, --data
+for a corpus root, --out, --max-utterances, comma lists) and the refusal of a flag's old spelling."""
+from __future__ import annotations
+
+import argparse
+
+# old spelling -> the flag that replaced it, refused with a message naming the new one wherever a tool lists it
+RENAMED_FLAGS = {"--init": "--ckpt", "--checkpoint": "--ckpt", "--max-files": "--max-utterances",
+                 "--probe-utterances": "--max-utterances", "--files": "--max-utterances",
+                 "--data": "--manifest-dir"}
+
+
+class _Renamed(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now {RENAMED_FLAGS[option_string]}")
+
+
+def refuse_old_spellings(parser: argparse.ArgumentParser, *old: str) -> None:
+    """Make each of `old` (keys of RENAMED_FLAGS) an error that names its replacement; hidden from --help."""
+    for flag in old:
+        parser.add_argument(flag, action=_Renamed, nargs="?", help=argparse.SUPPRESS)
+
+
+def comma_list(text: str) -> list[str]:
+    """'a,b,,c' -> ['a', 'b', 'c']."""
+    return [item.strip() for item in text.split(",") if item.strip()]
