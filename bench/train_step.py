@@ -40,7 +40,8 @@ from bench.common import (
 )
 from pretrain.config import PretrainConfig, load_config
 from pretrain.ehmam import EHMAMPretrainModel, StepOutput
-from pretrain.step import LAYERDROP_STREAM, Runtime, derive_seed, train_step
+from pretrain.step import LAYERDROP_STREAM, train_step
+from trainkit.runtime import Runtime, derive_seed
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.frontend import SAMPLE_RATE
 from upstream_ehmam.model import draw_layer_skips

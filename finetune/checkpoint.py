@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pretrain.checkpointing import git_sha
+from trainkit.files import git_sha
 from upstream_ehmam.checkpoint import (
     FORMAT_VERSION,
     KIND_ENCODER,

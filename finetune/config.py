@@ -1,4 +1,4 @@
-"""Fine-tuning configuration: one dataclass per section, loaded from YAML with pretraining's machinery.
+"""Fine-tuning configuration: one dataclass per section, loaded from YAML by trainkit.config (as pretraining's).
 
 Keys mean what they mean in pretrain/config.py where both have them (`optim.lr`, `optim.max_steps`, `run.seed`,
 `run.out_dir`, `model.layerdrop`, `mask.mask_prob`, `mask.span_length`, ...). `load_config(path, overrides)` returns
@@ -17,9 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from pretrain.config import apply_overrides, read_config_file, section_from_dict
+from trainkit.config import load_root, root_from_dict
 from upstream_ehmam.checkpoint import WEIGHTS
 from upstream_ehmam.config import require as _require
 from upstream_ehmam.frontend import SAMPLE_RATE
@@ -131,10 +129,6 @@ class RunConfig:
             _require(getattr(self, key) >= 1, f"run.{key}", "must be >= 1", getattr(self, key))
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "mask": MaskConfig, "optim": OptimConfig, "data": DataConfig,
-                             "run": RunConfig}
-
-
 @dataclass
 class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -148,23 +142,13 @@ class FinetuneConfig:
                  f"must be <= optim.max_steps ({self.optim.max_steps})", self.model.freeze_updates)
 
     def to_dict(self) -> dict:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        return dataclasses.asdict(self)
 
 
 def config_from_dict(values: dict, source: str = "<config>") -> FinetuneConfig:
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a YAML mapping of sections, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"{source}: unknown section '{unknown[0]}'; allowed: {', '.join(SECTIONS)}")
-    return FinetuneConfig(**{name: section_from_dict(cls, values.get(name), name) for name, cls in SECTIONS.items()})
+    return root_from_dict(FinetuneConfig, values, source)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
-    """Read a YAML file (and its `base:` chain) and apply `section.key=value` overrides (pretraining's reader; a
-    section this config lacks, e.g. `heads`, is rejected by config_from_dict)."""
-    return config_from_dict(apply_overrides(read_config_file(path), overrides or []), source=str(path))
-
-
-def save_config(config: FinetuneConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """A YAML file (and its `base:` chain) with `section.key=value` overrides applied."""
+    return load_root(FinetuneConfig, path, overrides)

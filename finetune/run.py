@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     refuse_old_spellings(parser, "--init")
     args = parser.parse_args(argv)
 
-    from pretrain.train import TrainingAborted
+    from trainkit.runtime import TrainingAborted
 
     from .config import load_config
     from .train import finetune

@@ -18,20 +18,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pretrain.data import BadAudioLog, unwrap_worker_error
-from pretrain.step import Runtime, derive_seed
-from pretrain.train import (
-    StopSignal,
-    TrainingAborted,
-    init_runtime,
-    open_run_logs,
-    process_group_lifetime,
-    report_config_changes,
-    truncate_metrics,
-)
+from trainkit.config import save_config
+from trainkit.faults import BadAudioLog, count_skip, unwrap_worker_error
+from trainkit.logs import METRICS, open_run_logs, report_config_changes, truncate_metrics
+from trainkit.runtime import Runtime, StopSignal, derive_seed, init_runtime, process_group_lifetime
 
 from .checkpoint import BEST, LAST, FinetuneState, restore, save
-from .config import FinetuneConfig, save_config
+from .config import FinetuneConfig
 from .data import BatchDataset, UpdateSlotSampler, make_loader, read_subset
 from .evaluate import viterbi_wer
 from .letters import DICTIONARY_FILE, read_dictionary, symbols_of
@@ -39,7 +32,6 @@ from .model import CTCModel, ctc_loss_sum, draw_masks, encoder_for_finetuning
 from .schedule import SCHEDULE_KEYS, micro_batch_slots, schedule_jumps, tri_stage_lr_at
 
 log = logging.getLogger("finetune")
-METRICS = "metrics.jsonl"
 _MASK_STREAM, _LAYERDROP_STREAM, _DROPOUT_STREAM = 11, 12, 13
 
 
@@ -63,7 +55,7 @@ def build(config: FinetuneConfig, runtime: Runtime) -> tuple[CTCModel, list[str]
 
 def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     """Run (or continue: a run directory holding last.pt is always continued) a fine-tuning; returns its folder."""
-    runtime = init_runtime(config)
+    runtime = init_runtime(config.run.device, config.run.precision)
     out_dir = Path(config.run.out_dir)
     model, symbols, train_set, valid_set = build(config, runtime)
     trainable = [p for p in model.parameters() if p.requires_grad]  # head + context encoder, never the front end
@@ -157,19 +149,6 @@ def reduce_gradients(params: list[torch.Tensor], loss_sum: torch.Tensor, sentenc
     return loss_total, int(sentences_total), stop_total > 0
 
 
-def count_skip(state: FinetuneState, config: FinetuneConfig, out_dir: Path, why: str) -> None:
-    """Record a skipped update; run.max_nonfinite_skips in a row stop the run (the last checkpoint stays)."""
-    state.skipped_updates += 1
-    state.consecutive_skips += 1
-    limit = config.run.max_nonfinite_skips
-    log.warning("update %d skipped: %s (%d in a row, %d in all)", state.update + 1, why, state.consecutive_skips,
-                state.skipped_updates)
-    if state.consecutive_skips >= limit:
-        raise TrainingAborted(f"{state.consecutive_skips} updates in a row were skipped ({why}; "
-                              f"run.max_nonfinite_skips={limit}); {out_dir / LAST} is left as it was. Lower optim.lr "
-                              f"or check the data (data.bad_audio)")
-
-
 def _loop(model: CTCModel, optimizer, symbols: list[str], train_set: BatchDataset, valid_set: BatchDataset,
           state: FinetuneState, config: FinetuneConfig, runtime: Runtime, out_dir: Path) -> None:
     optim, run = config.optim, config.run
@@ -199,7 +178,9 @@ def _loop(model: CTCModel, optimizer, symbols: list[str], train_set: BatchDatase
             usable = sentences > 0 and math.isfinite(loss_total) and math.isfinite(grad_norm)
             if not usable:
                 optimizer.zero_grad(set_to_none=True)
-                count_skip(state, config, out_dir, "non-finite loss or gradient" if sentences else "no usable audio")
+                count_skip(state, "non-finite loss or gradient" if sentences else "no usable audio",
+                           config.run.max_nonfinite_skips, f"{out_dir / LAST} is left as it was",
+                           "Lower optim.lr or check the data (data.bad_audio)")
             else:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -3,18 +3,17 @@ as docs/design.md "Checkpoints and faults" says."""
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from trainkit.files import LAST, git_sha
 from upstream_ehmam.checkpoint import FORMAT_VERSION, check_state_dict, load_checkpoint, save_atomic
 
 from .config import PretrainConfig
 from .ehmam import EHMAMPretrainModel
 
-LAST = "last.pt"
 ARCHITECTURE_KEYS = ("frontend", "conv_layers", "mel_bins", "mel_norm", "mel_mean", "mel_std", "embed_dim",
                      "num_layers", "num_heads", "ffn_dim", "pos_conv_depth", "pos_conv_kernel", "pos_conv_groups")
 SAVED_DEFAULTS = {"frontend": "cnn"}  # what a checkpoint written before the key existed was trained with
@@ -28,15 +27,6 @@ class TrainState:
     skipped_updates: int = 0       # updates skipped for a non-finite loss or gradient, in all
     consecutive_skips: int = 0     # ... in a row, up to now
     bad_audio: dict = field(default_factory=dict)  # path -> [problem, times replaced] (data.BadAudioLog.files)
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def checkpointed_modules(model: EHMAMPretrainModel) -> dict[str, torch.nn.Module]:
@@ -83,15 +73,6 @@ def save_training_checkpoint(out_dir: Path, model: EHMAMPretrainModel, optimizer
     for old in sorted(out_dir.glob("checkpoint_*.pt"))[:-max(keep, 1)]:  # the newest stays (last.pt's file)
         old.unlink(missing_ok=True)
     return path
-
-
-def remove_stale_temporaries(out_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed save leaves behind (never a complete checkpoint); returns them."""
-    stale = [p for p in Path(out_dir).glob(".*")
-             if p.is_file() and (p.name.endswith(".tmp") or p.name == f".{LAST}.link")]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel,

@@ -8,16 +8,12 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from trainkit.config import load_root, root_from_dict
 from upstream_ehmam.config import (
     POSITIVE,
     EncoderConfig,
     at_least,
-    check_fields,
-    check_mapping,
     checked,
     one_of,
     require,
@@ -214,96 +210,10 @@ class PretrainConfig:
 SECTIONS: dict[str, type] = typing.get_type_hints(PretrainConfig)  # section name -> dataclass, in file order
 
 
-def section_from_dict(cls: type, values: dict | None, where: str) -> Any:
-    """One section dataclass from its YAML mapping, checked by upstream_ehmam/config.py (errors name the key)."""
-    if hasattr(cls, "from_dict"):
-        return cls.from_dict({} if values is None else values, where=where)
-    values = check_mapping(cls, {} if values is None else values, where, MOVED_KEYS)
-    return cls(**check_fields(cls, values, where, numbers_from_text=True))
-
-
 def config_from_dict(values: dict, source: str = "<config>") -> PretrainConfig:
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a YAML mapping of sections, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"{source}: unknown section '{unknown[0]}'; allowed: {', '.join(SECTIONS)}")
-    return PretrainConfig(**{name: section_from_dict(cls, values.get(name), name) for name, cls in SECTIONS.items()})
-
-
-def apply_overrides(values: dict, overrides: list[str]) -> dict:
-    """Apply `section.key=value` strings (values parsed as YAML) to a nested dict, in order."""
-    values = {k: dict(v or {}) for k, v in values.items()}
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected section.key=value")
-        dotted, raw = item.split("=", 1)
-        parts = dotted.strip().split(".")
-        if len(parts) != 2 or not all(parts):
-            raise ValueError(f"--set {item!r}: the key must be section.key, e.g. optim.max_steps")
-        section, key = parts
-        if section not in SECTIONS:
-            raise ValueError(f"--set {item!r}: unknown section '{section}'; allowed: {', '.join(SECTIONS)}")
-        values.setdefault(section, {})[key] = yaml.safe_load(raw)
-    return values
-
-
-def read_yaml_mapping(path: str | Path) -> dict:
-    """The top-level mapping of a YAML config file (also read by finetune/config.py); errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a YAML mapping of sections, got {type(values).__name__}")
-    return values
-
-
-def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
-    """A config file's sections with its `base:` file's underneath: `base: tiny.yaml` (relative to the file) reads
-    that file first, then each section here replaces the base's keys it names. Bases may have bases; a cycle or a
-    missing base is an error naming the files."""
-    path = Path(path)
-    values = read_yaml_mapping(path)
-    base = values.pop("base", None)
-    if base is None:
-        return values
-    if not isinstance(base, str) or not base:
-        raise ValueError(f"{path}: base must name a config file, found {base!r}")
-    base_path = (path.parent / base).resolve()
-    chain = (*_chain, path.resolve())
-    if base_path in chain:
-        raise ValueError(f"{path}: base {base} makes a cycle: {' -> '.join(p.name for p in (*chain, base_path))}")
-    if not base_path.is_file():
-        raise FileNotFoundError(f"{path}: base config file not found: {base_path}")
-    merged = read_config_file(base_path, chain)
-    for section, keys in values.items():
-        if isinstance(keys, dict) and isinstance(merged.get(section), dict):
-            merged[section] = {**merged[section], **keys}
-        else:
-            merged[section] = keys
-    return merged
+    return root_from_dict(PretrainConfig, values, source, MOVED_KEYS)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
-    return config_from_dict(apply_overrides(read_config_file(path), overrides or []), source=str(path))
-
-
-def save_config(config: PretrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def config_changes(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
-    """("section.key", saved value, current value) for every key whose value differs between two config dicts (a
-    key only one of them has counts, with None for the missing side), in the current config's order."""
-    changes = []
-    sections = list(current) + [name for name in saved if name not in current]
-    for section in sections:
-        old, new = saved.get(section) or {}, current.get(section) or {}
-        for key in list(new) + [k for k in old if k not in new]:
-            if old.get(key) != new.get(key):
-                changes.append((f"{section}.{key}", old.get(key), new.get(key)))
-    return changes
+    """A YAML file (and its `base:` chain) with `section.key=value` overrides applied."""
+    return load_root(PretrainConfig, path, overrides, MOVED_KEYS)

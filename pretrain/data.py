@@ -199,35 +199,6 @@ class AudioDataset(Dataset):
         return itertools.chain([index], itertools.islice(following, MAX_CONSECUTIVE_BAD_FILES - 1))
 
 
-class BadAudioLog:
-    """Unusable audio met under data.bad_audio=skip: each file logged once, every replacement counted. `files`
-    (path -> [problem, times passed over]) is plain data, so it goes into checkpoints as is."""
-
-    def __init__(self, files: dict[str, list] | None = None) -> None:
-        self.files: dict[str, list] = {path: list(entry) for path, entry in (files or {}).items()}
-
-    def record(self, entries: Sequence[tuple[str, str]]) -> None:
-        for path, problem in entries:
-            if path not in self.files:
-                log.warning("bad audio skipped (data.bad_audio=skip): %s: %s", path, problem)
-                self.files[path] = [problem, 0]
-            self.files[path][1] += 1
-
-    num_files = property(lambda self: len(self.files))
-    num_replacements = property(lambda self: sum(count for _, count in self.files.values()))
-
-    def summary(self, limit: int = 20) -> str:
-        """A few lines: how many files and replacements, then up to `limit` files with their problems."""
-        if not self.files:
-            return "bad audio: none met"
-        lines = [f"bad audio: {self.num_files} unusable file(s) skipped, replaced {self.num_replacements} time(s) "
-                 f"by the next usable utterance"]
-        lines += [f"  {path}: {problem} (x{count})" for path, (problem, count) in sorted(self.files.items())[:limit]]
-        if self.num_files > limit:
-            lines.append(f"  ... and {self.num_files - limit} more")
-        return "\n".join(lines)
-
-
 def load_audio(path: Path, min_len: int) -> np.ndarray:
     """(T,) float32 samples of a usable file (read_audio + check_audio); errors name the file and the problem."""
     wav, sr = read_audio(path)
@@ -278,15 +249,6 @@ def collate_batch(items: list[AudioItem]) -> dict:
         # a list travels from loader workers to the main process, which logs and counts it (BadAudioLog)
         "bad_audio": [entry for item in items for entry in item.bad_audio],
     }
-
-
-def unwrap_worker_error(err: Exception) -> Exception:
-    """A DataLoader worker's ValueError/FileNotFoundError is re-raised in the main process with the worker's whole
-    traceback as its message; return the same kind of error with the original message (its last line) instead."""
-    text, prefix = str(err).rstrip(), f"{type(err).__name__}: "
-    last = text.splitlines()[-1] if text else ""
-    from_worker = text.startswith("Caught ") and "Original Traceback" in text and last.startswith(prefix)
-    return type(err)(last[len(prefix):]) if from_worker else err
 
 
 def init_loader_worker(worker_id: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from trainkit.files import write_text_atomic
 from upstream_ehmam.frontend import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -141,14 +142,6 @@ def split_valid(entries: list, valid_fraction: float, seed: int) -> tuple[list, 
         num_valid = max(int(round(valid_fraction * len(entries))), int(len(entries) >= 2))
         is_valid[np.random.default_rng(seed).permutation(len(entries))[:num_valid]] = True
     return [e for e, v in zip(entries, is_valid) if not v], [e for e, v in zip(entries, is_valid) if v]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a renamed temporary file: a crash never leaves a truncated manifest (a smaller corpus) or log."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pretrain.config import load_config
-    from pretrain.train import TrainingAborted, train
+    from pretrain.train import train
+    from trainkit.runtime import TrainingAborted
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -6,9 +6,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
+
+from trainkit.runtime import Runtime, derive_seed
 
 from .config import PretrainConfig
 from .ehmam import EHMAMPretrainModel, StepOutput
@@ -20,18 +21,6 @@ MASK_STREAM, LAYERDROP_STREAM, DROPOUT_STREAM = 1, 2, 3
 
 
 @dataclass
-class Runtime:
-    device: torch.device
-    rank: int
-    world_size: int
-    autocast_dtype: torch.dtype | None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass
 class StepResult:
     out: StepOutput             # the last micro-batch's forward
     lr: float
@@ -40,11 +29,6 @@ class StepResult:
     grad_norm: torch.Tensor     # on the device
     nonfinite: bool             # skipped: no optimiser step, no EMA
     stop: bool                  # some rank received a stop signal
-
-
-def derive_seed(*values: int) -> int:
-    """A 63-bit seed from integers, stable across platforms and processes."""
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def mask_plan_for(config: PretrainConfig, frame_lengths: Sequence[int], positions: Sequence[int], alpha: float,

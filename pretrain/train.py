@@ -5,75 +5,34 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from trainkit.config import save_config
+from trainkit.faults import BadAudioLog, count_skip, unwrap_worker_error
+from trainkit.files import LAST, remove_stale_temporaries, write_text_atomic
+from trainkit.logs import METRICS, open_run_logs, report_config_changes, truncate_metrics
+from trainkit.runtime import Runtime, StopSignal, TrainingAborted, init_runtime, process_group_lifetime
 from upstream_ehmam.frontend import SAMPLE_RATE
 
-from .checkpointing import (
-    LAST,
-    TrainState,
-    remove_stale_temporaries,
-    restore_training_checkpoint,
-    save_training_checkpoint,
-)
-from .config import PretrainConfig, config_changes, save_config
-from .data import BadAudioLog, build_loader, unwrap_worker_error
+from .checkpointing import TrainState, restore_training_checkpoint, save_training_checkpoint
+from .config import PretrainConfig
+from .data import build_loader
 from .ehmam import EHMAMPretrainModel
-from .manifest import write_text_atomic
 from .monitor import CURVE, MONITOR_CONDITIONS, ABXMonitor, abx_records
 from .schedules import SCHEDULE_KEYS, schedule_jumps, with_saved_schedule
-from .step import Runtime, StepResult, mask_plan_for, train_step
+from .step import StepResult, mask_plan_for, train_step
 
 log = logging.getLogger("pretrain")
 
-METRICS = "metrics.jsonl"
 # StepOutput scalars logged every run.log_every updates (averaged over ranks)
 DEVICE_SCALARS = ("loss", "rec_loss", "aux_loss", "masked_fraction", "target_std", "prediction_std", "student_rho",
                   "teacher_rho", "teacher_span_rho", "student_span_rho", "hardness_lift")
-
-
-class TrainingAborted(RuntimeError):
-    """A health check stopped the run; the last good checkpoint is left untouched."""
-
-
-def init_runtime(config: PretrainConfig) -> Runtime:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    wanted = config.run.device
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"run.device: {config.run.device!r} asked for CUDA but no GPU is visible")
-    device = torch.device(f"cuda:{local_rank}" if wanted == "cuda" and world_size > 1 else wanted)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    bf16 = config.run.precision == "bf16" or (config.run.precision == "auto" and device.type == "cuda")
-    return Runtime(device, rank, world_size, torch.bfloat16 if bf16 else None)
-
-
-@contextlib.contextmanager
-def process_group_lifetime(runtime: Runtime) -> Iterator[None]:
-    """Destroy the process group when the training loop ends, however it ends. After a normal end the ranks meet
-    first, so none tears gloo down while another may still write its last checkpoint (seen once in CI: a rank
-    aborted in teardown, "terminate called without an active exception")."""
-    try:
-        yield
-        if runtime.world_size > 1:
-            dist.barrier()
-    finally:
-        if runtime.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
@@ -90,37 +49,9 @@ def _batches(loader, sampler, state: TrainState) -> Iterator[dict]:
         state.batch_in_epoch = 0
 
 
-class StopSignal:
-    """SIGTERM/SIGINT ask the loop to checkpoint and exit after this update; a second one acts at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self) -> "StopSignal":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # a SIGINT ignored at start-up (nohup, `cmd &` from a script) stays ignored, as Unix jobs expect
-            if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
-                continue
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            self.__exit__()
-            signal.raise_signal(signum)
-            return
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-
 def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -> Path:
     """Run, or continue a run directory holding last.pt (resume=True: its absence is an error); returns the dir."""
-    runtime = init_runtime(config)
+    runtime = init_runtime(config.run.device, config.run.precision)
     out_dir = Path(config.run.out_dir)
     torch.manual_seed(config.run.seed)  # the same initial weights on every rank
     model = EHMAMPretrainModel(config).to(runtime.device)
@@ -165,56 +96,6 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
     with process_group_lifetime(runtime):
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
     return out_dir
-
-
-def report_config_changes(saved: dict, current: dict, schedule_keys: Sequence[str], update: int,
-                          jumps: Sequence[str]) -> None:
-    """On resume: name every setting that differs from the checkpoint's config (`saved`), and warn when one of
-    `schedule_keys` changed, with what jumps at `update` (`jumps`, e.g. "learning rate 0.0003 -> 0.0001")."""
-    changes = config_changes(saved, current)
-    if not changes:
-        return
-    log.info("the config differs from the one the checkpoint was written with: %s",
-             "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes))
-    moved = [key for key, _, _ in changes if key in schedule_keys]
-    if moved and jumps:
-        log.warning("resuming at update %d with %s changed: the schedules jump (%s)", update, ", ".join(moved),
-                    "; ".join(jumps))
-    elif moved:
-        log.warning("resuming at update %d with %s changed: the schedules agree at this update but differ later",
-                    update, ", ".join(moved))
-
-
-def truncate_metrics(path: Path, update: int) -> None:
-    """Keep the records of updates <= `update` (a resumed run logs the rest again; a torn last line goes too)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= update:
-            kept.append(line + "\n")
-    write_text_atomic(path, "".join(kept))
-
-
-def open_run_logs(stack: contextlib.ExitStack, out_dir: Path, update: int, max_steps: int, is_main: bool,
-                  desc: str) -> tuple:
-    """(TensorBoard writer, metrics.jsonl opened to append, progress bar); off the main process no writer, no file."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
-    writer = metrics_file = None
-    if is_main:
-        # purge_step drops the TensorBoard events a killed run wrote past its last checkpoint
-        writer = stack.enter_context(contextlib.closing(
-            SummaryWriter(str(out_dir / "tb"), purge_step=update + 1 if update else None)))
-        metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
-    progress = stack.enter_context(contextlib.closing(tqdm(total=max_steps, initial=update, disable=not is_main,
-                                                           desc=desc, dynamic_ncols=True)))
-    return writer, metrics_file, progress
 
 
 class RunReport:
@@ -325,7 +206,10 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
             result = train_step(model, optimizer, micro_batches, state.update, epoch, config, runtime,
                                 wrapped=wrapped, stop_received=stop.received is not None)
             if result.nonfinite:
-                _count_skip(state, config, out_dir, last_saved)
+                kept = (f"the last checkpoint {out_dir / LAST} (update {last_saved}) is intact; rerunning resumes "
+                        f"from it" if last_saved is not None else "no checkpoint had been written yet")
+                count_skip(state, "non-finite loss or gradient norm", config.run.max_nonfinite_skips, kept,
+                           "Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
             else:
                 state.update += 1
                 state.consecutive_skips = 0
@@ -342,20 +226,6 @@ def _train_loop(model: EHMAMPretrainModel, optimizer, loader, sampler, state: Tr
                 log.warning("stop signal: checkpoint written at update %d, exiting; rerun the same command to resume",
                             state.update)
                 break
-
-
-def _count_skip(state: TrainState, config: PretrainConfig, out_dir: Path, last_saved: int | None) -> None:
-    state.skipped_updates += 1
-    state.consecutive_skips += 1
-    limit = config.run.max_nonfinite_skips
-    log.warning("update %d: non-finite loss or gradient norm; update skipped (%d in a row, %d in all, stop at %d in "
-                "a row)", state.update + 1, state.consecutive_skips, state.skipped_updates, limit)
-    if state.consecutive_skips >= limit:
-        kept = (f"the last checkpoint {out_dir / LAST} (update {last_saved}) is intact; rerunning resumes from it"
-                if last_saved is not None else "no checkpoint had been written yet")
-        raise TrainingAborted(f"{state.consecutive_skips} updates in a row had a non-finite loss or gradient norm "
-                              f"(run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; "
-                              f"{kept}. Lower optim.lr, set optim.clip_grad_norm, or check the data (data.bad_audio)")
 
 
 def _dry_run(model: EHMAMPretrainModel, loader, sampler, state: TrainState, config: PretrainConfig,

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pretrain.config import PretrainConfig, apply_overrides, config_from_dict, load_config, save_config
+from pretrain.config import SECTIONS, PretrainConfig, config_from_dict, load_config
+from trainkit.config import apply_overrides as apply_section_overrides
+from trainkit.config import save_config
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    return apply_section_overrides(values, overrides, SECTIONS)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +151,7 @@ def test_a_base_cycle_or_a_missing_base_is_refused_by_name(tmp_path):
 @pytest.mark.parametrize("folder", ["pretrain", "finetune"])
 def test_shipped_presets_state_only_what_differs_from_their_base(folder):
     """Every key a preset with a `base:` sets has another value than its base gives it."""
-    from pretrain.config import read_config_file, read_yaml_mapping
+    from trainkit.config import read_config_file, read_yaml_mapping
 
     for path in sorted((ROOT / folder).glob("*.yaml")):
         own = read_yaml_mapping(path)

@@ -14,7 +14,6 @@ import torch
 from pretrain.data import (
     AudioDataset,
     AudioItem,
-    BadAudioLog,
     BucketBatchSampler,
     SampleRef,
     build_loader,
@@ -23,6 +22,7 @@ from pretrain.data import (
     init_loader_worker,
 )
 from pretrain.manifest import write_manifest
+from trainkit.faults import BadAudioLog
 
 MIN, MAX, BUDGET = 1_000, 8_000, 40_000
 
@@ -308,17 +308,19 @@ def test_bad_audio_reports_reach_the_main_process_from_workers(tmp_path: Path) -
 
 
 class _capture_warnings:
-    """The messages pretrain.data logs at WARNING while the block runs."""
+    """The messages pretrain.data and trainkit (BadAudioLog) log at WARNING while the block runs."""
 
     def __enter__(self) -> list[str]:
         self.records: list[str] = []
         self.handler = logging.Handler(level=logging.WARNING)
         self.handler.emit = lambda record: self.records.append(record.getMessage())
-        logging.getLogger("pretrain.data").addHandler(self.handler)
+        for name in ("pretrain.data", "trainkit"):
+            logging.getLogger(name).addHandler(self.handler)
         return self.records
 
     def __exit__(self, *exc) -> None:
-        logging.getLogger("pretrain.data").removeHandler(self.handler)
+        for name in ("pretrain.data", "trainkit"):
+            logging.getLogger(name).removeHandler(self.handler)
 
 
 def test_check_audio_accepts_good_audio() -> None:

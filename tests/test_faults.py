@@ -25,8 +25,10 @@ from pretrain.config import load_config
 from pretrain.ehmam import EHMAMPretrainModel
 from pretrain.manifest import write_manifest
 from pretrain.run import main as run_main
-from pretrain.step import Runtime, update_flags
-from pretrain.train import StopSignal, TrainingAborted, train, truncate_metrics
+from pretrain.step import update_flags
+from pretrain.train import train
+from trainkit.logs import truncate_metrics
+from trainkit.runtime import Runtime, StopSignal, TrainingAborted
 from upstream_ehmam.checkpoint import export_encoder, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,13 +180,13 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run(manifest, tmp_pa
     run_dir = tmp_path / "run"
     config = load_config(TINY, _overrides(manifest, run_dir, "optim.max_steps=10", "run.save_every=2",
                                           "run.max_nonfinite_skips=3"))
-    with caplog.at_level(logging.WARNING, logger="pretrain"):
+    with caplog.at_level(logging.WARNING, logger="trainkit"):
         with pytest.raises(TrainingAborted, match=(
-                r"3 updates in a row had a non-finite loss or gradient norm \(run\.max_nonfinite_skips=3\), "
+                r"3 updates in a row were skipped \(non-finite loss or gradient norm; run\.max_nonfinite_skips=3\), "
                 r"stopping before update 6; the last checkpoint .*last\.pt \(update 4\) is intact")):
             train(config)
-    assert "update 3: non-finite loss or gradient norm; update skipped (1 in a row, 1 in all" in caplog.text
-    assert "update 6: non-finite loss or gradient norm; update skipped (3 in a row, 4 in all" in caplog.text
+    assert "update 3 skipped: non-finite loss or gradient norm (1 in a row, 1 in all" in caplog.text
+    assert "update 6 skipped: non-finite loss or gradient norm (3 in a row, 4 in all" in caplog.text
     metrics = _metrics(run_dir)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
     assert [m["skipped_updates"] for m in metrics] == [0, 0, 1, 1, 1]

@@ -188,7 +188,7 @@ def test_resume_with_another_schedule_names_the_keys_and_warns(data, tmp_path, c
     from finetune.schedule import schedule_jumps
 
     run = finetune(_config(data, tmp_path / "run"))
-    with caplog.at_level(logging.INFO, logger="pretrain"):
+    with caplog.at_level(logging.INFO, logger="trainkit"):
         finetune(_config(data, run, "optim.max_steps=8", "model.freeze_updates=6"))
     assert "optim.max_steps: 4 -> 8" in caplog.text and "model.freeze_updates: 2 -> 6" in caplog.text
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "jump" in r.getMessage())

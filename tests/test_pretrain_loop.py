@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.config import config_changes, load_config
+from pretrain.config import load_config
 from pretrain.ehmam import EHMAMPretrainModel
 from pretrain.schedules import schedule_jumps, with_saved_schedule
 from pretrain.step import mask_plan_for
 from pretrain.train import train
+from trainkit.config import config_changes
 from upstream_ehmam.checkpoint import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def test_resume_with_other_settings_names_them_and_warns_of_the_jump(manifest, t
     """Resuming the last checkpoint of a 6-update run with optim.max_steps 6 -> 12 and another seed logs both keys,
     and warns that the learning rate (0 at the end of the cosine) and alpha (0.8 -> 0.5) jump."""
     run_dir = train(_config(manifest, tmp_path / "run", "optim.max_steps=6"))
-    with caplog.at_level(logging.INFO, logger="pretrain"):
+    with caplog.at_level(logging.INFO, logger="trainkit"):
         train(_config(manifest, run_dir, "optim.max_steps=12", "run.seed=3"), resume=True)
     text = caplog.text
     assert "optim.max_steps: 6 -> 12" in text and "run.seed: 0 -> 3" in text
