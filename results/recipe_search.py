@@ -28,6 +28,7 @@ from typing import Sequence
 import yaml
 
 from results.demo import ABX_FILES, REPO, run_pretraining, shown
+from results.search_curves import write_curves
 
 log = logging.getLogger("recipe_search")
 
@@ -228,6 +229,7 @@ def run_search(data: Path, arms: Sequence[Arm], runs: Path, out: Path, eval_ever
         writer.writeheader()
         writer.writerows(rows)
     (out / "search.md").write_text(markdown(rows, references, command), encoding="utf-8")
+    write_curves({arm.name: runs / arm.name for arm in arms}, out)
     return rows
 
 
@@ -259,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"results.recipe_search: error: {error}", file=sys.stderr)
         return 2
     sys.stdout.write((args.out / "search.md").read_text(encoding="utf-8"))
-    print(f"wrote {args.out / 'search.md'} and {args.out / 'search.csv'} ({len(rows)} arms)")
+    print(f"wrote {args.out / 'search.md'}, search.csv, curves.md and curves.png ({len(rows)} arms)")
     return 0
 
 

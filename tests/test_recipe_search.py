@@ -69,3 +69,23 @@ def test_selector_scalars_are_second_half_means_and_seeds_are_grouped(tmp_path):
     assert "| 2 |" in sel and "1.100 [1.000, 1.200]" in sel and "0.400 [0.400, 0.400]" in sel
     assert any(line.startswith("| other | 1 |") for line in lines)  # a single-seed setting keeps its row
     assert recipe_search.seed_means_table(rows[2:]) == []
+
+
+def test_curves_bin_the_selector_scalars_and_list_every_abx_evaluation(tmp_path):
+    """curves.md: every monitor record of an arm, and tenth-of-run means of the scalars with NaN left out."""
+    import json
+    import math
+
+    from results.search_curves import binned_means, curves_markdown
+
+    run_dir = tmp_path / "arm"
+    run_dir.mkdir()
+    dense = [{"step": s, "loss": 1.0, "rec_loss": float(s), "teacher_rho": 0.1, "teacher_span_rho": 0.2,
+              "student_rho": 0.5, "hardness_lift": math.nan if s <= 10 else 1.5} for s in range(1, 101)]
+    abx = [{"step": s, "abx": {"best_layer": 2, "best_within": 7.0, "best_across": 20.0 - s / 100}} for s in (0, 100)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dense + abx))
+    rows = binned_means(dense)
+    assert [r["until"] for r in rows] == list(range(10, 101, 10))
+    assert rows[0]["rec_loss"] == 5.5 and math.isnan(rows[0]["hardness_lift"]) and rows[1]["hardness_lift"] == 1.5
+    text = curves_markdown({"arm": run_dir})
+    assert "| 100 | 2 | 7.0 | 19.0 |" in text and "| 10 | 5.500 | 0.10 / 0.20 | 0.50 | – |" in text
