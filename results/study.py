@@ -104,7 +104,8 @@ def settings_from_record(record: dict, out: Path) -> StudySettings:
         REPO / manifest if manifest else None,
         profile=record.get("profile"),  # studies run before profiles: the official configs
         task_steps=task_steps, er_folds=record.get("er_folds", list(ER_FOLDS)),
-        abx_monitor=record.get("abx_monitor", False))  # studies run before the monitor existed
+        abx_monitor=record.get("abx_monitor", False),  # studies run before the monitor existed
+        tasks=record.get("tasks", list(TASK_NAMES)))  # studies run before the record named them ran all seven
 
 
 def run_study(args: argparse.Namespace, raw: Sequence[str]) -> tuple[StudySettings, Path, str]:

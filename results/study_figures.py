@@ -39,7 +39,9 @@ def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: 
                 ax.plot(*zip(*points), label=labels.get(condition, condition))
         ax.set_title(key.replace("_", " "), fontsize=9)
         ax.set_xlabel("update")
-    _save_panels(plt, fig, axes.flat, path)
+    for ax in axes.flat[len(TRAINING_KEYS):]:
+        ax.axis("off")
+    _save_panels(plt, fig, axes.flat[:len(TRAINING_KEYS)], path)
 
 
 def plot_layerwise_curves(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str],

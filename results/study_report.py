@@ -22,7 +22,7 @@ from results.study_tables import (
     training_sentences,
     training_table,
 )
-from superb.registry import ER_FOLDS, METRICS, TASK_HEADERS, TASK_LABELS
+from superb.registry import ER_FOLDS, METRICS, TASK_HEADERS, TASK_LABELS, TASK_NAMES, TASKS
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,14 @@ def comparison_sentence(label_a: str, label_b: str, result: Comparison) -> str:
     return sentence
 
 
-def score_table(summaries: dict[str, dict[str, Summary]], conditions: Sequence[str], labels: dict[str, str]) -> str:
-    metrics = list(METRICS)  # every task's official metric, then SF's CER
+def studied_labels(tasks: Sequence[str]) -> list[str]:
+    """The labels ("PR", ...) of the studied task names ("pr", ...), in the registry's order."""
+    return [TASKS[name].label for name in TASK_NAMES if name in tasks]
+
+
+def score_table(summaries: dict[str, dict[str, Summary]], conditions: Sequence[str], labels: dict[str, str],
+                tasks: Sequence[str] = TASK_NAMES) -> str:
+    metrics = [m.key for name in TASK_NAMES if name in tasks for m in TASKS[name].metrics]  # SF: F1, then CER
     lines = ["| condition | " + " | ".join(METRICS[m].header for m in metrics) + " |",
              "|---|" + "---:|" * len(metrics)]
     for condition in conditions:
@@ -146,6 +152,7 @@ class StudyMeta:
     er_folds: list[int] = field(default_factory=lambda: list(ER_FOLDS))
     pretrain_commands: dict[str, str] = field(default_factory=dict)  # condition -> one seed's command
     profile: str | None = None  # the downstream profile (downstream_configs/profiles/)
+    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))  # the SUPERB tasks the study ran
 
 
 def er_folds_text(folds: Sequence[int]) -> str:
@@ -166,7 +173,7 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
     parts = header_section(meta)
     parts += ["## Findings (computed from the tables below)", ""]
     parts += [f"- {s}" for s in findings(meta, arms, summaries)] + [""]
-    parts += ["## SUPERB tasks", "", score_table(summaries, conditions, labels)]
+    parts += ["## SUPERB tasks", "", score_table(summaries, conditions, labels, meta.tasks)]
     parts += ["## Loss predictor and masking over training", "",
               "Spearman rho between predicted and realised per-frame loss (student: the predictor trained by the "
               "ranking loss; teacher: its copy that picks the hard spans, per frame and per span), the hardness lift "
@@ -189,7 +196,7 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
                   "The pretrainer's ABX monitor (run.eval_every): the best student layer's error at each "
                   "evaluation, mean over seeds.", "", abx_monitor_table(arms, conditions, labels)]
     parts += ["## Compute per arm (mean over seeds)", "", compute_table(arms, conditions, labels)]
-    parts += per_run_section(arms, conditions, labels)
+    parts += per_run_section(arms, conditions, labels, meta.tasks)
     return "\n".join(parts) + "\n"
 
 
@@ -199,8 +206,8 @@ def header_section(meta: StudyMeta) -> list[str]:
              f"Command: `{meta.command}`", "",
              f"Seeds: {', '.join(map(str, meta.seeds))}. Corpus: `{meta.data}` ({meta.scale}). Pretraining: "
              f"{meta.steps} updates per arm, same config, batch size and warm-up for every pretrained arm. "
-             f"Downstream: {downstream_text(meta.profile, meta.task_steps)} "
-             f"({er_folds_text(meta.er_folds)}), s3prl --seed = study seed. "
+             f"Downstream: {', '.join(studied_labels(meta.tasks))}; {downstream_text(meta.profile, meta.task_steps)}"
+             f"{f' ({er_folds_text(meta.er_folds)})' if 'er' in meta.tasks else ''}, s3prl --seed = study seed. "
              "Scores are test-set SUPERB units (%), mean ± sample std [min, max] over seeds.", ""]
     if "synthetic" in meta.scale or "mini-SUPERB" in meta.scale:
         parts += ["> Synthetic mini-SUPERB data and a few CPU updates: these numbers compare the arms with each "
@@ -221,7 +228,7 @@ def findings(meta: StudyMeta, arms: Sequence[ArmResult], summaries: dict[str, di
     if reference in summaries:
         for other in conditions:
             if other != reference and other in summaries:
-                result = compare(summaries[reference], summaries[other])
+                result = compare(summaries[reference], summaries[other], studied_labels(meta.tasks))
                 sentences.append(comparison_sentence(labels.get(reference, reference), labels.get(other, other),
                                                      result))
     else:
@@ -232,15 +239,17 @@ def findings(meta: StudyMeta, arms: Sequence[ArmResult], summaries: dict[str, di
     return sentences + abx_sentences(arms, conditions, labels)
 
 
-def per_run_section(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str]) -> list[str]:
-    """Each seed's SUPERB row as results.tabulate prints it."""
+def per_run_section(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str],
+                    tasks: Sequence[str] = TASK_NAMES) -> list[str]:
+    """Each seed's SUPERB row as results.tabulate prints it, for the studied tasks."""
+    shown_labels = studied_labels(tasks)
     parts = ["## Per-run scores", "",
              "Each seed's SUPERB row with its 95 % interval and the chance level of the test set (as "
              "results.tabulate prints them; per-arm tables in seed*/<condition>/superb.md).", "",
-             "| condition | seed | " + " | ".join(TASK_HEADERS[t] for t in TASK_LABELS) + " | problems |",
-             "|---|---:|" + "---|" * len(TASK_LABELS) + "---|"]
+             "| condition | seed | " + " | ".join(TASK_HEADERS[t] for t in shown_labels) + " | problems |",
+             "|---|---:|" + "---|" * len(shown_labels) + "---|"]
     for arm in sorted(arms, key=lambda a: (conditions.index(a.condition) if a.condition in conditions else 99, a.seed)):
-        cells = [arm.cells.get(t) or (f"{arm.scores[t]:.2f}" if t in arm.scores else "missing") for t in TASK_LABELS]
+        cells = [arm.cells.get(t) or (f"{arm.scores[t]:.2f}" if t in arm.scores else "missing") for t in shown_labels]
         problems = "; ".join(arm.failed).replace("|", "/")
         parts.append(f"| {labels.get(arm.condition, arm.condition)} | {arm.seed} | " + " | ".join(cells)
                      + f" | {problems} |")
@@ -266,7 +275,8 @@ def write_report(settings: StudySettings, data: Path, command: str) -> Path:
         for name in settings.conditions if conditions[name].source == "pretrain"}
     meta = StudyMeta(command, list(settings.seeds), list(settings.conditions), labels,
                      {name: c.about for name, c in conditions.items()}, repo_relative(data), scale, settings.steps,
-                     settings.task_steps, list(settings.er_folds), pretrain_commands, settings.profile)
+                     settings.task_steps, list(settings.er_folds), pretrain_commands, settings.profile,
+                     list(settings.tasks))
     settings.out.mkdir(parents=True, exist_ok=True)
     plot_training(arms, settings.conditions, labels, settings.out / "training_curves.png")
     plot_layerwise_curves(arms, settings.conditions, labels, settings.out / "layerwise_curves.png")

@@ -99,7 +99,7 @@ class StudySettings:
                 "profile": self.profile, "task_steps": self.task_steps, "er_folds": self.er_folds,
                 "data": repo_relative(data), "pretrain_config": repo_relative(self.pretrain_config),
                 "pretrain_manifest": repo_relative(pretrain_manifest(self.pretrain_manifest, data)),
-                "abx_monitor": self.abx_monitor}
+                "abx_monitor": self.abx_monitor, "tasks": self.tasks}
 
 
 ABX_EVALUATIONS = 5  # phone ABX monitor points per pretraining run, besides update 0

@@ -237,7 +237,8 @@ def test_build_report_states_the_numbers():
     report = study_report.build_report(meta, arms_fixture())
     assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
-    assert "Downstream: official configs, 60 updates per task (KS 500) (ER: folds 1, 2 of 5)" in report
+    assert ("Downstream: PR, KS, IC, SID, ER, ASR, SF; official configs, 60 updates per task (KS 500) (ER: folds 1, 2 "
+            "of 5)") in report
     assert "- EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF)" in report
     assert "- EH-MAM beats FBANK on 1 of 1 tasks (one seed: KS)" in report
     assert "| EH-MAM | 42.00 ± 2.83 [40.00, 44.00] | 85.00 ± 7.07 [80.00, 90.00] |" in report
@@ -302,8 +303,20 @@ def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
     fbank = next(a for a in arms if a.condition == "fbank")
     fbank.cells = {"KS": "60.00 (54.1–65.6; chance 21.4)"}
     report = study_report.build_report(meta, arms)
-    assert "Downstream: profile cpu, the profile's schedule (ER: all five folds, averaged)" in report
+    assert ("Downstream: PR, KS, IC, SID, ER, ASR, SF; profile cpu, the profile's schedule (ER: all five folds, "
+            "averaged)") in report
     assert "| FBANK | 0 | missing | 60.00 (54.1–65.6; chance 21.4) | missing |" in report
+
+
+def test_a_study_of_some_tasks_reports_only_those():
+    """A study of PR and KS: its tables have those two columns, its comparisons count two tasks, no ER text."""
+    meta = study_report.StudyMeta(command="python -m results.study --tasks pr,ks", seeds=[0, 1],
+                                  conditions=["ehmam", "random_mask"], labels=LABELS, about={}, data="d",
+                                  scale="real corpora", steps=10, task_steps=None, profile="cpu", tasks=["ks", "pr"])
+    report = study_report.build_report(meta, arms_fixture())
+    assert "| condition | PR PER ↓ | KS acc ↑ |\n" in report and "ASR WER" not in report
+    assert "Downstream: PR, KS; profile cpu, the profile's schedule, s3prl" in report and "ER:" not in report
+    assert "EH-MAM beats random masking on 2 of 2 tasks" in report
 
 
 def test_probe_sentences_compare_the_values_as_printed():
