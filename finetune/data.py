@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pretrain.data import load_audio
+from pretrain.data import load_usable_audio
 from pretrain.manifest import read_manifest
 from upstream_ehmam.model import normalize_waveform
 
@@ -113,7 +113,7 @@ class BatchDataset(Dataset):
         for index in members:
             path = self.subset.root / self.subset.paths[index]
             try:
-                wav = load_audio(path, self.min_samples)
+                wav = load_usable_audio(path, self.min_samples)
             except (FileNotFoundError, ValueError) as err:
                 if self.bad_audio == "error":
                     raise

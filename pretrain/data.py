@@ -173,7 +173,7 @@ class AudioDataset(Dataset):
         for index in self._candidates(ref.index, ref.crop_length):
             path = self.root / self.relative_paths[index]
             try:
-                wav = load_audio(path, ref.crop_length)
+                wav = load_usable_audio(path, ref.crop_length)
             except (FileNotFoundError, ValueError) as err:
                 if self.bad_audio == "error":
                     raise
@@ -199,7 +199,7 @@ class AudioDataset(Dataset):
         return itertools.chain([index], itertools.islice(following, MAX_CONSECUTIVE_BAD_FILES - 1))
 
 
-def load_audio(path: Path, min_len: int) -> np.ndarray:
+def load_usable_audio(path: Path, min_len: int) -> np.ndarray:
     """(T,) float32 samples of a usable file (read_audio + check_audio); errors name the file and the problem."""
     wav, sr = read_audio(path)
     check_audio(path, wav, sr, min_len)
