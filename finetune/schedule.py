@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from trainkit.logs import value_jumps
+
 
 def tri_stage_lr_at(update: int, peak_lr: float, total_updates: int, phase_ratio=(0.1, 0.4, 0.5),
                     init_lr_scale: float = 0.01, final_lr_scale: float = 0.05) -> float:
@@ -47,12 +49,10 @@ def schedule_jumps(saved: dict, current: dict, update: int) -> list[str]:
     """What resuming at `update` under config dict `current` instead of `saved` changes at once: the learning rate
     and whether the encoder is frozen, each as 'name old -> new' (keys `saved` lacks are taken as unchanged)."""
     def values(config: dict) -> dict[str, float]:
-        optim, model = {**current["optim"], **(config.get("optim") or {})}, {**current["model"],
-                                                                            **(config.get("model") or {})}
+        optim = {**current["optim"], **(config.get("optim") or {})}
+        model = {**current["model"], **(config.get("model") or {})}
         return {"learning rate": tri_stage_lr_at(update, optim["lr"], optim["max_steps"], optim["phase_ratio"],
                                                  optim["init_lr_scale"], optim["final_lr_scale"]),
                 "encoder frozen": float(update < model["freeze_updates"])}
 
-    before, after = values(saved), values(current)
-    return [f"{name} {before[name]:.6g} -> {after[name]:.6g}" for name in before
-            if not math.isclose(before[name], after[name], rel_tol=1e-9, abs_tol=1e-12)]
+    return value_jumps(values(saved), values(current))

@@ -81,11 +81,6 @@ class EHMAMPretrainModel(nn.Module):
         for block in [*self.encoder.context.blocks, *self.teacher.context.blocks]:
             block.compile(dynamic=True)
 
-    def ema_pairs(self) -> tuple[list[Tensor], list[Tensor]]:
-        """(teacher tensors, matching student tensors), in the same order."""
-        student = nn.ModuleList([self.encoder.context] + ([self.predictor] if self.predictor is not None else []))
-        return list(self.teacher.parameters()), list(student.parameters())
-
     @torch.no_grad()
     def update_teacher(self, decay: float) -> None:
         """The context encoder moves with `decay`; the predictor with teacher.predictor_ema_decay when it is set."""

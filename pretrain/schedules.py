@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from trainkit.logs import value_jumps
+
 from .config import PretrainConfig
 
 
@@ -67,6 +69,4 @@ def schedule_jumps(saved: PretrainConfig, current: PretrainConfig, update: int, 
                                           teacher.ema_anneal_updates),
                 "alpha (share of hard spans)": alpha_at(config, update, epoch)}
 
-    before, after = values(saved), values(current)
-    return [f"{name} {before[name]:.6g} -> {after[name]:.6g}" for name in before
-            if not math.isclose(before[name], after[name], rel_tol=1e-9, abs_tol=1e-12)]
+    return value_jumps(values(saved), values(current))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -64,3 +65,9 @@ def open_run_logs(stack: contextlib.ExitStack, out_dir: Path, update: int, max_s
     progress = stack.enter_context(contextlib.closing(tqdm(total=max_steps, initial=update, disable=not is_main,
                                                            desc=desc, dynamic_ncols=True)))
     return writer, metrics_file, progress
+
+
+def value_jumps(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """'name old -> new' for each value of `before` that `after` changes (beyond float rounding)."""
+    return [f"{name} {before[name]:.6g} -> {after[name]:.6g}" for name in before
+            if not math.isclose(before[name], after[name], rel_tol=1e-9, abs_tol=1e-12)]
