@@ -28,7 +28,7 @@ from typing import Sequence
 import yaml
 
 from results.demo import ABX_FILES, REPO, run_pretraining, shown
-from results.search_curves import write_curves
+from results.search_curves import read_records, write_curves
 
 log = logging.getLogger("recipe_search")
 
@@ -106,16 +106,12 @@ def second_half_means(records: Sequence[dict], updates: int) -> dict[str, float]
 
 
 def read_run(run_dir: Path) -> ArmLog:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    losses, abx = read_records(run_dir)
+    if not losses and not abx:
         return ArmLog()
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    losses = [r for r in records if "loss" in r]
     tail = [r["rec_loss"] for r in losses[-5:]]
     updates = max((r["step"] for r in losses), default=0)
-    return ArmLog(updates, statistics.fmean(tail) if tail else math.nan,
-                  sorted((r for r in records if "abx" in r), key=lambda r: r["step"]),
-                  second_half_means(losses, updates))
+    return ArmLog(updates, statistics.fmean(tail) if tail else math.nan, abx, second_half_means(losses, updates))
 
 
 def arm_row(arm: Arm, run: ArmLog, wall_s: float) -> dict:
