@@ -21,9 +21,9 @@ import soundfile as sf
 import torch
 
 from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json
-from pretrain.cli import refuse_old_spellings
 from pretrain.data import build_loader
 from pretrain.manifest import write_manifest
+from trainkit.cli import refuse_old_spellings
 from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Data loading (FLAC decode + crop + collate)"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from pretrain.cli import refuse_old_spellings
+from trainkit.cli import refuse_old_spellings
 
 from .checkpoint import load_for_decoding
 from .data import BatchDataset, read_subset

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from pretrain.cli import refuse_old_spellings
+from trainkit.cli import refuse_old_spellings
 
 
 def main(argv: list[str] | None = None) -> int:

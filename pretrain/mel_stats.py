@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from trainkit.cli import refuse_old_spellings
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.frontend import mel_statistics
 from upstream_ehmam.model import normalize_waveform
 
-from .cli import refuse_old_spellings
 from .data import read_audio
 from .manifest import read_manifest
 

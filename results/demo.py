@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from pretrain.cli import refuse_old_spellings
 from results.paths import REPO, repo_relative
 from superb.registry import ER_FOLDS, SLOWEST_FIRST, TASK_NAMES, run_name
+from trainkit.cli import refuse_old_spellings
 
 log = logging.getLogger("demo")
 

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from pretrain.cli import refuse_old_spellings
 from results.demo import parse_folds, parse_profile, parse_task_steps, parse_tasks, positive_int, prepare_corpus
 from results.paths import REPO, repo_relative
 from results.study_report import write_report
 from results.study_run import StudySettings, default_conditions, run_study_arms
 from superb.registry import ER_FOLDS, TASK_NAMES
+from trainkit.cli import refuse_old_spellings
 
 log = logging.getLogger("study")
 

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-from pretrain.cli import RENAMED_FLAGS, comma_list
+from trainkit.cli import RENAMED_FLAGS, comma_list
 
 
 @pytest.mark.parametrize("module, argv, old", [

@@ -22,7 +22,7 @@ from measure.abx.evaluate import ABXSet
 from measure.abx.features import MFCC, EncoderLayers, LogMel
 from measure.abx.items import items_from_alignments, items_from_item_file
 from measure.abx.scoring import CONDITIONS
-from pretrain.cli import comma_list, refuse_old_spellings
+from trainkit.cli import comma_list, refuse_old_spellings
 
 from .report import markdown, plot, summary_table, write_csv
 from .s3prl_upstream import S3prlUpstream
