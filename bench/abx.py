@@ -8,6 +8,7 @@ the splits are taken in order until `--minutes` of audio; the features are rando
 depend on their values, only on the items, their lengths and the width), so no model runs. Prints a Markdown
 table: item set, the one-off task build, and per layer the DTW distances and the three conditions' errors.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,19 +61,32 @@ def main(argv: list[str] | None = None) -> int:
         per_layer.append(time.perf_counter() - tick)
         per_layer_cpu.append(time.process_time() - cpu_tick)
     triples = {name: len(t.ax) for name, t in task.conditions.items()}
-    print(f"device: {device_name(torch.device('cpu'))}, {threads} threads; {seconds_of(items) / 60:.1f} min of "
-          f"audio ({len(items.files)} utterances, {len(np.unique(items.speaker))} speakers), {len(items)} items, "
-          f"{len(task.pairs):,} item pairs; triples " + ", ".join(f"{k} {v:,}" for k, v in triples.items()))
+    print(
+        f"device: {device_name(torch.device('cpu'))}, {threads} threads; {seconds_of(items) / 60:.1f} min of "
+        f"audio ({len(items.files)} utterances, {len(np.unique(items.speaker))} speakers), {len(items)} items, "
+        f"{len(task.pairs):,} item pairs; triples " + ", ".join(f"{k} {v:,}" for k, v in triples.items())
+    )
     mean_error = {c: np.mean([e[c] for e in errors]) for c in CONDITIONS}
     print("random features, mean error over layers: " + ", ".join(f"{c} {v:.1f} %" for c, v in mean_error.items()))
     # CPU seconds beside wall seconds: on a shared machine the wall clock also counts other processes' time
-    print(markdown_table(
-        ["stage", "wall s", "CPU s (all threads)"],
-        [["items, sampling, triples, pair layout (once)", f"{build_s:.1f}", f"{build_cpu:.1f}"],
-         [f"one layer ({args.dim} wide): DTW of every pair + 3 conditions, median", f"{np.median(per_layer):.1f}",
-          f"{np.median(per_layer_cpu):.1f}"],
-         [f"{args.layers} layers x {len(CONDITIONS)} conditions, total", f"{build_s + sum(per_layer):.1f}",
-          f"{build_cpu + sum(per_layer_cpu):.1f}"]]))
+    print(
+        markdown_table(
+            ["stage", "wall s", "CPU s (all threads)"],
+            [
+                ["items, sampling, triples, pair layout (once)", f"{build_s:.1f}", f"{build_cpu:.1f}"],
+                [
+                    f"one layer ({args.dim} wide): DTW of every pair + 3 conditions, median",
+                    f"{np.median(per_layer):.1f}",
+                    f"{np.median(per_layer_cpu):.1f}",
+                ],
+                [
+                    f"{args.layers} layers x {len(CONDITIONS)} conditions, total",
+                    f"{build_s + sum(per_layer):.1f}",
+                    f"{build_cpu + sum(per_layer_cpu):.1f}",
+                ],
+            ],
+        )
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: device clocks and medians of timed repeats, peak memory, FLOP counting,
 seeded audio, the environment record, and Markdown/JSON output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
 
 
 # ---------------------------------------------------------------- devices and clocks
+
 
 def resolve_device(name: str) -> torch.device:
     """'cpu', 'cuda' or 'cuda:N' -> torch.device; a ValueError when CUDA is asked for and not there."""
@@ -114,6 +116,7 @@ def measure(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: i
 
 # ---------------------------------------------------------------- memory
 
+
 def _read_peak_rss_bytes() -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -157,6 +160,7 @@ def format_bytes(n: int | None) -> str:
 
 # ---------------------------------------------------------------- FLOPs
 
+
 def _attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     """Forward: QK^T and AV, 2 FLOPs per multiply-add."""
     b, h, s_q, d_q = query_shape
@@ -164,8 +168,9 @@ def _attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, 
     return 2 * b * h * s_q * s_k * (d_q + d_v)
 
 
-def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                             **kwargs) -> int:
+def _attention_backward_flop(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+) -> int:
     """Backward without recomputing the scores: dV, dP, dQ, dK (4 matmuls), as docs/design.md "Performance"
     counts it."""
     b, h, s_q, d_q = query_shape
@@ -179,8 +184,12 @@ def _attention_mapping() -> dict:
     model's maths without recompute (MFU convention), and the unfused math path (CPU with dropout) is plain bmm."""
     aten = torch.ops.aten
     mapping = {}
-    for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
-                 "_scaled_dot_product_flash_attention", "_scaled_dot_product_cudnn_attention"):
+    for name in (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_cudnn_attention",
+    ):
         if hasattr(aten, name):
             mapping[getattr(aten, name)] = _attention_flop
         if hasattr(aten, name + "_backward"):
@@ -215,6 +224,7 @@ def default_peak_tflops(device: torch.device) -> float | None:
 
 # ---------------------------------------------------------------- audio
 
+
 def seeded_audio(batch: int, num_samples: int, seed: int) -> torch.Tensor:
     """(batch, num_samples) float32 CPU waveforms, the same for a given seed on every machine: noise with a
     syllable-rate envelope, each utterance normalised to zero mean and unit variance
@@ -232,9 +242,11 @@ def seeded_audio(batch: int, num_samples: int, seed: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- environment and output
 
+
 def package_version(name: str) -> str:
     try:
         from importlib.metadata import version
+
         return version(name)
     except Exception:  # not installed, or metadata missing
         return "not installed"
@@ -281,15 +293,23 @@ def write_json(path: str | Path, section: str, rows: list[dict], device: torch.d
 
 SHARED_OPTIONS: dict[str, tuple[str, dict]] = {
     "device": ("--device", dict(default="cpu", help="cpu | cuda | cuda:N (default cpu)")),
-    "threads": ("--threads", dict(type=int, default=None,
-                                  help="torch intra-op threads (default: torch's default, i.e. the cores it sees)")),
+    "threads": (
+        "--threads",
+        dict(type=int, default=None, help="torch intra-op threads (default: torch's default, i.e. the cores it sees)"),
+    ),
     "warmup": ("--warmup", dict(type=int, default=None, help="untimed calls first (default per device)")),
     "repeats": ("--repeats", dict(type=int, default=None, help="timed calls; the median is reported")),
     "seed": ("--seed", dict(type=int, default=0, help="seed of the audio, the models or the draws (default 0)")),
     "quick": ("--quick", dict(action="store_true", help="smallest sizes: a smoke run in a few seconds")),
     "json": ("--json", dict(default=None, metavar="PATH", help="also write the rows as JSON here")),
-    "precision": ("--precision", dict(choices=("fp32", "bf16"), default=None,
-                                      help="default: bf16 autocast on CUDA, fp32 on CPU (as run.precision=auto)")),
+    "precision": (
+        "--precision",
+        dict(
+            choices=("fp32", "bf16"),
+            default=None,
+            help="default: bf16 autocast on CUDA, fp32 on CPU (as run.precision=auto)",
+        ),
+    ),
 }
 TIMING_OPTIONS = ("device", "threads", "warmup", "repeats", "seed", "quick", "json")
 

@@ -6,6 +6,7 @@ The files are speech-like (harmonic voiced segments + -40 dB noise, 16 kHz, 16-b
 Epoch 1 is the warm-up (worker start-up); the median over the following epochs is reported. A decode-only row
 (soundfile.read in the main process) relates the numbers to docs/design.md "Performance".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -116,33 +117,75 @@ def bench_rows(sizes: Sizes, device: torch.device, seed: int, workdir: Path) -> 
     manifest, corpus_s, kbps = write_corpus(workdir, sizes, seed)
     rows = []
     decode_s = decode_only(workdir, sizes.epochs)
-    rows.append({"path": "soundfile.read only (main process, all files)", "workers": 0, "batches_per_s": None,
-                 "audio_s_per_s": corpus_s / decode_s, "audio_s_per_s_per_worker": None,
-                 "realtime_factor": corpus_s / decode_s, "epoch_s": decode_s, "warmup_epoch_s": None, "batches": None})
+    rows.append(
+        {
+            "path": "soundfile.read only (main process, all files)",
+            "workers": 0,
+            "batches_per_s": None,
+            "audio_s_per_s": corpus_s / decode_s,
+            "audio_s_per_s_per_worker": None,
+            "realtime_factor": corpus_s / decode_s,
+            "epoch_s": decode_s,
+            "warmup_epoch_s": None,
+            "batches": None,
+        }
+    )
     for workers in sizes.workers:
         print(f"  loader with {workers} workers", file=sys.stderr, flush=True)
-        loader, sampler = build_loader(manifest, int(sizes.batch_s * SAMPLE_RATE), int(sizes.min_s * SAMPLE_RATE),
-                                       int(sizes.crop_max_s * SAMPLE_RATE), seed, workers,
-                                       pin_memory=device.type == "cuda")
+        loader, sampler = build_loader(
+            manifest,
+            int(sizes.batch_s * SAMPLE_RATE),
+            int(sizes.min_s * SAMPLE_RATE),
+            int(sizes.crop_max_s * SAMPLE_RATE),
+            seed,
+            workers,
+            pin_memory=device.type == "cuda",
+        )
         epochs, warmup_s = time_epochs(loader, sampler, sizes.epochs)
         del loader  # stops persistent workers
         seconds = statistics.median(e[0] for e in epochs)
         audio_s = statistics.median(e[1] / e[0] for e in epochs)
-        rows.append({"path": "pretrain.data.build_loader (decode + normalise + crop + collate)", "workers": workers,
-                     "batches_per_s": statistics.median(e[2] / e[0] for e in epochs), "audio_s_per_s": audio_s,
-                     "audio_s_per_s_per_worker": audio_s / workers if workers else None,
-                     "realtime_factor": audio_s, "epoch_s": seconds, "warmup_epoch_s": warmup_s,
-                     "batches": epochs[0][2]})
+        rows.append(
+            {
+                "path": "pretrain.data.build_loader (decode + normalise + crop + collate)",
+                "workers": workers,
+                "batches_per_s": statistics.median(e[2] / e[0] for e in epochs),
+                "audio_s_per_s": audio_s,
+                "audio_s_per_s_per_worker": audio_s / workers if workers else None,
+                "realtime_factor": audio_s,
+                "epoch_s": seconds,
+                "warmup_epoch_s": warmup_s,
+                "batches": epochs[0][2],
+            }
+        )
     corpus = {"files": sizes.files, "audio_s": corpus_s, "kbps": kbps}
     return rows, corpus
 
 
 def format_table(rows: list[dict]) -> str:
-    headers = ["path", "workers", "batches/epoch", "epoch s (median)", "warm-up epoch s", "batches/s",
-               "audio-s/s (x real time)", "audio-s/s per worker"]
-    body = [[r["path"], "-" if r["batches"] is None else r["workers"], "-" if r["batches"] is None else r["batches"],
-             fmt(r["epoch_s"], 3), fmt(r["warmup_epoch_s"], 3), fmt(r["batches_per_s"], 1), fmt(r["audio_s_per_s"], 0),
-             fmt(r["audio_s_per_s_per_worker"], 0)] for r in rows]
+    headers = [
+        "path",
+        "workers",
+        "batches/epoch",
+        "epoch s (median)",
+        "warm-up epoch s",
+        "batches/s",
+        "audio-s/s (x real time)",
+        "audio-s/s per worker",
+    ]
+    body = [
+        [
+            r["path"],
+            "-" if r["batches"] is None else r["workers"],
+            "-" if r["batches"] is None else r["batches"],
+            fmt(r["epoch_s"], 3),
+            fmt(r["warmup_epoch_s"], 3),
+            fmt(r["batches_per_s"], 1),
+            fmt(r["audio_s_per_s"], 0),
+            fmt(r["audio_s_per_s_per_worker"], 0),
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, body)
 
 
@@ -168,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         rows, corpus = bench_rows(sizes, device, args.seed, Path(tmp))
     print(f"{HEADER}\n")
-    print(f"CPU {device_name(torch.device('cpu'))}, main process {threads} threads (workers 1 thread each, as "
-          f"pretrain/data.py sets), pin_memory={device.type == 'cuda'}. Corpus: {corpus['files']} generated FLAC "
-          f"files, {corpus['audio_s']:.0f} s of audio, {sizes.min_s:g}-{sizes.max_s:g} s each, "
-          f"{corpus['kbps']:.0f} kbit/s (LibriSpeech ~137). Crops <= {sizes.crop_max_s:g} s, batches <= "
-          f"{sizes.batch_s:g} s of audio. Epoch 1 = warm-up (worker start), then the median of {sizes.epochs} "
-          f"epochs. audio-s/s counts the cropped audio delivered (whole files for the decode-only row).\n")
+    print(
+        f"CPU {device_name(torch.device('cpu'))}, main process {threads} threads (workers 1 thread each, as "
+        f"pretrain/data.py sets), pin_memory={device.type == 'cuda'}. Corpus: {corpus['files']} generated FLAC "
+        f"files, {corpus['audio_s']:.0f} s of audio, {sizes.min_s:g}-{sizes.max_s:g} s each, "
+        f"{corpus['kbps']:.0f} kbit/s (LibriSpeech ~137). Crops <= {sizes.crop_max_s:g} s, batches <= "
+        f"{sizes.batch_s:g} s of audio. Epoch 1 = warm-up (worker start), then the median of {sizes.epochs} "
+        f"epochs. audio-s/s counts the cropped audio delivered (whole files for the decode-only row).\n"
+    )
     print(format_table(rows))
     if args.json:
         write_json(args.json, "data_loading", rows, device, {**dataclasses.asdict(sizes), "corpus": corpus})

@@ -7,6 +7,7 @@ Run: python -m bench.frontend [--device cpu|cuda] [--threads 1] [--repeats 5] [-
 Configs: Base = pretrain/ehmam.yaml vs pretrain/mel.yaml, tiny = pretrain/tiny.yaml vs pretrain/tiny_mel.yaml.
 Timed calls are interleaved (cnn, mel, cnn, mel, ...) so that load from other processes hits both alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,12 @@ from upstream_ehmam.model import EHMAMEncoder
 ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = "## Front ends: cnn vs mel"
-CONFIGS = {("base", "cnn"): "ehmam.yaml", ("base", "mel"): "mel.yaml",
-           ("tiny", "cnn"): "tiny.yaml", ("tiny", "mel"): "tiny_mel.yaml"}
+CONFIGS = {
+    ("base", "cnn"): "ehmam.yaml",
+    ("base", "mel"): "mel.yaml",
+    ("tiny", "cnn"): "tiny.yaml",
+    ("tiny", "mel"): "tiny_mel.yaml",
+}
 
 
 def config(shape: str, frontend: str, sets: tuple[str, ...] = ()):
@@ -74,9 +79,16 @@ def flop_rows(device: torch.device, seed: int, shapes: tuple[str, ...] = ("base"
             step_flops, _ = count_flops(lambda: step(wav, lengths, torch.arange(batch)))
             step = None
             extra = fft_flops_per_second() if frontend == "mel" else 0.0
-            rows.append({"shape": shape, "frontend": frontend, "front_gflop_per_s": (front / audio_s + extra) / 1e9,
-                         "fft_gflop_per_s": extra / 1e9, "encoder_gflop_per_s": (whole / audio_s + extra) / 1e9,
-                         "step_gflop_per_s": (step_flops / audio_s + extra) / 1e9})
+            rows.append(
+                {
+                    "shape": shape,
+                    "frontend": frontend,
+                    "front_gflop_per_s": (front / audio_s + extra) / 1e9,
+                    "fft_gflop_per_s": extra / 1e9,
+                    "encoder_gflop_per_s": (whole / audio_s + extra) / 1e9,
+                    "step_gflop_per_s": (step_flops / audio_s + extra) / 1e9,
+                }
+            )
     return rows
 
 
@@ -92,8 +104,9 @@ def interleaved(calls: dict, device: torch.device, warmup: int, repeats: int) ->
     return times
 
 
-def step_time_rows(device: torch.device, seed: int, repeats: int,
-                   shapes: tuple[str, ...] = ("base", "tiny")) -> list[dict]:
+def step_time_rows(
+    device: torch.device, seed: int, repeats: int, shapes: tuple[str, ...] = ("base", "tiny")
+) -> list[dict]:
     """Pretraining step time (the training loop's own update), cnn vs mel, tiny 2 x 4 s and Base 1 x 2 s."""
     rows = []
     for shape, batch, seconds in [r for r in (("tiny", 2, 4.0), ("base", 1, 2.0)) if r[0] in shapes]:
@@ -105,8 +118,17 @@ def step_time_rows(device: torch.device, seed: int, repeats: int,
         times = interleaved(calls, device, warmup=1, repeats=repeats)
         for fe, t in times.items():
             med = statistics.median(t)
-            rows.append({"shape": shape, "frontend": fe, "batch": batch, "seconds": seconds, "ms": med * 1e3,
-                         "spread": f"{min(t) * 1e3:.0f}-{max(t) * 1e3:.0f}", "audio_s_per_s": batch * seconds / med})
+            rows.append(
+                {
+                    "shape": shape,
+                    "frontend": fe,
+                    "batch": batch,
+                    "seconds": seconds,
+                    "ms": med * 1e3,
+                    "spread": f"{min(t) * 1e3:.0f}-{max(t) * 1e3:.0f}",
+                    "audio_s_per_s": batch * seconds / med,
+                }
+            )
         cnn_ms = next(r["ms"] for r in rows[-2:] if r["frontend"] == "cnn")
         for r in rows[-2:]:
             r["speedup_vs_cnn"] = cnn_ms / r["ms"]
@@ -118,8 +140,10 @@ def extraction_rows(device: torch.device, seed: int, repeats: int, autocast_dtyp
     """Base feature extraction (all hidden states, eval, no_grad): cnn, mel and torchaudio's wav2vec2_base."""
     rows = []
     torch.manual_seed(seed)
-    models = {"ours, frontend cnn (ehmam.yaml)": EHMAMEncoder(config("base", "cnn").model).to(device).eval(),
-              "ours, frontend mel (mel.yaml)": EHMAMEncoder(config("base", "mel").model).to(device).eval()}
+    models = {
+        "ours, frontend cnn (ehmam.yaml)": EHMAMEncoder(config("base", "cnn").model).to(device).eval(),
+        "ours, frontend mel (mel.yaml)": EHMAMEncoder(config("base", "mel").model).to(device).eval(),
+    }
     theirs = torchaudio_model("base", config("base", "cnn").model).to(device).eval()
     for batch, seconds in ((1, 10.0), (8, 1.0)):
         samples = int(seconds * SAMPLE_RATE)
@@ -130,6 +154,7 @@ def extraction_rows(device: torch.device, seed: int, repeats: int, autocast_dtyp
             def call():
                 with torch.no_grad(), autocast_for(device, autocast_dtype):
                     model.extract_features(wav, lengths)
+
             return call
 
         def ta():
@@ -142,8 +167,16 @@ def extraction_rows(device: torch.device, seed: int, repeats: int, autocast_dtyp
         ta_ms = statistics.median(times["torchaudio wav2vec2_base (extract_features)"]) * 1e3
         for name, t in times.items():
             med = statistics.median(t) * 1e3
-            rows.append({"model": name, "batch": batch, "seconds": seconds, "ms": med,
-                         "spread": f"{min(t) * 1e3:.0f}-{max(t) * 1e3:.0f}", "speed_vs_torchaudio": ta_ms / med})
+            rows.append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    "seconds": seconds,
+                    "ms": med,
+                    "spread": f"{min(t) * 1e3:.0f}-{max(t) * 1e3:.0f}",
+                    "speed_vs_torchaudio": ta_ms / med,
+                }
+            )
     return rows
 
 
@@ -151,6 +184,7 @@ def profile_mel_extraction(device: torch.device, seed: int, seconds: float = 10.
     """Top ops by self time of one Base mel feature extraction (torch.profiler, after a warm-up call), with each
     op's share of the call."""
     from torch.profiler import ProfilerActivity, profile
+
     torch.manual_seed(seed)
     encoder = EHMAMEncoder(config("base", "mel").model).to(device).eval()
     samples = int(seconds * SAMPLE_RATE)
@@ -162,56 +196,109 @@ def profile_mel_extraction(device: torch.device, seed: int, seconds: float = 10.
             encoder.extract_features(wav, lengths)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    body = [[f"`{e.key}`", f"{e.self_cpu_time_total / 1e3:.1f}", f"{100 * e.self_cpu_time_total / total:.1f} %"]
-            for e in events[:8]]
+    body = [
+        [f"`{e.key}`", f"{e.self_cpu_time_total / 1e3:.1f}", f"{100 * e.self_cpu_time_total / total:.1f} %"]
+        for e in events[:8]
+    ]
     spectral = sum(e.self_cpu_time_total for e in events if e.key in ("aten::_fft_r2c", "aten::stft", "aten::mm"))
-    body.append(["FFT + filterbank matmul (`_fft_r2c`, `mm`)", f"{spectral / 1e3:.1f}",
-                 f"{100 * spectral / total:.2f} %"])
+    body.append(
+        ["FFT + filterbank matmul (`_fft_r2c`, `mm`)", f"{spectral / 1e3:.1f}", f"{100 * spectral / total:.2f} %"]
+    )
     return markdown_table(["op (mel encoder, 1 x %g s)" % seconds, "self CPU ms", "share"], body)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--skip-timing", action="store_true", help="FLOP counts only")
-    parser.add_argument("--profile", action="store_true",
-                        help="add the top ops of one Base mel feature extraction (10 s input)")
+    parser.add_argument(
+        "--profile", action="store_true", help="add the top ops of one Base mel feature extraction (10 s input)"
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     repeats = args.repeats or (10 if device.type == "cuda" else 5)
     autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
-    print(f"{HEADER}\n\nDevice {device_name(device)} ({device.type}), {threads} threads, "
-          f"{'bf16 autocast' if autocast_dtype else 'fp32'}, random init, seeded random audio (seed {args.seed}).\n")
+    print(
+        f"{HEADER}\n\nDevice {device_name(device)} ({device.type}), {threads} threads, "
+        f"{'bf16 autocast' if autocast_dtype else 'fp32'}, random init, seeded random audio (seed {args.seed}).\n"
+    )
     shapes = ("tiny",) if args.quick else ("base", "tiny")
     flops = flop_rows(device, args.seed, shapes)
-    print("FLOPs per audio-second (torch's FlopCounterMode: matmuls, convs, attention; elementwise ops count 0). "
-          f"The mel rows add {fft_flops_per_second() / 1e6:.1f} MFLOP/s for the FFT the counter does not see (it "
-          "runs once per step: no gradient flows into the waveform). Step = the training loop's update (forward, "
-          "backward, AdamW, EMA), clone_batch 1, no layerdrop; Base 1 x 4 s crop, tiny 2 x 4 s.\n")
+    print(
+        "FLOPs per audio-second (torch's FlopCounterMode: matmuls, convs, attention; elementwise ops count 0). "
+        f"The mel rows add {fft_flops_per_second() / 1e6:.1f} MFLOP/s for the FFT the counter does not see (it "
+        "runs once per step: no gradient flows into the waveform). Step = the training loop's update (forward, "
+        "backward, AdamW, EMA), clone_batch 1, no layerdrop; Base 1 x 4 s crop, tiny 2 x 4 s.\n"
+    )
     body = []
     for r in flops:
         cnn = next(x for x in flops if x["shape"] == r["shape"] and x["frontend"] == "cnn")
-        body.append([r["shape"], r["frontend"], f"{r['front_gflop_per_s']:.4f}", f"{r['encoder_gflop_per_s']:.2f}",
-                     f"{r['step_gflop_per_s']:.2f}", f"{r['step_gflop_per_s'] / cnn['step_gflop_per_s']:.3f}"])
-    print(markdown_table(["shape", "frontend", "front end GFLOP/audio-s (inference)",
-                          "encoder GFLOP/audio-s (inference)", "pretraining step GFLOP/audio-s",
-                          "step FLOPs / cnn step FLOPs"], body))
+        body.append(
+            [
+                r["shape"],
+                r["frontend"],
+                f"{r['front_gflop_per_s']:.4f}",
+                f"{r['encoder_gflop_per_s']:.2f}",
+                f"{r['step_gflop_per_s']:.2f}",
+                f"{r['step_gflop_per_s'] / cnn['step_gflop_per_s']:.3f}",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "shape",
+                "frontend",
+                "front end GFLOP/audio-s (inference)",
+                "encoder GFLOP/audio-s (inference)",
+                "pretraining step GFLOP/audio-s",
+                "step FLOPs / cnn step FLOPs",
+            ],
+            body,
+        )
+    )
     steps, extraction = [], []
     if not args.skip_timing:
         steps = step_time_rows(device, args.seed, repeats, shapes)
         print(f"\nPretraining step time (interleaved, 1 warm-up round + median of {repeats}):\n")
-        print(markdown_table(["shape", "frontend", "batch x crop", "ms/step (median)", "spread ms", "audio-s/s",
-                              "speed-up vs cnn"],
-                             [[r["shape"], r["frontend"], f"{r['batch']} x {r['seconds']:g} s", f"{r['ms']:.0f}",
-                               r["spread"], f"{r['audio_s_per_s']:.1f}", f"{r['speedup_vs_cnn']:.2f}"] for r in steps]))
+        print(
+            markdown_table(
+                ["shape", "frontend", "batch x crop", "ms/step (median)", "spread ms", "audio-s/s", "speed-up vs cnn"],
+                [
+                    [
+                        r["shape"],
+                        r["frontend"],
+                        f"{r['batch']} x {r['seconds']:g} s",
+                        f"{r['ms']:.0f}",
+                        r["spread"],
+                        f"{r['audio_s_per_s']:.1f}",
+                        f"{r['speedup_vs_cnn']:.2f}",
+                    ]
+                    for r in steps
+                ],
+            )
+        )
     if not args.skip_timing and not args.quick:
         extraction = extraction_rows(device, args.seed, repeats, autocast_dtype)
-        print(f"\nBase feature extraction (all 13 hidden states; torchaudio's wav2vec2_base extract_features, "
-              f"lengths=None; interleaved, 1 warm-up round + median of {repeats}). Speed > 1: faster than "
-              f"torchaudio:\n")
-        print(markdown_table(["model", "batch x input", "ms/call (median)", "spread ms", "speed vs torchaudio"],
-                             [[r["model"], f"{r['batch']} x {r['seconds']:g} s", f"{r['ms']:.0f}", r["spread"],
-                               f"{r['speed_vs_torchaudio']:.2f}"] for r in extraction]))
+        print(
+            f"\nBase feature extraction (all 13 hidden states; torchaudio's wav2vec2_base extract_features, "
+            f"lengths=None; interleaved, 1 warm-up round + median of {repeats}). Speed > 1: faster than "
+            f"torchaudio:\n"
+        )
+        print(
+            markdown_table(
+                ["model", "batch x input", "ms/call (median)", "spread ms", "speed vs torchaudio"],
+                [
+                    [
+                        r["model"],
+                        f"{r['batch']} x {r['seconds']:g} s",
+                        f"{r['ms']:.0f}",
+                        r["spread"],
+                        f"{r['speed_vs_torchaudio']:.2f}",
+                    ]
+                    for r in extraction
+                ],
+            )
+        )
     if args.profile:
         print("\nOne Base mel feature extraction, profiled (torch.profiler, self CPU time, after one warm-up call):\n")
         print(profile_mel_extraction(device, args.seed))

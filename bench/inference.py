@@ -5,6 +5,7 @@ Run: python -m bench.inference [--device cpu|cuda] [--quick] [--json out.json]
 GPU default: Base, 10 s inputs, bf16 autocast. CPU default: Base, 0.5 s inputs, 3 repeats. --quick: the tiny
 shapes of pretrain/tiny.yaml, 1 s.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,16 +73,28 @@ def encoder_config(shape: str) -> EncoderConfig:
 def torchaudio_model(shape: str, cfg: EncoderConfig) -> torch.nn.Module:
     """torchaudio.models.wav2vec2_base() for Base; the generic builder with our tiny widths otherwise."""
     from measure.torchaudio_import import import_torchaudio
+
     torchaudio = import_torchaudio()  # its C++ extension needs CUDA libraries; the wav2vec2 models are pure Python
     if shape == "base":
         return torchaudio.models.wav2vec2_base()
     return torchaudio.models.wav2vec2_model(
-        extractor_mode="layer_norm", extractor_conv_layer_config=[tuple(c) for c in cfg.conv_layers],
-        extractor_conv_bias=False, encoder_embed_dim=cfg.embed_dim, encoder_projection_dropout=0.1,
-        encoder_pos_conv_kernel=128, encoder_pos_conv_groups=16, encoder_num_layers=cfg.num_layers,
-        encoder_num_heads=cfg.num_heads, encoder_attention_dropout=0.1, encoder_ff_interm_features=cfg.ffn_dim,
-        encoder_ff_interm_dropout=0.0, encoder_dropout=0.1, encoder_layer_norm_first=False, encoder_layer_drop=0.05,
-        aux_num_out=None)
+        extractor_mode="layer_norm",
+        extractor_conv_layer_config=[tuple(c) for c in cfg.conv_layers],
+        extractor_conv_bias=False,
+        encoder_embed_dim=cfg.embed_dim,
+        encoder_projection_dropout=0.1,
+        encoder_pos_conv_kernel=128,
+        encoder_pos_conv_groups=16,
+        encoder_num_layers=cfg.num_layers,
+        encoder_num_heads=cfg.num_heads,
+        encoder_attention_dropout=0.1,
+        encoder_ff_interm_features=cfg.ffn_dim,
+        encoder_ff_interm_dropout=0.0,
+        encoder_dropout=0.1,
+        encoder_layer_norm_first=False,
+        encoder_layer_drop=0.05,
+        aux_num_out=None,
+    )
 
 
 OURS, OURS_COMPILED = "ours (EHMAMEncoder.extract_features)", "ours, torch.compile (same weights)"
@@ -105,8 +118,9 @@ def gemm_rate(device: torch.device, dtype: torch.dtype, rows: int, cfg: EncoderC
     return best, best_shape
 
 
-def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
-               compile_ours: bool = False) -> list[dict]:
+def bench_rows(
+    sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int, compile_ours: bool = False
+) -> list[dict]:
     cfg = encoder_config(sizes.shape)
     torch.manual_seed(seed)
     encoder = EHMAMEncoder(cfg).to(device).eval()
@@ -136,13 +150,23 @@ def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype |
             # compiled code runs inductor kernels the counter cannot see; it does the eager encoder's maths
             flops = rows[-1]["flops_per_call"] if name == OURS_COMPILED else count_flops(call)[0]
             audio_s = batch * sizes.seconds
-            rows.append({"model": name, "shape": sizes.shape, "batch": batch, "seconds": sizes.seconds,
-                         "ms_per_call": timing.median_s * 1e3, "ms_spread": timing.spread,
-                         "warmup_ms": [t * 1e3 for t in timing.warmup_s],
-                         "realtime_factor": audio_s / timing.median_s, "peak_memory_bytes": memory.read_bytes(),
-                         "peak_memory_kind": memory.kind, "flops_per_call": flops,
-                         "tflops_per_s": flops / timing.median_s / 1e12})
-        batch_rows = rows[-len(models):]
+            rows.append(
+                {
+                    "model": name,
+                    "shape": sizes.shape,
+                    "batch": batch,
+                    "seconds": sizes.seconds,
+                    "ms_per_call": timing.median_s * 1e3,
+                    "ms_spread": timing.spread,
+                    "warmup_ms": [t * 1e3 for t in timing.warmup_s],
+                    "realtime_factor": audio_s / timing.median_s,
+                    "peak_memory_bytes": memory.read_bytes(),
+                    "peak_memory_kind": memory.kind,
+                    "flops_per_call": flops,
+                    "tflops_per_s": flops / timing.median_s / 1e12,
+                }
+            )
+        batch_rows = rows[-len(models) :]
         frames = cfg.frames_for_samples(samples)
         rate, shape = gemm_rate(device, autocast_dtype or torch.float32, batch * frames, cfg)
         theirs_ms = next(r["ms_per_call"] for r in batch_rows if r["model"] == THEIRS)
@@ -157,8 +181,9 @@ def bench_rows(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype |
     return rows
 
 
-def profile_ops(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
-                limit: int = 12) -> dict[str, dict[str, float]]:
+def profile_ops(
+    sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int, limit: int = 12
+) -> dict[str, dict[str, float]]:
     """Self time per aten op (ms per call) of one profiled call of each model at the first batch size, after one
     unprofiled warm-up call: where each model's time goes, side by side."""
     from torch.profiler import ProfilerActivity, profile
@@ -186,8 +211,10 @@ def profile_ops(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype 
 
 
 def format_profile_table(per_model: dict[str, dict[str, float]]) -> str:
-    ops = sorted({op for table in per_model.values() for op in table},
-                 key=lambda op: -max(table.get(op, 0.0) for table in per_model.values()))
+    ops = sorted(
+        {op for table in per_model.values() for op in table},
+        key=lambda op: -max(table.get(op, 0.0) for table in per_model.values()),
+    )
     headers = ["op"] + [f"{name}: self ms/call" for name in per_model]
     body = [[f"`{op}`"] + [fmt(table[op], 1) if op in table else "-" for table in per_model.values()] for op in ops]
     totals = ["**listed ops**"] + [fmt(sum(table.values()), 1) for table in per_model.values()]
@@ -199,22 +226,60 @@ def _ratio(value: float | None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    headers = ["model", "shape", "batch x input", "ms/call (median)", "spread", "x real time (audio-s/s)",
-               "peak memory", "GFLOP/call", "TFLOP/s", "speed ratio ours/torchaudio"]
-    body = [[r["model"], r["shape"], f"{r['batch']} x {r['seconds']:g} s", fmt(r["ms_per_call"], 1), r["ms_spread"],
-             fmt(r["realtime_factor"], 1), format_bytes(r["peak_memory_bytes"]), fmt(r["flops_per_call"] / 1e9, 1),
-             f"{r['tflops_per_s']:.3f}", _ratio(r["speed_ratio_ours_over_torchaudio"])]
-            for r in rows]
+    headers = [
+        "model",
+        "shape",
+        "batch x input",
+        "ms/call (median)",
+        "spread",
+        "x real time (audio-s/s)",
+        "peak memory",
+        "GFLOP/call",
+        "TFLOP/s",
+        "speed ratio ours/torchaudio",
+    ]
+    body = [
+        [
+            r["model"],
+            r["shape"],
+            f"{r['batch']} x {r['seconds']:g} s",
+            fmt(r["ms_per_call"], 1),
+            r["ms_spread"],
+            fmt(r["realtime_factor"], 1),
+            format_bytes(r["peak_memory_bytes"]),
+            fmt(r["flops_per_call"] / 1e9, 1),
+            f"{r['tflops_per_s']:.3f}",
+            _ratio(r["speed_ratio_ours_over_torchaudio"]),
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, body)
 
 
 def format_floor_table(rows: list[dict]) -> str:
     """Each model's FLOPs at the device's own GEMM rate: how far it is from that floor, and the largest speed ratio
     ours/torchaudio that equal FLOPs allow (torchaudio's measured time over our floor)."""
-    headers = ["model", "batch", "GEMM rate (TFLOP/s)", "GEMM shape", "FLOP floor ms", "measured / floor",
-               "largest ratio ours/torchaudio at our floor"]
-    body = [[r["model"], r["batch"], f"{r['gemm_tflops_per_s']:.3f}", r["gemm_shape"], fmt(r["floor_ms"], 1),
-             f"{r['ms_per_call'] / r['floor_ms']:.2f}", _ratio(r["best_ratio_at_floor"])] for r in rows]
+    headers = [
+        "model",
+        "batch",
+        "GEMM rate (TFLOP/s)",
+        "GEMM shape",
+        "FLOP floor ms",
+        "measured / floor",
+        "largest ratio ours/torchaudio at our floor",
+    ]
+    body = [
+        [
+            r["model"],
+            r["batch"],
+            f"{r['gemm_tflops_per_s']:.3f}",
+            r["gemm_shape"],
+            fmt(r["floor_ms"], 1),
+            f"{r['ms_per_call'] / r['floor_ms']:.2f}",
+            _ratio(r["best_ratio_at_floor"]),
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, body)
 
 
@@ -223,40 +288,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=("base", "tiny"), default=None, help="model shape (default per device)")
     parser.add_argument("--seconds", type=float, default=None, help="input length in seconds")
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
-    parser.add_argument("--compile", action="store_true",
-                        help="add a row for our encoder under torch.compile (compile time shows in the warm-up)")
-    parser.add_argument("--profile", action="store_true",
-                        help="add each model's top ops by self time (torch.profiler, first batch size)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add a row for our encoder under torch.compile (compile time shows in the warm-up)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="add each model's top ops by self time (torch.profiler, first batch size)",
+    )
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
     batches = [int(b) for b in args.batches.split(",")] if args.batches else None
-    override_sizes(sizes, shape=args.shape, seconds=args.seconds, batches=batches, warmup=args.warmup,
-                   repeats=args.repeats)
+    override_sizes(
+        sizes, shape=args.shape, seconds=args.seconds, batches=batches, warmup=args.warmup, repeats=args.repeats
+    )
     precision, autocast_dtype = resolve_precision(args.precision, device)
 
     rows = bench_rows(sizes, device, autocast_dtype, args.seed, compile_ours=args.compile)
     print(f"{HEADER}\n")
-    print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, {sizes.shape} shapes "
-          f"(ours: 5-layer pos-conv + ALiBi; torchaudio: its wav2vec2 of the same widths), random init, eval + "
-          f"no_grad, inputs {sizes.seconds:g} s of seeded random audio, warm-up {sizes.warmup} + median of "
-          f"{sizes.repeats} calls. Ours returns all {encoder_config(sizes.shape).num_layers + 1} hidden states "
-          f"with padding zeroed (lengths given); torchaudio's extract_features gets lengths=None (equal lengths). "
-          f"Speed ratio > 1: ours is faster.\n")
+    print(
+        f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, {sizes.shape} shapes "
+        f"(ours: 5-layer pos-conv + ALiBi; torchaudio: its wav2vec2 of the same widths), random init, eval + "
+        f"no_grad, inputs {sizes.seconds:g} s of seeded random audio, warm-up {sizes.warmup} + median of "
+        f"{sizes.repeats} calls. Ours returns all {encoder_config(sizes.shape).num_layers + 1} hidden states "
+        f"with padding zeroed (lengths given); torchaudio's extract_features gets lengths=None (equal lengths). "
+        f"Speed ratio > 1: ours is faster.\n"
+    )
     print(format_table(rows))
-    print("\nFLOPs: torch's FlopCounterMode on one call (matmuls, convolutions, attention; elementwise ops count 0). "
-          "GEMM rate: the faster of the model's largest matmul and a large square one, timed alone (best of 10 calls). "
-          "FLOP floor = FLOPs / GEMM rate.\n")
+    print(
+        "\nFLOPs: torch's FlopCounterMode on one call (matmuls, convolutions, attention; elementwise ops count 0). "
+        "GEMM rate: the faster of the model's largest matmul and a large square one, timed alone (best of 10 calls). "
+        "FLOP floor = FLOPs / GEMM rate.\n"
+    )
     print(format_floor_table(rows))
     if args.profile:
         print(f"\nTop ops by self time, one profiled call at batch {sizes.batches[0]} (torch.profiler):\n")
         print(format_profile_table(profile_ops(sizes, device, autocast_dtype, args.seed)))
     for row in rows:
         if row["model"] == OURS_COMPILED:
-            print(f"\ntorch.compile, batch {row['batch']}: first warm-up call (tracing + compilation) "
-                  f"{row['warmup_ms'][0] / 1e3:.1f} s")
+            print(
+                f"\ntorch.compile, batch {row['batch']}: first warm-up call (tracing + compilation) "
+                f"{row['warmup_ms'][0] / 1e3:.1f} s"
+            )
     if args.json:
         write_json(args.json, "inference", rows, device, {**dataclasses.asdict(sizes), "precision": precision})
     return 0

@@ -11,6 +11,7 @@ half of the frames would reach a mean percentile of 75. Measured: the grid with 
 (the share data2vec 2.0's overlapping sampler masks on the same rows; the last column is its expectation), the
 grid with the `exact` budget (share P), and the authors' release sampler. Prints a Markdown table; CPU, seconds.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,11 @@ from pretrain.mask_budget import expected_masked_frames
 from pretrain.masking import grid_mask, plan_grid_mask, plan_release_mask, release_mask
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SAMPLERS = {"grid, overlapping budget": ("grid", "overlapping"), "grid, exact budget": ("grid", "exact"),
-            "release": ("release", None)}
+SAMPLERS = {
+    "grid, overlapping budget": ("grid", "overlapping"),
+    "grid, exact budget": ("grid", "exact"),
+    "release": ("release", None),
+}
 
 
 def percentile_ranks(predicted: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -33,8 +37,16 @@ def percentile_ranks(predicted: torch.Tensor, valid: torch.Tensor) -> torch.Tens
     return 100.0 * (ranks - padding) / (lengths - 1).clamp(min=1)
 
 
-def measure(sampler: str, alpha: float, rows: int, trials: int, seed: int, mask_prob: float = 0.5,
-            span_length: int = 5, budget: str | None = None) -> dict[str, float]:
+def measure(
+    sampler: str,
+    alpha: float,
+    rows: int,
+    trials: int,
+    seed: int,
+    mask_prob: float = 0.5,
+    span_length: int = 5,
+    budget: str | None = None,
+) -> dict[str, float]:
     generator = torch.Generator().manual_seed(seed)
     fractions, counts, padding_masked, hard_percentiles, expected = [], [], 0, [], []
     for _ in range(trials):
@@ -47,8 +59,9 @@ def measure(sampler: str, alpha: float, rows: int, trials: int, seed: int, mask_
         smooth = torch.nn.functional.avg_pool1d(noise, kernel_size=25, stride=1)[:, 0]
         predicted = smooth.masked_fill(~valid, 0.0)
         if sampler == "grid":
-            plan = plan_grid_mask(lengths, mask_prob, span_length, alpha, generator, num_frames=num_frames,
-                                  budget=budget)
+            plan = plan_grid_mask(
+                lengths, mask_prob, span_length, alpha, generator, num_frames=num_frames, budget=budget
+            )
             mask = grid_mask(predicted, plan)
         else:
             plan = plan_release_mask(lengths, mask_prob, span_length, alpha, generator, num_frames=num_frames)
@@ -59,10 +72,14 @@ def measure(sampler: str, alpha: float, rows: int, trials: int, seed: int, mask_
         expected.append(expected_masked_frames(lengths, mask_prob, span_length) * rows / float(valid.sum()))
         padding_masked += int((mask & ~valid).sum())
         hard_percentiles.append(float(percentile_ranks(predicted, valid)[mask].mean()))
-    return {"fraction": sum(fractions) / len(fractions), "padding": padding_masked,
-            "percentile": sum(hard_percentiles) / len(hard_percentiles),
-            "equal_batches": sum(len(set(batch)) == 1 for batch in counts), "batches": len(counts),
-            "overlapping_share": sum(expected) / len(expected)}
+    return {
+        "fraction": sum(fractions) / len(fractions),
+        "padding": padding_masked,
+        "percentile": sum(hard_percentiles) / len(hard_percentiles),
+        "equal_batches": sum(len(set(batch)) == 1 for batch in counts),
+        "batches": len(counts),
+        "overlapping_share": sum(expected) / len(expected),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,15 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20)
     args = parser.parse_args(argv)
     print(f"rows {args.rows}, trials {args.trials}, seed {args.seed}, P=0.5, L=5\n")
-    print("| sampler | alpha | masked fraction of valid frames | batches with equal count in every row "
-          "| padding frames masked | mean predicted-loss percentile of masked frames "
-          "| data2vec 2.0 sampler's expected share on these rows |")
+    print(
+        "| sampler | alpha | masked fraction of valid frames | batches with equal count in every row "
+        "| padding frames masked | mean predicted-loss percentile of masked frames "
+        "| data2vec 2.0 sampler's expected share on these rows |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, (sampler, budget) in SAMPLERS.items():
         for alpha in ALPHAS:
             m = measure(sampler, alpha, args.rows, args.trials, args.seed, budget=budget)
-            print(f"| {name} | {alpha:.2f} | {m['fraction']:.3f} | {m['equal_batches']}/{m['batches']} "
-                  f"| {m['padding']} | {m['percentile']:.1f} | {m['overlapping_share']:.3f} |")
+            print(
+                f"| {name} | {alpha:.2f} | {m['fraction']:.3f} | {m['equal_batches']}/{m['batches']} "
+                f"| {m['padding']} | {m['percentile']:.1f} | {m['overlapping_share']:.3f} |"
+            )
     return 0
 
 

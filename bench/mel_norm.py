@@ -8,6 +8,7 @@ layer-wise probes (`python -m results.layerwise`) on the student. Prints a markd
 regression loss of the last 20 % of updates and the best layer's held-out phone / keyword / speaker probe accuracy.
 A rerun with the same --out reuses finished pretraining runs and probes.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,32 +51,73 @@ def main(argv: list[str] | None = None) -> int:
     if not stats.is_file():
         run(["-m", "pretrain.mel_stats", str(manifest), "--out", str(stats)], args.out / "mel_stats.log")
     import yaml
+
     values = yaml.safe_load(stats.read_text())
-    global_sets = ["--set", "model.mel_norm=global",
-                   "--set", "model.mel_mean=" + json.dumps(values["mel_mean"]),
-                   "--set", "model.mel_std=" + json.dumps(values["mel_std"])]
+    global_sets = [
+        "--set",
+        "model.mel_norm=global",
+        "--set",
+        "model.mel_mean=" + json.dumps(values["mel_mean"]),
+        "--set",
+        "model.mel_std=" + json.dumps(values["mel_std"]),
+    ]
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for norm in NORMS:
             run_dir = args.out / f"{norm}_seed{seed}"
-            sets = ["--set", f"data.manifest={manifest}", "--set", f"run.out_dir={run_dir}",
-                    "--set", f"optim.max_steps={args.steps}", "--set", f"optim.warmup_steps={max(1, args.steps // 10)}",
-                    "--set", f"run.seed={seed}", "--set", f"run.save_every={args.steps}"]
+            sets = [
+                "--set",
+                f"data.manifest={manifest}",
+                "--set",
+                f"run.out_dir={run_dir}",
+                "--set",
+                f"optim.max_steps={args.steps}",
+                "--set",
+                f"optim.warmup_steps={max(1, args.steps // 10)}",
+                "--set",
+                f"run.seed={seed}",
+                "--set",
+                f"run.save_every={args.steps}",
+            ]
             sets += global_sets if norm == "global" else ["--set", "model.mel_norm=utterance"]
-            run([str(ROOT / "pretrain" / "run.py"), "--config", str(ROOT / "pretrain" / "tiny_mel.yaml"), *sets],
-                run_dir.with_suffix(".pretrain.log"))
+            run(
+                [str(ROOT / "pretrain" / "run.py"), "--config", str(ROOT / "pretrain" / "tiny_mel.yaml"), *sets],
+                run_dir.with_suffix(".pretrain.log"),
+            )
             probe_dir = args.out / f"{norm}_seed{seed}_layerwise"
             if not (probe_dir / "layerwise.csv").is_file():  # a rerun only re-reads finished probes
-                run(["-m", "results.layerwise", "--ckpt", str(run_dir / "last.pt"), "--data", str(args.data), "--out",
-                     str(probe_dir), "--max-utterances", str(args.max_utterances), "--device", "cpu"],
-                    probe_dir.with_suffix(".log"))
+                run(
+                    [
+                        "-m",
+                        "results.layerwise",
+                        "--ckpt",
+                        str(run_dir / "last.pt"),
+                        "--data",
+                        str(args.data),
+                        "--out",
+                        str(probe_dir),
+                        "--max-utterances",
+                        str(args.max_utterances),
+                        "--device",
+                        "cpu",
+                    ],
+                    probe_dir.with_suffix(".log"),
+                )
             metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             rows = list(csv.DictReader(open(probe_dir / "layerwise.csv")))
             tail = [m["rec_loss"] for m in metrics if m["step"] > 0.8 * args.steps]
-            results.append({"norm": norm, "seed": seed, "rec_loss": sum(tail) / len(tail),
-                            **{p: best(rows, p) for p in ("phone", "keyword", "speaker")}})
-    print(f"tiny_mel.yaml, {args.steps} updates on {manifest}; probes on {args.data} (held-out speakers), "
-          f"best layer (layer in brackets)\n")
+            results.append(
+                {
+                    "norm": norm,
+                    "seed": seed,
+                    "rec_loss": sum(tail) / len(tail),
+                    **{p: best(rows, p) for p in ("phone", "keyword", "speaker")},
+                }
+            )
+    print(
+        f"tiny_mel.yaml, {args.steps} updates on {manifest}; probes on {args.data} (held-out speakers), "
+        f"best layer (layer in brackets)\n"
+    )
     print("| mel_norm | seed | rec loss, last 20 % of updates (logged) | phone acc | keyword acc | speaker acc |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:

@@ -7,6 +7,7 @@ touched: each part is a call the bench wraps from outside for the duration of th
 the function name pretrain.ehmam looks up), labelled with torch.profiler.record_function and timed on the device
 clock (CUDA events on a GPU: the stream time between the part's start and end; the host clock on a CPU).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,11 +44,26 @@ from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Profile of one training step"
 # Top-level phases of EHMAMStep, in step order; forward parts are nested in "forward".
-PHASES = ("schedules + mask plan (host)", "forward", "backward", "grad norm + finite check (host read)", "optimiser",
-          "EMA")
-FORWARD_PARTS = ("CNN + projection", "teacher forward", "targets (instance norm, top-K mean)",
-                 "teacher loss predictor", "mask", "student forward (visible frames)", "regression decoder",
-                 "student loss predictor", "losses (regression + ranking)", "health scalars (Spearman rho)")
+PHASES = (
+    "schedules + mask plan (host)",
+    "forward",
+    "backward",
+    "grad norm + finite check (host read)",
+    "optimiser",
+    "EMA",
+)
+FORWARD_PARTS = (
+    "CNN + projection",
+    "teacher forward",
+    "targets (instance norm, top-K mean)",
+    "teacher loss predictor",
+    "mask",
+    "student forward (visible frames)",
+    "regression decoder",
+    "student loss predictor",
+    "losses (regression + ranking)",
+    "health scalars (Spearman rho)",
+)
 
 
 class PartTimer:
@@ -87,6 +103,7 @@ def _wrapped(fn: Callable, label: str, timer: PartTimer) -> Callable:
     def call(*args, **kwargs):
         with timer.part(label):
             return fn(*args, **kwargs)
+
     return call
 
 
@@ -95,18 +112,24 @@ def labelled_parts(model: ehmam_module.EHMAMPretrainModel, timer: PartTimer) -> 
     """Wrap the calls EHMAMPretrainModel.forward makes, for the duration of the block, without editing it:
     instance attributes shadow the modules' forward methods, and the module globals that forward looks up
     (make_targets, the loss functions) and the mask plans' `mask` methods are swapped and restored."""
-    instance_patches = [(model.encoder.local, "forward", "CNN + projection"),
-                        (model.teacher.context, "forward", "teacher forward"),
-                        (model.encoder.context, "forward_visible", "student forward (visible frames)"),
-                        (model.decoder, "forward", "regression decoder")]
+    instance_patches = [
+        (model.encoder.local, "forward", "CNN + projection"),
+        (model.teacher.context, "forward", "teacher forward"),
+        (model.encoder.context, "forward_visible", "student forward (visible frames)"),
+        (model.decoder, "forward", "regression decoder"),
+    ]
     if model.predictor is not None:
-        instance_patches += [(model.teacher.predictor, "forward", "teacher loss predictor"),
-                             (model.predictor, "forward", "student loss predictor")]
+        instance_patches += [
+            (model.teacher.predictor, "forward", "teacher loss predictor"),
+            (model.predictor, "forward", "student loss predictor"),
+        ]
     instance_patches += [(masking.GridMaskPlan, "mask", "mask"), (masking.ReleaseMaskPlan, "mask", "mask")]
-    global_patches = [("make_targets", "targets (instance norm, top-K mean)"),
-                      ("regression_loss_per_frame", "losses (regression + ranking)"),
-                      ("ranking_loss", "losses (regression + ranking)"),
-                      ("spearman_rho", "health scalars (Spearman rho)")]
+    global_patches = [
+        ("make_targets", "targets (instance norm, top-K mean)"),
+        ("regression_loss_per_frame", "losses (regression + ranking)"),
+        ("ranking_loss", "losses (regression + ranking)"),
+        ("spearman_rho", "health scalars (Spearman rho)"),
+    ]
     originals = {name: getattr(ehmam_module, name) for name, _ in global_patches}
     try:
         for obj, attr, label in instance_patches:
@@ -144,8 +167,9 @@ def default_sizes(device: torch.device, quick: bool) -> Sizes:
     return Sizes("tiny", 4.0, 4, 1, warmup=2, timed_steps=5, profiled_steps=2, top_ops=15)
 
 
-def run_profile(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int,
-                overrides: list[str]) -> tuple[list[dict], list[dict], dict]:
+def run_profile(
+    sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None, seed: int, overrides: list[str]
+) -> tuple[list[dict], list[dict], dict]:
     config = load_bench_config(sizes.config, sizes.clones, seed, overrides)
     step = EHMAMStep(config, device, autocast_dtype, start_update=config.optim.max_steps // 2)
     samples = int(round(sizes.crop_s * SAMPLE_RATE))
@@ -182,8 +206,13 @@ def run_profile(sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype 
                 ms = median(sub) * 1e3
                 inner += ms
                 parts.append({"part": sub, "level": 1, "ms": ms})
-            parts.append({"part": "other forward (copy to device, gathers, repeats, mask tokens)", "level": 1,
-                          "ms": max(0.0, median("forward") * 1e3 - inner)})
+            parts.append(
+                {
+                    "part": "other forward (copy to device, gathers, repeats, mask tokens)",
+                    "level": 1,
+                    "ms": max(0.0, median("forward") * 1e3 - inner),
+                }
+            )
     accounted = sum(p["ms"] for p in parts if p["level"] == 0)
     parts.append({"part": "unlabelled (loop glue)", "level": 0, "ms": max(0.0, total * 1e3 - accounted)})
     parts.append({"part": "step total", "level": 0, "ms": total * 1e3})
@@ -208,9 +237,14 @@ def top_ops(prof, device: torch.device, steps: int, limit: int) -> list[dict]:
         device_us = getattr(event, "self_device_time_total", None)
         if device_us is None:
             device_us = getattr(event, "self_cuda_time_total", 0)
-        rows.append({"op": event.key, "calls_per_step": event.count / steps,
-                     "self_cpu_ms_per_step": event.self_cpu_time_total / 1e3 / steps,
-                     "self_device_ms_per_step": device_us / 1e3 / steps if device.type == "cuda" else None})
+        rows.append(
+            {
+                "op": event.key,
+                "calls_per_step": event.count / steps,
+                "self_cpu_ms_per_step": event.self_cpu_time_total / 1e3 / steps,
+                "self_device_ms_per_step": device_us / 1e3 / steps if device.type == "cuda" else None,
+            }
+        )
     key = "self_device_ms_per_step" if device.type == "cuda" else "self_cpu_ms_per_step"
     rows.sort(key=lambda r: r[key], reverse=True)
     total = sum(r[key] for r in rows) or 1.0
@@ -220,8 +254,14 @@ def top_ops(prof, device: torch.device, steps: int, limit: int) -> list[dict]:
 
 
 def format_tables(parts: list[dict], ops: list[dict], device: torch.device) -> str:
-    part_rows = [[("&nbsp;&nbsp;&nbsp;&nbsp;" if p["level"] else "") + p["part"], fmt(p["ms"], 2),
-                  "n/a" if p["share"] is None else f"{100 * p['share']:.1f} %"] for p in parts]
+    part_rows = [
+        [
+            ("&nbsp;&nbsp;&nbsp;&nbsp;" if p["level"] else "") + p["part"],
+            fmt(p["ms"], 2),
+            "n/a" if p["share"] is None else f"{100 * p['share']:.1f} %",
+        ]
+        for p in parts
+    ]
     clock = "CUDA events (stream time)" if device.type == "cuda" else "host clock"
     out = [markdown_table(["part", f"ms/step (median, {clock})", "share of step"], part_rows), ""]
     headers = ["op", "calls/step", "self CPU ms/step"] + (["self device ms/step"] if device.type == "cuda" else [])
@@ -251,22 +291,38 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
-    override_sizes(sizes, config=args.config, crop_s=args.crop, batch=args.batch, clones=args.clones,
-                   profiled_steps=args.steps, top_ops=args.top, warmup=args.warmup, timed_steps=args.repeats)
+    override_sizes(
+        sizes,
+        config=args.config,
+        crop_s=args.crop,
+        batch=args.batch,
+        clones=args.clones,
+        profiled_steps=args.steps,
+        top_ops=args.top,
+        warmup=args.warmup,
+        timed_steps=args.repeats,
+    )
     precision, autocast_dtype = resolve_precision(args.precision, device)
 
     parts, ops, info = run_profile(sizes, device, autocast_dtype, args.seed, args.set)
     print(f"{HEADER}\n")
-    print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "
-          f"M={sizes.clones}, {sizes.batch} x {sizes.crop_s:g} s crops ({info['audio_s']:g} audio-s per step), "
-          f"alpha 0.5. Parts: median over {sizes.timed_steps} steps after {sizes.warmup} warm-up, each part timed "
-          f"where the step calls it (labels wrap the calls from outside the model). Backward is one autograd call, "
-          f"so it is not split by part. Top ops: torch.profiler over {sizes.profiled_steps} more steps, aten ops "
-          f"by self time per step.\n")
+    print(
+        f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "
+        f"M={sizes.clones}, {sizes.batch} x {sizes.crop_s:g} s crops ({info['audio_s']:g} audio-s per step), "
+        f"alpha 0.5. Parts: median over {sizes.timed_steps} steps after {sizes.warmup} warm-up, each part timed "
+        f"where the step calls it (labels wrap the calls from outside the model). Backward is one autograd call, "
+        f"so it is not split by part. Top ops: torch.profiler over {sizes.profiled_steps} more steps, aten ops "
+        f"by self time per step.\n"
+    )
     print(format_tables(parts, ops, device))
     if args.json:
-        write_json(args.json, "profile_step", parts + [{"top_op": o} for o in ops], device,
-                   {**dataclasses.asdict(sizes), "precision": precision, **info})
+        write_json(
+            args.json,
+            "profile_step",
+            parts + [{"top_op": o} for o in ops],
+            device,
+            {**dataclasses.asdict(sizes), "precision": precision, **info},
+        )
     return 0
 
 

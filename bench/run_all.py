@@ -6,6 +6,7 @@ Each section runs in its own Python process (a crash, an out-of-memory kill or a
 file and the others still run); --in-process runs them in this process instead (faster start, less isolation).
 Exit status 1 when a section failed (the file is written anyway).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def section_argv(name: str, args: argparse.Namespace, json_path: Path) -> list[s
 def run_subprocess(module: str, argv: list[str], timeout: float) -> tuple[bool, str, str]:
     """(ok, stdout, problem) of `python -m module argv` from the project root."""
     try:
-        done = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as err:
         stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
         return False, "", f"timed out after {timeout:.0f} s (--section-timeout)\n{stderr[-TAIL_CHARS:]}"
@@ -95,8 +97,9 @@ def run_sections(args: argparse.Namespace, workdir: Path) -> list[SectionResult]
     wanted = args.sections.split(",") if args.sections else [name for name, _, _ in SECTIONS]
     unknown = sorted(set(wanted) - {name for name, _, _ in SECTIONS})
     if unknown:
-        raise ValueError(f"--sections: unknown section {unknown[0]!r}; known: "
-                         f"{', '.join(name for name, _, _ in SECTIONS)}")
+        raise ValueError(
+            f"--sections: unknown section {unknown[0]!r}; known: {', '.join(name for name, _, _ in SECTIONS)}"
+        )
     results = []
     for name, module, title in SECTIONS:
         if name not in wanted:
@@ -122,10 +125,16 @@ def run_sections(args: argparse.Namespace, workdir: Path) -> list[SectionResult]
 
 def git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -133,10 +142,18 @@ def git_commit() -> str:
 
 def render(results: list[SectionResult], env: dict, args: argparse.Namespace) -> str:
     lines = [f"# EH-MAM benchmarks ({args.device}{', quick' if args.quick else ''})", ""]
-    info = [["device", env["device"]], ["torch", env["torch"]], ["transformers", env["transformers"]],
-            ["torchaudio", env["torchaudio"]], ["python", env["python"]],
-            ["threads (torch intra-op)", env["threads"]], ["CPU cores", env["cpu_count"]], ["date (UTC)", env["date"]],
-            ["git commit", git_commit()], ["command", f"`{env['command']}`"]]
+    info = [
+        ["device", env["device"]],
+        ["torch", env["torch"]],
+        ["transformers", env["transformers"]],
+        ["torchaudio", env["torchaudio"]],
+        ["python", env["python"]],
+        ["threads (torch intra-op)", env["threads"]],
+        ["CPU cores", env["cpu_count"]],
+        ["date (UTC)", env["date"]],
+        ["git commit", git_commit()],
+        ["command", f"`{env['command']}`"],
+    ]
     lines += [markdown_table(["", ""], info), ""]
     status = [[r.name, "ok" if r.ok else "**FAILED**", f"{r.seconds:.1f}", f"`{r.command}`"] for r in results]
     lines += [markdown_table(["section", "status", "wall s", "command"], status), ""]
@@ -144,8 +161,16 @@ def render(results: list[SectionResult], env: dict, args: argparse.Namespace) ->
         if r.ok:
             lines += [r.markdown, ""]
             continue
-        lines += [f"## {r.title}", "", f"**FAILED** after {r.seconds:.1f} s; the other sections ran.", "",
-                  "```", r.error.strip(), "```", ""]
+        lines += [
+            f"## {r.title}",
+            "",
+            f"**FAILED** after {r.seconds:.1f} s; the other sections ran.",
+            "",
+            "```",
+            r.error.strip(),
+            "```",
+            "",
+        ]
         if r.markdown:
             lines += ["Output before the failure:", "", r.markdown, ""]
     return "\n".join(lines)
@@ -155,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, ["device", "quick", "json", "threads"])  # passed on to every section
     parser.add_argument("--out", default=None, help="Markdown file (default bench/RESULTS_<device>.md)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s for the MFU column")
-    parser.add_argument("--sections", default=None,
-                        help=f"comma-separated subset of {', '.join(n for n, _, _ in SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=None, help=f"comma-separated subset of {', '.join(n for n, _, _ in SECTIONS)}"
+    )
     parser.add_argument("--in-process", action="store_true", help="run the sections in this process")
     parser.add_argument("--section-timeout", type=float, default=1200.0, help="seconds before a section is stopped")
     args = parser.parse_args(argv)
@@ -172,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results, env, args) + "\n")
     if args.json:
-        payload = {"environment": env, "sections": {r.name: r.payload if r.ok else {"error": r.error}
-                                                    for r in results}}
+        payload = {"environment": env, "sections": {r.name: r.payload if r.ok else {"error": r.error} for r in results}}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     failed = [r.name for r in results if not r.ok]
     print(f"wrote {out}" + (f"; FAILED sections: {', '.join(failed)}" if failed else ""), file=sys.stderr)

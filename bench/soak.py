@@ -5,6 +5,7 @@ Run: python -m bench.soak [--kills 20] [--steps 40] [--save-every 2] [--seed 0] 
 Prints a table (kills, resumes, kills during a checkpoint write, corrupt checkpoints, max loss and parameter
 differences); exits 1 when a checkpoint was corrupt or the two runs differ. A few minutes on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,12 +46,25 @@ class Run:
 
     def __init__(self, out_dir: Path, manifest: Path, steps: int, save_every: int) -> None:
         self.out_dir = out_dir
-        overrides = [f"data.manifest={manifest}", f"run.out_dir={out_dir}", f"optim.max_steps={steps}",
-                     "optim.warmup_steps=5", "run.log_every=1", f"run.save_every={save_every}",
-                     "run.keep_checkpoints=3", "data.max_samples=32000", "data.max_batch_samples=64000",
-                     "run.device=cpu", "run.collapse_check_after=1000000"]
-        self.command = [sys.executable, str(ROOT / "pretrain" / "run.py"), "--config",
-                        str(ROOT / "pretrain" / "tiny.yaml")]
+        overrides = [
+            f"data.manifest={manifest}",
+            f"run.out_dir={out_dir}",
+            f"optim.max_steps={steps}",
+            "optim.warmup_steps=5",
+            "run.log_every=1",
+            f"run.save_every={save_every}",
+            "run.keep_checkpoints=3",
+            "data.max_samples=32000",
+            "data.max_batch_samples=64000",
+            "run.device=cpu",
+            "run.collapse_check_after=1000000",
+        ]
+        self.command = [
+            sys.executable,
+            str(ROOT / "pretrain" / "run.py"),
+            "--config",
+            str(ROOT / "pretrain" / "tiny.yaml"),
+        ]
         for item in overrides:
             self.command += ["--set", item]
         # one thread everywhere: the same kernels, hence bitwise the same numbers, in every process
@@ -163,8 +177,10 @@ def soak(kills: int, steps: int, save_every: int, seed: int, work: Path) -> dict
         result["kills"] += 1
         result["kills_while_saving"] += bool(run.temporaries() - old_temporaries)
         result["corrupt"] += corrupt_checkpoints(run.out_dir)
-        print(f"kill {result['kills']:2d}: checkpoint at update {run.saved_update():3d}, "
-              f"{run.records():3d} log records", flush=True)
+        print(
+            f"kill {result['kills']:2d}: checkpoint at update {run.saved_update():3d}, {run.records():3d} log records",
+            flush=True,
+        )
 
     result["resumes"] += run.saved_update() > 0
     proc = run.start()  # the same command once more, left to finish
@@ -191,19 +207,29 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     result = soak(args.kills, args.steps, args.save_every, args.seed, work)
-    ok = not result["corrupt"] and result["records_equal"] and result["max_param_diff"] == 0.0 \
+    ok = (
+        not result["corrupt"]
+        and result["records_equal"]
+        and result["max_param_diff"] == 0.0
         and result["max_loss_diff"] == 0.0
+    )
     print()
-    print("| kills | resumes | kills during a checkpoint write | corrupt checkpoints | log records identical "
-          "| max loss diff | max parameter diff |")
+    print(
+        "| kills | resumes | kills during a checkpoint write | corrupt checkpoints | log records identical "
+        "| max loss diff | max parameter diff |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {result['kills']} | {result['resumes']} | {result['kills_while_saving']} | {len(result['corrupt'])} "
-          f"| {'yes' if result['records_equal'] else 'NO'} | {result['max_loss_diff']:.3g} "
-          f"| {result['max_param_diff']:.3g} |")
+    print(
+        f"| {result['kills']} | {result['resumes']} | {result['kills_while_saving']} | {len(result['corrupt'])} "
+        f"| {'yes' if result['records_equal'] else 'NO'} | {result['max_loss_diff']:.3g} "
+        f"| {result['max_param_diff']:.3g} |"
+    )
     for line in result["corrupt"]:
         print(f"corrupt: {line}")
-    print(f"\n{'PASS' if ok else 'FAIL'}: {args.steps} updates, checkpoint every {args.save_every}, "
-          f"{time.monotonic() - began:.0f} s; runs in {work}")
+    print(
+        f"\n{'PASS' if ok else 'FAIL'}: {args.steps} updates, checkpoint every {args.save_every}, "
+        f"{time.monotonic() - began:.0f} s; runs in {work}"
+    )
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ plus a FLOP count (not timed) of one Base step on a 2 s crop. On a shared machin
 threads competing with other processes run many times slower.
 GPU default: Base (pretrain/ehmam.yaml), 15.6 s and 20 s crops, batch = data.max_batch_samples / crop, bf16.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,11 +66,13 @@ class EHMAMStep:
     `phase(name)` is entered around each part, so a profiler can label them (bench/profile_step.py).
     """
 
-    def __init__(self, config: PretrainConfig, device: torch.device, autocast_dtype: torch.dtype | None,
-                 start_update: int = 0) -> None:
+    def __init__(
+        self, config: PretrainConfig, device: torch.device, autocast_dtype: torch.dtype | None, start_update: int = 0
+    ) -> None:
         if config.optim.grad_accum != 1:
-            raise ValueError(f"optim.grad_accum: the bench times one micro-batch per update, got "
-                             f"{config.optim.grad_accum}")
+            raise ValueError(
+                f"optim.grad_accum: the bench times one micro-batch per update, got {config.optim.grad_accum}"
+            )
         self.config = config
         self.device = device
         self.runtime = Runtime(device, rank=0, world_size=1, autocast_dtype=autocast_dtype)
@@ -78,20 +81,31 @@ class EHMAMStep:
         if config.run.compile_blocks:
             self.model.compile_blocks()
         optim = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(optim.weight_decay), lr=optim.lr,
-                                           betas=tuple(optim.betas), eps=optim.eps, fused=device.type == "cuda")
+        self.optimizer = torch.optim.AdamW(
+            self.model.optimizer_groups(optim.weight_decay),
+            lr=optim.lr,
+            betas=tuple(optim.betas),
+            eps=optim.eps,
+            fused=device.type == "cuda",
+        )
         self.update = start_update  # optimiser updates done; schedules and seeds derive from it
         self.epoch = 1
         self.skipped = 0
         self.model.train()
 
-    def __call__(self, wav: torch.Tensor, wav_lengths: torch.Tensor, positions: torch.Tensor,
-                 phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> StepOutput:
+    def __call__(
+        self,
+        wav: torch.Tensor,
+        wav_lengths: torch.Tensor,
+        positions: torch.Tensor,
+        phase: Callable[[str], ContextManager] = contextlib.nullcontext,
+    ) -> StepOutput:
         """wav (B, S) and wav_lengths (B,) on the host (pinned for a GPU), positions (B,) their places in the
         global batch -> the forward's StepOutput."""
         batch = {"wav": wav, "wav_lengths": wav_lengths, "position": positions}
-        result = train_step(self.model, self.optimizer, [batch], self.update, self.epoch, self.config, self.runtime,
-                            phase=phase)
+        result = train_step(
+            self.model, self.optimizer, [batch], self.update, self.epoch, self.config, self.runtime, phase=phase
+        )
         if result.nonfinite:
             self.skipped += 1
         else:
@@ -102,8 +116,13 @@ class EHMAMStep:
         """The first update >= the current one whose layerdrop draw skips no block (for FLOP counts)."""
         blocks, prob = self.config.model.num_layers, self.config.model.layerdrop
         update = self.update
-        while any(draw_layer_skips(blocks, prob, torch.Generator().manual_seed(
-                derive_seed(self.config.run.seed, update, 0, LAYERDROP_STREAM)))):
+        while any(
+            draw_layer_skips(
+                blocks,
+                prob,
+                torch.Generator().manual_seed(derive_seed(self.config.run.seed, update, 0, LAYERDROP_STREAM)),
+            )
+        ):
             update += 1
         return update
 
@@ -113,9 +132,17 @@ class HFStep:
     layerdrop in train mode) -> loss = mean(last_hidden_state^2) -> backward -> AdamW step. Random init from the
     config class defaults with our encoder's widths, depth and CNN; layerdrop set to ours."""
 
-    def __init__(self, kind: str, encoder: EncoderConfig, device: torch.device, autocast_dtype: torch.dtype | None,
-                 seed: int, lr: float) -> None:
+    def __init__(
+        self,
+        kind: str,
+        encoder: EncoderConfig,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        seed: int,
+        lr: float,
+    ) -> None:
         from measure.torchaudio_import import import_torchaudio
+
         try:
             import_torchaudio()  # transformers imports torchaudio, whose C++ extension may not load here
         except ModuleNotFoundError:
@@ -124,15 +151,21 @@ class HFStep:
 
         if kind not in HF_KINDS:
             raise ValueError(f"HF model kind must be one of {HF_KINDS}, got {kind!r}")
-        config_class, model_class = ((transformers.Wav2Vec2Config, transformers.Wav2Vec2Model) if kind == "wav2vec2"
-                                     else (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel))
+        config_class, model_class = (
+            (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model)
+            if kind == "wav2vec2"
+            else (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel)
+        )
         hf_config = config_class(
-            hidden_size=encoder.embed_dim, num_hidden_layers=encoder.num_layers,
-            num_attention_heads=encoder.num_heads, intermediate_size=encoder.ffn_dim,
+            hidden_size=encoder.embed_dim,
+            num_hidden_layers=encoder.num_layers,
+            num_attention_heads=encoder.num_heads,
+            intermediate_size=encoder.ffn_dim,
             conv_dim=tuple(c for c, _, _ in encoder.conv_layers),
             conv_kernel=tuple(k for _, k, _ in encoder.conv_layers),
             conv_stride=tuple(s for _, _, s in encoder.conv_layers),
-            layerdrop=encoder.layerdrop)
+            layerdrop=encoder.layerdrop,
+        )
         torch.manual_seed(seed)
         self.model = model_class._from_config(hf_config, attn_implementation="sdpa").to(device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, fused=device.type == "cuda")
@@ -192,8 +225,14 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, autocast_dtype: torch.dtype | None,
-               peak_tflops: float | None, log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+def bench_rows(
+    args: argparse.Namespace,
+    sizes: Sizes,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    peak_tflops: float | None,
+    log: Callable[[str], None],
+) -> tuple[list[dict], list[str]]:
     """Time every (model, crop, M) row; returns rows (dicts) and notes (errors, FLOP checks)."""
     rows, notes = [], []
     memory = PeakMemory(device)
@@ -203,13 +242,15 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
     audio = {}
     for crop_s in sizes.crops_s:
         samples = int(round(crop_s * SAMPLE_RATE))
-        batch = sizes.batch or max(1, load_bench_config(sizes.config, 1, args.seed, args.set).data.max_batch_samples
-                                   // samples)
+        batch = sizes.batch or max(
+            1, load_bench_config(sizes.config, 1, args.seed, args.set).data.max_batch_samples // samples
+        )
         wav = seeded_audio(batch, samples, args.seed)
         audio[crop_s] = (wav.pin_memory() if pin else wav, torch.full((batch,), samples, dtype=torch.long))
 
-    def record(model: str, kind: str, clones: int, crop_s: float, step: Callable[[], object],
-               flops_fn: Callable[[], object]) -> None:
+    def record(
+        model: str, kind: str, clones: int, crop_s: float, step: Callable[[], object], flops_fn: Callable[[], object]
+    ) -> None:
         wav, lengths = audio[crop_s]
         batch = wav.shape[0]
         log(f"  {model}: crop {crop_s} s x {batch}, M={clones}")
@@ -218,17 +259,29 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
         peak = memory.read_bytes()
         flops, per_op = count_flops(flops_fn)
         audio_s = batch * crop_s
-        rows.append({
-            "model": model, "kind": kind, "config": sizes.config, "crop_s": crop_s, "batch": batch, "clones": clones,
-            "audio_s_per_step": audio_s, "step_ms": timing.median_s * 1e3, "step_ms_spread": timing.spread,
-            "warmup_ms": [t * 1e3 for t in timing.warmup_s], "audio_s_per_s": audio_s / timing.median_s,
-            "peak_memory_bytes": peak, "peak_memory_kind": memory.kind, "gflop_per_step": flops / 1e9,
-            "gflop_per_audio_s": flops / 1e9 / audio_s, "doc_gflop_per_audio_s": doc_flops(kind, clones, crop_s,
-                                                                                            is_base),
-            "achieved_tflops": flops / timing.median_s / 1e12,
-            "mfu": flops / timing.median_s / (peak_tflops * 1e12) if peak_tflops else None,
-            "attention_gflop": sum(v for k, v in per_op.items() if "attention" in k) / 1e9,
-        })
+        rows.append(
+            {
+                "model": model,
+                "kind": kind,
+                "config": sizes.config,
+                "crop_s": crop_s,
+                "batch": batch,
+                "clones": clones,
+                "audio_s_per_step": audio_s,
+                "step_ms": timing.median_s * 1e3,
+                "step_ms_spread": timing.spread,
+                "warmup_ms": [t * 1e3 for t in timing.warmup_s],
+                "audio_s_per_s": audio_s / timing.median_s,
+                "peak_memory_bytes": peak,
+                "peak_memory_kind": memory.kind,
+                "gflop_per_step": flops / 1e9,
+                "gflop_per_audio_s": flops / 1e9 / audio_s,
+                "doc_gflop_per_audio_s": doc_flops(kind, clones, crop_s, is_base),
+                "achieved_tflops": flops / timing.median_s / 1e12,
+                "mfu": flops / timing.median_s / (peak_tflops * 1e12) if peak_tflops else None,
+                "attention_gflop": sum(v for k, v in per_op.items() if "attention" in k) / 1e9,
+            }
+        )
 
     for clones in sizes.clones:
         config = load_bench_config(sizes.config, clones, args.seed, args.set)
@@ -241,9 +294,9 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
             def flop_step() -> None:
                 step.update = step.next_update_without_layerdrop()  # count all blocks, not a random skip
                 step(wav, lengths, positions)
+
             try:
-                record("EH-MAM step (ours)", "ehmam", clones, crop_s, lambda: step(wav, lengths, positions),
-                       flop_step)
+                record("EH-MAM step (ours)", "ehmam", clones, crop_s, lambda: step(wav, lengths, positions), flop_step)
             except torch.cuda.OutOfMemoryError as err:  # the other rows still run (e.g. M=8 on a small GPU)
                 notes.append(f"EH-MAM M={clones}, crop {crop_s:g} s: out of memory: {str(err).splitlines()[0]}")
                 step.optimizer.zero_grad(set_to_none=True)
@@ -274,9 +327,11 @@ def bench_rows(args: argparse.Namespace, sizes: Sizes, device: torch.device, aut
             row[key] = row["audio_s_per_s"] / match[0]["audio_s_per_s"] if match else None
     for row in rows:
         if row["kind"] == "ehmam" and row["clones"] == 1 and is_base:
-            notes.append(f"FLOP check, Base M=1, crop {row['crop_s']:g} s: counted {row['gflop_per_audio_s']:.1f} "
-                         f"GFLOP per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step), "
-                         f"~44 (this project's step, computed, 20 s crops).")
+            notes.append(
+                f"FLOP check, Base M=1, crop {row['crop_s']:g} s: counted {row['gflop_per_audio_s']:.1f} "
+                f"GFLOP per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step), "
+                f"~44 (this project's step, computed, 20 s crops)."
+            )
     return rows, notes
 
 
@@ -291,24 +346,52 @@ def _base_flop_check(args: argparse.Namespace, device: torch.device, autocast_dt
     flops, _ = count_flops(lambda: step(wav, lengths, torch.arange(1)))
     step = None
     _release(device)
-    return (f"FLOP check, Base M=1, batch 1, crop {crop_s:g} s (counted, not timed): {flops / 1e9 / crop_s:.1f} GFLOP "
-            f"per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
-            f"(this project's step, computed, 20 s crops); a short crop has less attention (docs/design.md, "
-            f"Performance: a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s).")
+    return (
+        f"FLOP check, Base M=1, batch 1, crop {crop_s:g} s (counted, not timed): {flops / 1e9 / crop_s:.1f} GFLOP "
+        f"per audio-second; docs/design.md: ~53 (EH-MAM as released, and a wav2vec2 step, 15.6 s crops), ~44 "
+        f"(this project's step, computed, 20 s crops); a short crop has less attention (docs/design.md, "
+        f"Performance: a wav2vec2 step is 48.5 at 1 s vs 53.1 at 15.6 s)."
+    )
 
 
 def format_table(rows: list[dict]) -> str:
-    headers = ["model", "crop s x batch", "M", "ms/step (median)", "audio-s/s", "peak memory", "GFLOP/step",
-               "GFLOP/audio-s", "design.md GFLOP/audio-s", "TFLOP/s", "MFU", "ratio vs HF w2v2",
-               "ratio vs HF d2v-audio"]
+    headers = [
+        "model",
+        "crop s x batch",
+        "M",
+        "ms/step (median)",
+        "audio-s/s",
+        "peak memory",
+        "GFLOP/step",
+        "GFLOP/audio-s",
+        "design.md GFLOP/audio-s",
+        "TFLOP/s",
+        "MFU",
+        "ratio vs HF w2v2",
+        "ratio vs HF d2v-audio",
+    ]
     body = []
     for r in rows:
-        ratio = [fmt(r[k], 2) if r[k] is not None and r["kind"] == "ehmam" else "-"
-                 for k in ("ratio_vs_hf_wav2vec2", "ratio_vs_hf_data2vec_audio")]
-        body.append([r["model"], f"{r['crop_s']:g} x {r['batch']}", r["clones"], fmt(r["step_ms"], 1),
-                     fmt(r["audio_s_per_s"], 1), format_bytes(r["peak_memory_bytes"]), fmt(r["gflop_per_step"], 1),
-                     fmt(r["gflop_per_audio_s"], 2), r["doc_gflop_per_audio_s"], fmt(r["achieved_tflops"], 3),
-                     "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %", *ratio])
+        ratio = [
+            fmt(r[k], 2) if r[k] is not None and r["kind"] == "ehmam" else "-"
+            for k in ("ratio_vs_hf_wav2vec2", "ratio_vs_hf_data2vec_audio")
+        ]
+        body.append(
+            [
+                r["model"],
+                f"{r['crop_s']:g} x {r['batch']}",
+                r["clones"],
+                fmt(r["step_ms"], 1),
+                fmt(r["audio_s_per_s"], 1),
+                format_bytes(r["peak_memory_bytes"]),
+                fmt(r["gflop_per_step"], 1),
+                fmt(r["gflop_per_audio_s"], 2),
+                r["doc_gflop_per_audio_s"],
+                fmt(r["achieved_tflops"], 3),
+                "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %",
+                *ratio,
+            ]
+        )
     return markdown_table(headers, body)
 
 
@@ -318,14 +401,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", default=None, help="comma-separated crop lengths in seconds")
     parser.add_argument("--batch", type=int, default=None, help="utterances per step (default per device)")
     parser.add_argument("--clones", default=None, help="comma-separated clone_batch values (default 1,8)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="peak dense TFLOP/s for MFU (default: 989 on H100/H200, 312 on A100; none on CPU)")
-    parser.add_argument("--base-flops-crop", type=float, default=None,
-                        help="when the timed rows are not Base, also count one Base step on a crop this long "
-                             "(seconds; 0 = skip; default 2 on CPU, 0 with --quick)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="peak dense TFLOP/s for MFU (default: 989 on H100/H200, 312 on A100; none on CPU)",
+    )
+    parser.add_argument(
+        "--base-flops-crop",
+        type=float,
+        default=None,
+        help="when the timed rows are not Base, also count one Base step on a crop this long "
+        "(seconds; 0 = skip; default 2 on CPU, 0 with --quick)",
+    )
     parser.add_argument("--no-hf", action="store_true", help="skip the HF transformers rows")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config override for our model, as pretrain/run.py --set")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override for our model, as pretrain/run.py --set",
+    )
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -346,24 +442,32 @@ def main(argv: list[str] | None = None) -> int:
     precision, autocast_dtype = resolve_precision(args.precision, device)
     peak_tflops = args.peak_tflops or default_peak_tflops(device)
 
-    rows, notes = bench_rows(args, sizes, device, autocast_dtype, peak_tflops,
-                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows, notes = bench_rows(
+        args, sizes, device, autocast_dtype, peak_tflops, log=lambda msg: print(msg, file=sys.stderr, flush=True)
+    )
     peak_text = f"{peak_tflops:g} TFLOP/s" if peak_tflops else "n/a (no --peak-tflops)"
     print(f"{HEADER}\n")
-    print(f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "
-          f"warm-up {sizes.warmup} + median of {sizes.repeats} steps; seeded random audio (seed {args.seed}), the "
-          f"same for every model. Our step: pretrain's forward + backward + grad norm/finite check + AdamW + EMA at "
-          f"alpha 0.5 (mid-training). HF: forward (SDPA, train mode) + backward of mean(h^2) + AdamW, widths and CNN "
-          f"as ours. FLOPs: torch FlopCounterMode on one step with no layer skipped (attention as QK^T + AV, backward "
-          f"without recompute); per unique audio-second (clones not counted twice). Peak memory: "
-          f"{PeakMemory(device).kind}. MFU against {peak_text}. Ratio = our audio-s/s / HF audio-s/s at the same "
-          f"crop.\n")
+    print(
+        f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "
+        f"warm-up {sizes.warmup} + median of {sizes.repeats} steps; seeded random audio (seed {args.seed}), the "
+        f"same for every model. Our step: pretrain's forward + backward + grad norm/finite check + AdamW + EMA at "
+        f"alpha 0.5 (mid-training). HF: forward (SDPA, train mode) + backward of mean(h^2) + AdamW, widths and CNN "
+        f"as ours. FLOPs: torch FlopCounterMode on one step with no layer skipped (attention as QK^T + AV, backward "
+        f"without recompute); per unique audio-second (clones not counted twice). Peak memory: "
+        f"{PeakMemory(device).kind}. MFU against {peak_text}. Ratio = our audio-s/s / HF audio-s/s at the same "
+        f"crop.\n"
+    )
     print(format_table(rows))
     for note in notes:
         print(f"\n* {note}")
     if args.json:
-        write_json(args.json, "train_step", rows, device, {**dataclasses.asdict(sizes), "precision": precision,
-                                                          "peak_tflops": peak_tflops, "notes": notes})
+        write_json(
+            args.json,
+            "train_step",
+            rows,
+            device,
+            {**dataclasses.asdict(sizes), "precision": precision, "peak_tflops": peak_tflops, "notes": notes},
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ from the counts of counts (0.5 when undefined); each history's back-off weight g
 probability mass the discount freed, spread in proportion to the lower order, so every history's distribution
 sums to 1. The unigram discount's mass goes to <unk>. <s> is only a history (log10 probability -99).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ def count_ngrams(sentences: list[list[str]], order: int) -> list[Counter]:
         tokens = [BOS] + words + [EOS]
         for n in range(1, order + 1):
             for i in range(len(tokens) - n + 1):
-                gram = tuple(tokens[i:i + n])
+                gram = tuple(tokens[i : i + n])
                 if gram != (BOS,):
                     counts[n - 1][gram] += 1
     return counts
@@ -73,7 +74,7 @@ class BackoffModel:
 
     def prob(self, word: str, history: tuple = ()) -> float:
         """P(word | history) with back-off (the last order - 1 words of history count)."""
-        history = tuple(history)[len(history) - self.order + 1:] if self.order > 1 else ()
+        history = tuple(history)[len(history) - self.order + 1 :] if self.order > 1 else ()
         while True:
             gram = history + (word,)
             if gram in self.probs[len(gram) - 1]:
@@ -117,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.write_text(model.arpa())
-    print(f"{args.out}: order {args.order}, " + ", ".join(f"{len(p)} {n + 1}-grams" for n, p in
-                                                            enumerate(model.probs)))
+    print(f"{args.out}: order {args.order}, " + ", ".join(f"{len(p)} {n + 1}-grams" for n, p in enumerate(model.probs)))
     return 0
 
 

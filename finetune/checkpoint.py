@@ -2,6 +2,7 @@
 expert read the fine-tuned encoder) plus a `ctc` entry: the head, its symbols, the resolved config, the data
 location, and for resuming the optimiser and the loop state. Written atomically; loaded with weights_only=True.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -27,43 +28,67 @@ LAST, BEST = "last.pt", "best.pt"
 
 @dataclass
 class FinetuneState:
-    update: int = 0                 # optimiser updates done
-    batches_consumed: int = 0       # global micro-batches of the training subset taken so far
-    skipped_updates: int = 0        # updates skipped for a non-finite loss or gradient (or no usable audio)
+    update: int = 0  # optimiser updates done
+    batches_consumed: int = 0  # global micro-batches of the training subset taken so far
+    skipped_updates: int = 0  # updates skipped for a non-finite loss or gradient (or no usable audio)
     consecutive_skips: int = 0
     bad_audio: dict = field(default_factory=dict)  # path -> [problem, times met] (pretrain.data.BadAudioLog)
-    best_wer: float = -1.0          # best validation WER so far (-1: none yet)
+    best_wer: float = -1.0  # best validation WER so far (-1: none yet)
     best_update: int = -1
 
 
-def checkpoint_dict(model: CTCModel, config: FinetuneConfig, symbols: list[str], state: FinetuneState,
-                    optimizer: torch.optim.Optimizer | None) -> dict:
-    ctc = {"head": model.head.state_dict(), "symbols": list(symbols), "config": config.to_dict(),
-           "manifest_dir": str(Path(config.data.manifest_dir).absolute()), "state": asdict(state)}
+def checkpoint_dict(
+    model: CTCModel,
+    config: FinetuneConfig,
+    symbols: list[str],
+    state: FinetuneState,
+    optimizer: torch.optim.Optimizer | None,
+) -> dict:
+    ctc = {
+        "head": model.head.state_dict(),
+        "symbols": list(symbols),
+        "config": config.to_dict(),
+        "manifest_dir": str(Path(config.data.manifest_dir).absolute()),
+        "state": asdict(state),
+    }
     if optimizer is not None:
         ctc["optimizer"] = optimizer.state_dict()
-    return {"format_version": FORMAT_VERSION, "kind": KIND_ENCODER, "model_config": model.encoder.config.to_dict(),
-            "encoder": model.encoder.state_dict(), "ctc": ctc, "git_sha": git_sha()}
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND_ENCODER,
+        "model_config": model.encoder.config.to_dict(),
+        "encoder": model.encoder.state_dict(),
+        "ctc": ctc,
+        "git_sha": git_sha(),
+    }
 
 
-def save(path: Path, model: CTCModel, config: FinetuneConfig, symbols: list[str], state: FinetuneState,
-         optimizer: torch.optim.Optimizer | None) -> None:
+def save(
+    path: Path,
+    model: CTCModel,
+    config: FinetuneConfig,
+    symbols: list[str],
+    state: FinetuneState,
+    optimizer: torch.optim.Optimizer | None,
+) -> None:
     save_atomic(checkpoint_dict(model, config, symbols, state, optimizer), path)
 
 
 def _ctc_entry(ckpt: dict, path: Path, keys: tuple[str, ...]) -> dict:
     ctc = ckpt.get("ctc")
     if not isinstance(ctc, dict):
-        raise ValueError(f"{path}: missing key 'ctc'; not a fine-tuning checkpoint (python -m finetune.run writes "
-                         f"them)")
+        raise ValueError(
+            f"{path}: missing key 'ctc'; not a fine-tuning checkpoint (python -m finetune.run writes them)"
+        )
     for key in keys:
         if key not in ctc:
             raise ValueError(f"{path}: missing key 'ctc.{key}'")
     return ctc
 
 
-def restore(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer,
-            symbols: list[str]) -> tuple[FinetuneState, dict]:
+def restore(
+    path: Path, model: CTCModel, optimizer: torch.optim.Optimizer, symbols: list[str]
+) -> tuple[FinetuneState, dict]:
     """Load encoder, head, optimiser and loop state from `path` into the configured model (shapes checked first);
     returns the loop state and the config the checkpoint was written under (a dict)."""
     ckpt = load_checkpoint(path)

@@ -6,6 +6,7 @@ Global batch g is batch g mod N of epoch g div N + 1, so any process can load an
 continues from a position (`batches_consumed`) without replay. Unusable audio follows data.bad_audio: `error`
 raises naming the file, `skip` leaves the utterance out of its batch and reports it with the batch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,12 +31,13 @@ log = logging.getLogger("finetune.data")
 @dataclass
 class LabelledSubset:
     """One subset's audio and letter labels, in manifest order."""
+
     name: str
     root: Path
-    paths: list[str]            # relative to root
-    lengths: list[int]          # samples
-    labels: list[list[int]]     # symbol indices of each .ltr line
-    references: list[str]       # the words of each .ltr line
+    paths: list[str]  # relative to root
+    lengths: list[int]  # samples
+    labels: list[list[int]]  # symbol indices of each .ltr line
+    references: list[str]  # the words of each .ltr line
 
 
 def read_subset(manifest_dir: Path, subset: str, symbols: list[str]) -> LabelledSubset:
@@ -49,12 +51,19 @@ def read_subset(manifest_dir: Path, subset: str, symbols: list[str]) -> Labelled
     if len(lines) != len(entries):
         raise ValueError(f"{ltr}: {len(lines)} label lines, but {tsv} lists {len(entries)} audio files")
     labels = [encode(line, symbols, where=f"{ltr}:{i + 1}") for i, line in enumerate(lines)]
-    return LabelledSubset(subset, root, [p for p, _ in entries], [n for _, n in entries], labels,
-                          [letters_to_words(line) for line in lines])
+    return LabelledSubset(
+        subset,
+        root,
+        [p for p, _ in entries],
+        [n for _, n in entries],
+        labels,
+        [letters_to_words(line) for line in lines],
+    )
 
 
-def plan_batches(lengths: list[int], max_batch_samples: int, seed: int, epoch: int, shuffle: bool,
-                 keep_oversize: bool) -> list[list[int]]:
+def plan_batches(
+    lengths: list[int], max_batch_samples: int, seed: int, epoch: int, shuffle: bool, keep_oversize: bool
+) -> list[list[int]]:
     """Batches of utterance indices with count x longest <= max_batch_samples. A longer utterance is a batch of
     its own when keep_oversize (evaluation), else left out (training, as fairseq skips it)."""
     sizes = np.asarray(lengths, dtype=np.int64)
@@ -82,26 +91,40 @@ class BatchDataset(Dataset):
     "target_lengths" (B,), "index" [manifest indices], "bad_audio" [(path, problem)], "global_index" g}; item None: an
     empty batch (a process with no micro-batch left in an update)."""
 
-    def __init__(self, subset: LabelledSubset, max_batch_samples: int, seed: int, shuffle: bool,
-                 bad_audio: str, min_samples: int) -> None:
+    def __init__(
+        self, subset: LabelledSubset, max_batch_samples: int, seed: int, shuffle: bool, bad_audio: str, min_samples: int
+    ) -> None:
         self.subset, self.max_batch_samples, self.seed, self.shuffle = subset, max_batch_samples, seed, shuffle
         self.bad_audio, self.min_samples = bad_audio, min_samples
         self._plans: dict[int, list[list[int]]] = {}
         self.num_batches = len(self.plan(1))
         if self.num_batches == 0:
-            raise ValueError(f"{subset.name}: every utterance is longer than data.max_batch_samples "
-                             f"({max_batch_samples}); raise it")
+            raise ValueError(
+                f"{subset.name}: every utterance is longer than data.max_batch_samples ({max_batch_samples}); raise it"
+            )
         if not shuffle:
             return
         skipped = sum(n > max_batch_samples for n in subset.lengths)
         if skipped:
-            log.warning("%s: %d utterance(s) longer than data.max_batch_samples=%d are left out", subset.name,
-                        skipped, max_batch_samples)
+            log.warning(
+                "%s: %d utterance(s) longer than data.max_batch_samples=%d are left out",
+                subset.name,
+                skipped,
+                max_batch_samples,
+            )
 
     def plan(self, epoch: int) -> list[list[int]]:
         if epoch not in self._plans:
-            self._plans = {epoch: plan_batches(self.subset.lengths, self.max_batch_samples, self.seed, epoch,
-                                               self.shuffle, keep_oversize=not self.shuffle)}
+            self._plans = {
+                epoch: plan_batches(
+                    self.subset.lengths,
+                    self.max_batch_samples,
+                    self.seed,
+                    epoch,
+                    self.shuffle,
+                    keep_oversize=not self.shuffle,
+                )
+            }
         return self._plans[epoch]
 
     def __len__(self) -> int:
@@ -128,11 +151,15 @@ def collate(wavs: list[torch.Tensor], indices: list[int], labels: list[list[int]
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     wav = torch.zeros(len(wavs), int(lengths.max()) if wavs else 0)  # (B, S), zero-padded
     for row, w in enumerate(wavs):
-        wav[row, :len(w)] = w
-    return {"wav": wav, "wav_lengths": lengths,
-            "targets": torch.tensor([i for index in indices for i in labels[index]], dtype=torch.long),
-            "target_lengths": torch.tensor([len(labels[index]) for index in indices], dtype=torch.long),
-            "index": indices, "bad_audio": bad_audio}
+        wav[row, : len(w)] = w
+    return {
+        "wav": wav,
+        "wav_lengths": lengths,
+        "targets": torch.tensor([i for index in indices for i in labels[index]], dtype=torch.long),
+        "target_lengths": torch.tensor([len(labels[index]) for index in indices], dtype=torch.long),
+        "index": indices,
+        "bad_audio": bad_audio,
+    }
 
 
 class UpdateSlotSampler(Sampler):
@@ -161,5 +188,11 @@ def _one_thread(worker_id: int) -> None:
 
 def make_loader(dataset: BatchDataset, sampler, num_workers: int) -> DataLoader:
     """Batches as the dataset forms them (batch_size=None: the sampler yields whole-batch indices)."""
-    return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
-                      worker_init_fn=_one_thread if num_workers > 0 else None)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=num_workers,
+        worker_init_fn=_one_thread if num_workers > 0 else None,
+    )

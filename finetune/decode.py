@@ -11,6 +11,7 @@ tuning split and decodes the splits with it. Writes, under --out (default: the c
 `<split>.ref`, `<split>.viterbi.hyp` (and `<split>.lm.hyp`), one line per utterance in manifest order, plus
 `wer.json` and `wer.md`; `tune.tsv` lists the trials.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ from .lm_decoding import LMSettings, build_decoder, lm_transcripts, random_searc
 from .model import greedy_indices
 
 
-def split_emissions(model, manifest_dir: Path, split: str, symbols: list[str], max_batch_samples: int,
-                    device: torch.device) -> tuple[list[int], list[torch.Tensor], list[str]]:
+def split_emissions(
+    model, manifest_dir: Path, split: str, symbols: list[str], max_batch_samples: int, device: torch.device
+) -> tuple[list[int], list[torch.Tensor], list[str]]:
     """(manifest indices, (T, V) log-probabilities, references) of a split's usable utterances, in manifest order."""
     subset = read_subset(manifest_dir, split, symbols)
     dataset = BatchDataset(subset, max_batch_samples, 0, False, "skip", model.encoder.config.receptive_field)
@@ -48,19 +50,35 @@ def viterbi(log_probs: list[torch.Tensor], symbols: list[str]) -> list[str]:
     return [indices_to_words(greedy_indices(lp[None], torch.tensor([lp.shape[0]]))[0], symbols) for lp in log_probs]
 
 
-def tune(settings: LMSettings, symbols: list[str], log_probs: list[torch.Tensor], refs: list[str], trials: int,
-         seed: int, out_dir: Path) -> LMSettings:
+def tune(
+    settings: LMSettings,
+    symbols: list[str],
+    log_probs: list[torch.Tensor],
+    refs: list[str],
+    trials: int,
+    seed: int,
+    out_dir: Path,
+) -> LMSettings:
     """Random search on the tuning split; writes tune.tsv and returns the settings with the best pair."""
+
     def score(weight: float, word: float) -> float:
         decoder = build_decoder(replace(settings, lm_weight=weight, word_score=word), symbols)
         return word_error_rate(lm_transcripts(decoder, log_probs), refs)["wer"]
 
     results = random_search(score, trials, seed)
-    lines = ["trial\tlm_weight\tword_score\twer"] + [f"{r['trial']}\t{r['lm_weight']:.4f}\t{r['word_score']:.4f}\t"
-                                                      f"{r['wer']:.2f}" for r in results]
+    lines = ["trial\tlm_weight\tword_score\twer"] + [
+        f"{r['trial']}\t{r['lm_weight']:.4f}\t{r['word_score']:.4f}\t{r['wer']:.2f}" for r in results
+    ]
     (out_dir / "tune.tsv").write_text("\n".join(lines) + "\n")
-    return LMSettings(settings.lm, settings.lexicon, settings.beam, results[0]["lm_weight"], results[0]["word_score"],
-                      settings.beam_threshold, settings.sil_score)
+    return LMSettings(
+        settings.lm,
+        settings.lexicon,
+        settings.beam,
+        results[0]["lm_weight"],
+        results[0]["word_score"],
+        settings.beam_threshold,
+        settings.sil_score,
+    )
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
@@ -68,15 +86,22 @@ def write_lines(path: Path, lines: list[str]) -> None:
 
 
 def summary_markdown(summary: dict) -> str:
-    lines = [f"# WER of {summary['checkpoint']}", "", "| split | utterances | Viterbi WER | Viterbi LER | LM WER |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# WER of {summary['checkpoint']}",
+        "",
+        "| split | utterances | Viterbi WER | Viterbi LER | LM WER |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for split, result in summary["splits"].items():
         lm, viterbi = (f"{result['lm']['wer']:.2f}" if "lm" in result else "–"), result["viterbi"]
         lines.append(f"| {split} | {viterbi['sentences']} | {viterbi['wer']:.2f} | {viterbi['ler']:.2f} | {lm} |")
     if summary.get("lm"):
         lm = summary["lm"]
-        lines += ["", f"LM: `{lm['lm']}`, lexicon `{lm['lexicon']}`, beam {lm['beam']}, LM weight "
-                      f"{lm['lm_weight']:.3f}, word score {lm['word_score']:.3f}"]
+        lines += [
+            "",
+            f"LM: `{lm['lm']}`, lexicon `{lm['lexicon']}`, beam {lm['beam']}, LM weight "
+            f"{lm['lm_weight']:.3f}, word score {lm['word_score']:.3f}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -96,12 +121,17 @@ def decode(args: argparse.Namespace) -> dict:
         settings = LMSettings(Path(args.lm), Path(args.lexicon), args.beam, args.lm_weight, args.word_score)
         if args.tune:
             _, log_probs, refs = split_emissions(model, manifest_dir, args.tune, symbols, max_batch, device)
-            settings = tune(replace(settings, beam=args.tune_beam), symbols, log_probs, refs, args.trials, args.seed,
-                            out_dir)
+            settings = tune(
+                replace(settings, beam=args.tune_beam), symbols, log_probs, refs, args.trials, args.seed, out_dir
+            )
             settings = replace(settings, beam=args.beam)
-    summary = {"checkpoint": str(args.ckpt), "manifest_dir": str(manifest_dir), "splits": {},
-               "lm": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()} if settings
-               else None, "tuned_on": args.tune if settings else None}
+    summary = {
+        "checkpoint": str(args.ckpt),
+        "manifest_dir": str(manifest_dir),
+        "splits": {},
+        "lm": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()} if settings else None,
+        "tuned_on": args.tune if settings else None,
+    }
     decoder = build_decoder(settings, symbols) if settings else None
     for split in [s for s in args.splits.split(",") if s]:
         _, log_probs, refs = split_emissions(model, manifest_dir, split, symbols, max_batch, device)

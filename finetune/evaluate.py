@@ -1,4 +1,5 @@
 """Word error rate and Viterbi transcription of a labelled subset (used for validation and by finetune.decode)."""
+
 from __future__ import annotations
 
 import logging
@@ -23,16 +24,27 @@ def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
     words = sum(len(r.split()) for r in references)
-    letter_errors = sum(editdistance.eval(" ".join(h.split()), " ".join(r.split()))
-                        for h, r in zip(hypotheses, references))
+    letter_errors = sum(
+        editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in zip(hypotheses, references)
+    )
     letters = sum(len(" ".join(r.split())) for r in references)
-    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "words": words, "sentences": len(references),
-            "ler": 100.0 * letter_errors / max(letters, 1)}
+    return {
+        "wer": 100.0 * errors / max(words, 1),
+        "errors": errors,
+        "words": words,
+        "sentences": len(references),
+        "ler": 100.0 * letter_errors / max(letters, 1),
+    }
 
 
 @torch.no_grad()
-def emissions(model: CTCModel, dataset: BatchDataset, device: torch.device, autocast_dtype: torch.dtype | None = None,
-              num_workers: int = 0) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+def emissions(
+    model: CTCModel,
+    dataset: BatchDataset,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Per batch: (manifest indices, log-probabilities (B, T, V) float32 on the CPU, frame lengths (B,))."""
     was_training = model.training
     model.eval()
@@ -49,8 +61,13 @@ def emissions(model: CTCModel, dataset: BatchDataset, device: torch.device, auto
         model.train(was_training)
 
 
-def viterbi_transcripts(model: CTCModel, dataset: BatchDataset, symbols: list[str], device: torch.device,
-                        autocast_dtype: torch.dtype | None = None) -> dict[int, str]:
+def viterbi_transcripts(
+    model: CTCModel,
+    dataset: BatchDataset,
+    symbols: list[str],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[int, str]:
     """Manifest index -> greedy CTC transcript (utterances skipped as bad audio are absent)."""
     out = {}
     for indices, log_probs, frame_lengths in emissions(model, dataset, device, autocast_dtype):
@@ -59,8 +76,13 @@ def viterbi_transcripts(model: CTCModel, dataset: BatchDataset, symbols: list[st
     return out
 
 
-def viterbi_wer(model: CTCModel, dataset: BatchDataset, symbols: list[str], device: torch.device,
-                autocast_dtype: torch.dtype | None = None) -> dict:
+def viterbi_wer(
+    model: CTCModel,
+    dataset: BatchDataset,
+    symbols: list[str],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
     hyps = viterbi_transcripts(model, dataset, symbols, device, autocast_dtype)
     refs = dataset.subset.references
     return word_error_rate([hyps[i] for i in sorted(hyps)], [refs[i] for i in sorted(hyps)])

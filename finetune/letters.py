@@ -4,6 +4,7 @@
 (`T H E | C A T |`). `dict.ltr.txt`: one `SYMBOL COUNT` line per letter. The head's outputs are fairseq's four
 special symbols followed by the dictionary's letters, and index 0 (`<s>`) is the CTC blank.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,36 @@ SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq prepends these; <s> doub
 BLANK = 0
 WORD_BOUNDARY = "|"
 # LibriSpeech letter frequency order; fixed, so that a 10-minute split lacking Z still has a Z output
-LETTERS = ("|", "E", "T", "A", "O", "N", "I", "H", "S", "R", "D", "L", "U", "M", "W", "C", "F", "G", "Y", "P", "B",
-           "V", "K", "'", "X", "J", "Q", "Z")
+LETTERS = (
+    "|",
+    "E",
+    "T",
+    "A",
+    "O",
+    "N",
+    "I",
+    "H",
+    "S",
+    "R",
+    "D",
+    "L",
+    "U",
+    "M",
+    "W",
+    "C",
+    "F",
+    "G",
+    "Y",
+    "P",
+    "B",
+    "V",
+    "K",
+    "'",
+    "X",
+    "J",
+    "Q",
+    "Z",
+)
 DICTIONARY_FILE = "dict.ltr.txt"
 
 
@@ -24,8 +53,10 @@ def words_to_letters(transcript: str, where: str = "<transcript>") -> str:
     for word in words:
         for char in word:
             if char == WORD_BOUNDARY or char not in LETTERS:
-                raise ValueError(f"{where}: character {char!r} in word {word!r} is not one of the {len(LETTERS) - 1} "
-                                 f"letters of the dictionary ({''.join(LETTERS[1:])}); transcripts must be upper case")
+                raise ValueError(
+                    f"{where}: character {char!r} in word {word!r} is not one of the {len(LETTERS) - 1} "
+                    f"letters of the dictionary ({''.join(LETTERS[1:])}); transcripts must be upper case"
+                )
     return " ".join(" ".join(word) + f" {WORD_BOUNDARY}" for word in words)
 
 

@@ -1,5 +1,6 @@
 """Lexicon-constrained beam search with a KenLM (ARPA) language model through flashlight-text, as wrapped by
 torchaudio's `ctc_decoder`, and the seeded random search of LM weight and word score."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ def import_ctc_decoder() -> Callable:
     try:
         from torchaudio.models.decoder import ctc_decoder
     except ImportError as err:
-        raise ImportError(f"LM decoding needs flashlight-text: pip install flashlight-text==0.0.7 (the `finetune` "
-                          f"extra) ({err})") from None
+        raise ImportError(
+            f"LM decoding needs flashlight-text: pip install flashlight-text==0.0.7 (the `finetune` extra) ({err})"
+        ) from None
     return ctc_decoder
 
 
@@ -44,10 +46,20 @@ def build_decoder(settings: LMSettings, symbols: list[str]):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path}: file not found")
     ctc_decoder = import_ctc_decoder()
-    return ctc_decoder(lexicon=str(settings.lexicon), tokens=list(symbols), lm=str(settings.lm), nbest=1,
-                       beam_size=settings.beam, beam_threshold=settings.beam_threshold, lm_weight=settings.lm_weight,
-                       word_score=settings.word_score, sil_score=settings.sil_score, blank_token=symbols[BLANK],
-                       sil_token=WORD_BOUNDARY, unk_word=UNK_WORD)
+    return ctc_decoder(
+        lexicon=str(settings.lexicon),
+        tokens=list(symbols),
+        lm=str(settings.lm),
+        nbest=1,
+        beam_size=settings.beam,
+        beam_threshold=settings.beam_threshold,
+        lm_weight=settings.lm_weight,
+        word_score=settings.word_score,
+        sil_score=settings.sil_score,
+        blank_token=symbols[BLANK],
+        sil_token=WORD_BOUNDARY,
+        unk_word=UNK_WORD,
+    )
 
 
 def lm_transcripts(decoder, log_probs: list[torch.Tensor]) -> list[str]:
@@ -60,8 +72,13 @@ def lm_transcripts(decoder, log_probs: list[torch.Tensor]) -> list[str]:
     return out
 
 
-def random_search(score: Callable[[float, float], float], trials: int, seed: int,
-                  weight_range=(0.0, 5.0), word_score_range=(-5.0, 5.0)) -> list[dict]:
+def random_search(
+    score: Callable[[float, float], float],
+    trials: int,
+    seed: int,
+    weight_range=(0.0, 5.0),
+    word_score_range=(-5.0, 5.0),
+) -> list[dict]:
     """`trials` seeded uniform draws of (lm_weight, word_score), each scored (lower is better); sorted best first."""
     rng = np.random.default_rng(seed)
     results = []

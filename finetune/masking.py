@@ -4,6 +4,7 @@ A row of n positions gets floor(prob * n / span + u) spans (u uniform in [0, 1))
 uniformly from 0..n - span, so spans may overlap: with prob 0.65 and span 10 about 48 % of the frames are masked.
 A row shorter than one span is left unmasked.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ def span_mask(lengths: list[int], size: int, prob: float, span: int, generator: 
             continue
         count = min(starts, math.floor(prob * n / span + float(torch.rand((), generator=generator))))
         for start in torch.randperm(starts, generator=generator)[:count].tolist():
-            mask[row, start:start + span] = True
+            mask[row, start : start + span] = True
     return mask
 
 

@@ -4,6 +4,7 @@
 weights), an exported encoder, or a random init (`random:FILE`, FILE a checkpoint or a pretraining YAML that gives
 the architecture), with the fine-tuning dropouts and layerdrop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,16 +28,19 @@ REGULARISATION_KEYS = ("dropout", "attention_dropout", "activation_dropout", "pr
 @dataclass
 class FeatureMasks:
     """Training masks of one micro-batch (CPU bool): time (B, T) frames and channels (B, D), True = zeroed."""
+
     time: torch.Tensor
     channels: torch.Tensor
 
 
-def draw_masks(frame_lengths: list[int], num_frames: int, num_channels: int, mask: MaskConfig,
-               generator: torch.Generator) -> FeatureMasks:
+def draw_masks(
+    frame_lengths: list[int], num_frames: int, num_channels: int, mask: MaskConfig, generator: torch.Generator
+) -> FeatureMasks:
     """Time spans over each row's valid frames, then channel spans (one draw per row, constant over time)."""
     time = span_mask(frame_lengths, num_frames, mask.mask_prob, mask.span_length, generator)
-    channels = span_mask([num_channels] * len(frame_lengths), num_channels, mask.channel_prob, mask.channel_length,
-                         generator)
+    channels = span_mask(
+        [num_channels] * len(frame_lengths), num_channels, mask.channel_prob, mask.channel_length, generator
+    )
     return FeatureMasks(time, channels)
 
 
@@ -51,9 +55,14 @@ class CTCModel(nn.Module):
         nn.init.xavier_uniform_(self.head.weight)  # as fairseq's CTC projection
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor, masks: FeatureMasks | None = None,
-                encoder_grad: bool = True, layerdrop_generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        wav: torch.Tensor,
+        wav_lengths: torch.Tensor,
+        masks: FeatureMasks | None = None,
+        encoder_grad: bool = True,
+        layerdrop_generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """wav (B, S) normalised, zero-padded -> logits (B, T, V), frame_lengths (B,). With encoder_grad False the
         whole encoder runs under no_grad (the freeze period); masks are applied only when given."""
         with torch.no_grad():
@@ -66,25 +75,29 @@ class CTCModel(nn.Module):
                 features = features.masked_fill(masks.channels.to(features.device)[:, None, :], 0.0)
             positions = torch.arange(T, device=features.device).expand(B, T)  # every frame stays in the sequence
             # masked frames are zeroed before the positional conv, as the pretraining student's are
-            h = self.encoder.context.forward_visible(features, time_mask, positions, frame_lengths,
-                                                     layerdrop_generator)  # (B, T, D)
+            h = self.encoder.context.forward_visible(
+                features, time_mask, positions, frame_lengths, layerdrop_generator
+            )  # (B, T, D)
         return self.head(h), frame_lengths
 
 
-def ctc_loss_sum(logits: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor,
-                 target_lengths: torch.Tensor) -> torch.Tensor:
+def ctc_loss_sum(
+    logits: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor
+) -> torch.Tensor:
     """CTC loss summed over the sentences, computed in fp32 whatever the autocast dtype; impossible alignments
     (more letters than frames) contribute 0 (zero_infinity)."""
     log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
     with torch.autocast(logits.device.type, enabled=False):
-        return F.ctc_loss(log_probs, targets, frame_lengths, target_lengths, blank=BLANK, reduction="sum",
-                          zero_infinity=True)
+        return F.ctc_loss(
+            log_probs, targets, frame_lengths, target_lengths, blank=BLANK, reduction="sum", zero_infinity=True
+        )
 
 
 def architecture_of(path: Path) -> dict:
     """The encoder model_config of a checkpoint, or the `model` section of a pretraining YAML."""
     if Path(path).suffix in (".yaml", ".yml"):
         from pretrain.config import load_config
+
         return load_config(path).model.to_dict()
     return load_checkpoint(path)["model_config"]
 
@@ -92,14 +105,18 @@ def architecture_of(path: Path) -> dict:
 def encoder_for_finetuning(model: ModelConfig, seed: int) -> EHMAMEncoder:
     """The encoder `model.init` names, with the fine-tuning regularisation in place of the pretraining one."""
     if not model.init:
-        raise ValueError("model.init: no encoder given; pass --ckpt CHECKPOINT (a pretraining checkpoint or an "
-                         "exported encoder) or --ckpt random:FILE")
+        raise ValueError(
+            "model.init: no encoder given; pass --ckpt CHECKPOINT (a pretraining checkpoint or an "
+            "exported encoder) or --ckpt random:FILE"
+        )
     regularisation = {key: getattr(model, key) for key in REGULARISATION_KEYS}
     if model.init.startswith(RANDOM_PREFIX):
-        source = Path(model.init[len(RANDOM_PREFIX):])
+        source = Path(model.init[len(RANDOM_PREFIX) :])
         if not source.is_file():
-            raise FileNotFoundError(f"model.init: {source} not found (random:FILE needs a checkpoint or a "
-                                    f"pretraining YAML for the architecture)")
+            raise FileNotFoundError(
+                f"model.init: {source} not found (random:FILE needs a checkpoint or a "
+                f"pretraining YAML for the architecture)"
+            )
         cfg = EncoderConfig.from_dict({**architecture_of(source), **regularisation}, where=f"{source}: model")
         return random_init_encoder(cfg, seed)
     checkpoint = load_checkpoint(model.init)

@@ -8,6 +8,7 @@ transcript) and `<split>.ltr` (its letters, `|` after each word); then `dict.ltr
 counts in the training splits) and `lexicon.txt` (`WORD<TAB>W O R D |` for every transcript word). Splits:
 10m = 1h/0 of librispeech_finetuning, 1h = 1h/0..5, 10h = 1h + 9h, 100h = LibriSpeech train-clean-100.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,16 @@ from .letters import DICTIONARY_FILE, words_to_letters, write_dictionary
 
 log = logging.getLogger("finetune.prepare")
 # split -> (which tree, folders inside it)
-SPLITS = {"10m": ("limited", ("1h/0",)), "1h": ("limited", ("1h",)), "10h": ("limited", ("1h", "9h")),
-          "100h": ("librispeech", ("train-clean-100",)), "dev-clean": ("librispeech", ("dev-clean",)),
-          "dev-other": ("librispeech", ("dev-other",)), "test-clean": ("librispeech", ("test-clean",)),
-          "test-other": ("librispeech", ("test-other",))}
+SPLITS = {
+    "10m": ("limited", ("1h/0",)),
+    "1h": ("limited", ("1h",)),
+    "10h": ("limited", ("1h", "9h")),
+    "100h": ("librispeech", ("train-clean-100",)),
+    "dev-clean": ("librispeech", ("dev-clean",)),
+    "dev-other": ("librispeech", ("dev-other",)),
+    "test-clean": ("librispeech", ("test-clean",)),
+    "test-other": ("librispeech", ("test-other",)),
+}
 TRAIN_SPLITS = ("10m", "1h", "10h", "100h")
 LEXICON_FILE = "lexicon.txt"
 
@@ -48,8 +55,9 @@ def collect(root: Path, folders: tuple[str, ...]) -> list[tuple[str, int, str]]:
     entries = []
     for folder in folders:
         if not (root / folder).is_dir():
-            raise FileNotFoundError(f"{root / folder}: folder not found (is the corpus complete? --splits limits "
-                                    f"which splits are written)")
+            raise FileNotFoundError(
+                f"{root / folder}: folder not found (is the corpus complete? --splits limits which splits are written)"
+            )
         transcripts = read_transcripts(root / folder)
         for rel in find_audio_files(root / folder, ("flac", "wav")):
             path = root / folder / rel
@@ -104,8 +112,9 @@ def prepare(librispeech: Path, limited: Path, out_dir: Path, splits: list[str]) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--librispeech", type=Path, required=True, help="the LibriSpeech folder (train-clean-100, "
-                        "dev-*, test-*)")
+    parser.add_argument(
+        "--librispeech", type=Path, required=True, help="the LibriSpeech folder (train-clean-100, dev-*, test-*)"
+    )
     parser.add_argument("--limited", type=Path, required=True, help="the librispeech_finetuning folder (1h/, 9h/)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifests")
     parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated; default: all")

@@ -6,6 +6,7 @@
 command continues the run in run.out_dir exactly; `torchrun --nproc_per_node N -m finetune.run ...` runs N processes
 with the same global batch. Exit status 2 on a bad config, bad data, a bad checkpoint, or a run stopped by a check.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML config, e.g. finetune/base_10m.yaml")
     parser.add_argument("--ckpt", help="encoder to fine-tune (sets model.init): checkpoint, export or random:FILE")
     parser.add_argument("--weights", choices=("student", "teacher"), help="sets model.weights")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=100")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=100",
+    )
     parser.add_argument("--resume", action="store_true", help="require run.out_dir/last.pt and continue from it")
     refuse_old_spellings(parser, "--init")
     args = parser.parse_args(argv)

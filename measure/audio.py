@@ -1,4 +1,5 @@
 """Reading 16 kHz audio files."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Log-mel reference frames on a model's frame grid."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE) ->
     return model_filterbank(n_mels, sample_rate, n_fft=2 * (n_freqs - 1))
 
 
-def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = MEL_BINS, window: int = FRAME_WINDOW,
-                   hop: int = FRAME_HOP) -> torch.Tensor:
+def log_mel_frames(
+    wav: torch.Tensor, num_frames: int, n_mels: int = MEL_BINS, window: int = FRAME_WINDOW, hop: int = FRAME_HOP
+) -> torch.Tensor:
     """(S,) waveform -> (num_frames, n_mels) log-mel power: Hann window of `window` samples every `hop`, no
     centring. Called with the model's receptive field and downsample rate (400 / 320 for the Base CNN, 560 / 320
     for the mel front end), so frame t covers exactly the samples model frame t reads."""
@@ -27,8 +29,9 @@ def log_mel_frames(wav: torch.Tensor, num_frames: int, n_mels: int = MEL_BINS, w
         wav = F.pad(wav, (0, window - wav.shape[0]))
     frames = wav.float().unfold(0, window, hop)[:num_frames]  # (T, window)
     if frames.shape[0] < num_frames:
-        raise ValueError(f"{wav.shape[0]} samples give {frames.shape[0]} mel frames, fewer than the "
-                         f"{num_frames} model frames")
+        raise ValueError(
+            f"{wav.shape[0]} samples give {frames.shape[0]} mel frames, fewer than the {num_frames} model frames"
+        )
     n_fft = 1 << (window - 1).bit_length()  # 512 for 400 samples, 1024 for 560
     spectrum = torch.fft.rfft(frames * torch.hann_window(window, periodic=True), n=n_fft).abs().pow(2)  # (T, F)
     return torch.log(spectrum @ mel_filterbank(spectrum.shape[1], n_mels) + 1e-6)

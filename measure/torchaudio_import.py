@@ -1,5 +1,6 @@
 """Importing torchaudio next to a torch build its compiled extension was not built for: the pure-Python parts
 (functional, transforms, compliance, the CTC decoder's Python side) work with the extension stubbed."""
+
 from __future__ import annotations
 
 import functools
@@ -24,6 +25,7 @@ def make_extension_stub() -> types.ModuleType:
         @functools.wraps(func)
         def unavailable(*args, **kwargs):
             raise RuntimeError(f"torchaudio.{func.__name__} needs torchaudio's C++ extension, which cannot load")
+
         return unavailable
 
     stub.fail_if_no_align = fail_if_no_align

@@ -1,5 +1,6 @@
 """Shared context of one generation run: output root, scale, seed, grammar, pronunciations, and the
 seeding rule (every random choice comes from a Generator keyed by seed, corpus and stream)."""
+
 from __future__ import annotations
 
 import string
@@ -17,8 +18,16 @@ from .sentences import PUNCTUATION, Grammar, sentence_tokens
 from .text import arpabet_to_espeak
 
 # Stable corpus numbers: part of every seed, so adding a corpus never changes another one's audio.
-CORPUS_IDS = {"LibriSpeech": 1, "speech_commands": 2, "fluent_commands": 3, "voxceleb1": 4,
-              "iemocap": 5, "snips": 6, "pretrain": 7, "librispeech_finetuning": 8}
+CORPUS_IDS = {
+    "LibriSpeech": 1,
+    "speech_commands": 2,
+    "fluent_commands": 3,
+    "voxceleb1": 4,
+    "iemocap": 5,
+    "snips": 6,
+    "pretrain": 7,
+    "librispeech_finetuning": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class Context:
 @dataclass
 class Plan:
     """The audio jobs of one corpus and the function that writes its text files from their results."""
+
     folders: tuple[str, ...]  # canonical top-level folders it writes
     jobs: list[Job]
     finish: Callable[[list[JobResult]], None]

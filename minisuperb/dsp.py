@@ -1,5 +1,6 @@
 """numpy/scipy signal processing for mini-SUPERB: VTLP resampling, tilt, emotion colouring, channels
 (room reverb, device band limit, additive noise) and the background-noise recordings. No dither."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ NOISE_KINDS = ("white", "pink", "brown")
 @dataclass(frozen=True)
 class Channel:
     """What happens to the voice after synthesis: length fitting, room, device and noise."""
+
     pad_start: int = 0  # leading silence in samples (espeak starts speaking at sample 0)
     length: int | None = None  # exact output length in samples; None keeps the synthesised length
     place: bool = False  # with length: trim silences and put the speech at a random offset
@@ -94,7 +96,7 @@ def room_impulse_response(rt60: float, drr_db: float, rng: np.random.Generator) 
     t = np.arange(n) / SAMPLE_RATE
     tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
     tail[: int(0.002 * SAMPLE_RATE)] = 0.0  # first reflections arrive after ~2 ms
-    tail *= 10 ** (-drr_db / 20) / (np.sqrt(np.sum(tail ** 2)) or 1.0)
+    tail *= 10 ** (-drr_db / 20) / (np.sqrt(np.sum(tail**2)) or 1.0)
     tail[0] = 1.0
     return tail
 
@@ -109,7 +111,7 @@ def fit_length(x: np.ndarray, length: int, place: bool, rng: np.random.Generator
         x = x * _fade_out(x.size, 80) * _fade_out(x.size, 80)[::-1]  # no clicks at the cut points
         offset = int(rng.integers(0, length - x.size + 1))
         out = np.zeros(length)
-        out[offset:offset + x.size] = x
+        out[offset : offset + x.size] = x
         return out, offset - start
     if x.size >= length:
         return x[:length] * _fade_out(length), 0
@@ -118,7 +120,7 @@ def fit_length(x: np.ndarray, length: int, place: bool, rng: np.random.Generator
 
 def _fade_out(n: int, fade: int = 160) -> np.ndarray:
     w = np.ones(n)
-    w[-min(fade, n):] = np.linspace(1.0, 0.0, min(fade, n))
+    w[-min(fade, n) :] = np.linspace(1.0, 0.0, min(fade, n))
     return w
 
 
@@ -164,7 +166,7 @@ def background_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         y = 0.1 * colored_noise("pink", n, rng)
         for pos in rng.integers(0, max(1, n - 1600), size=max(1, n // 4000)):
             burst = rng.standard_normal(1600) * np.exp(-np.arange(1600) / rng.uniform(80, 400))
-            y[pos:pos + 1600] += burst * rng.uniform(0.5, 3.0)
+            y[pos : pos + 1600] += burst * rng.uniform(0.5, 3.0)
     elif kind == "dude_miaowing":  # gliding harmonic tones (f0 sweep) in pink noise
         y = 0.3 * colored_noise("pink", n, rng)
         for pos in rng.integers(0, max(1, n - 12000), size=max(1, n // 24000)):
@@ -172,7 +174,7 @@ def background_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
             f0 = np.linspace(rng.uniform(400, 700), rng.uniform(250, 450), m)
             phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
             tone = sum(np.sin(h * phase) / h for h in (1, 2, 3)) * np.hanning(m)
-            y[pos:pos + m] += 2.0 * tone
+            y[pos : pos + m] += 2.0 * tone
     else:
         raise ValueError(f"unknown background noise kind {kind!r}")
     return y / (rms(y) or 1.0)

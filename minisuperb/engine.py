@@ -1,6 +1,7 @@
 """libespeak-ng (from PyPI espeakng-loader) driven in process through ctypes. libespeak-ng keeps state
 between calls, so an engine server (a bare `python -m minisuperb.engine`, cheap to fork) initialises the
 engine once and forks a pristine child per utterance; the child answers the client and exits."""
+
 from __future__ import annotations
 
 import ctypes as C
@@ -46,9 +47,16 @@ class _Id(C.Union):
 
 
 class _Event(C.Structure):  # espeak_EVENT from speak_lib.h
-    _fields_ = [("type", C.c_int), ("unique_identifier", C.c_uint), ("text_position", C.c_int),
-                ("length", C.c_int), ("audio_position", C.c_int), ("sample", C.c_int),
-                ("user_data", C.c_void_p), ("id", _Id)]
+    _fields_ = [
+        ("type", C.c_int),
+        ("unique_identifier", C.c_uint),
+        ("text_position", C.c_int),
+        ("length", C.c_int),
+        ("audio_position", C.c_int),
+        ("sample", C.c_int),
+        ("user_data", C.c_void_p),
+        ("id", _Id),
+    ]
 
 
 _SynthCallback = C.CFUNCTYPE(C.c_int, C.POINTER(C.c_short), C.c_int, C.POINTER(_Event))
@@ -65,8 +73,9 @@ class _Engine:
             raise EngineUnavailable(f"cannot load {lib_path}: {e}; {INSTALL_HINT}") from None
         self._lib.espeak_Info.restype = C.c_char_p
         self.version = self._lib.espeak_Info(None).decode()
-        self.sample_rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(),
-                                                       _INITIALIZE_PHONEME_EVENTS)
+        self.sample_rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_PHONEME_EVENTS
+        )
         if self.sample_rate <= 0:
             raise EngineUnavailable(f"espeak_Initialize failed (data path {data_path}); {INSTALL_HINT}")
         # Initialise seeds espeak's noise generator (breathy voices) from the clock: fix it.
@@ -94,8 +103,7 @@ class _Engine:
         for param, value in ((_RATE, rate), (_VOLUME, 100), (_PITCH, pitch), (_RANGE, prange)):
             self._lib.espeak_SetParameter(param, int(value), 0)
         buf = text.encode() + b"\0"
-        self._lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _PHONEMES | _ENDPAUSE,
-                               None, None)
+        self._lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _PHONEMES | _ENDPAUSE, None, None)
         self._lib.espeak_Synchronize()
         return b"".join(self._pcm), list(self._events)
 
@@ -114,7 +122,7 @@ def _read_exact(fd: int, n: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _message(failed: bool, pcm: bytes, meta: bytes) -> bytes:
@@ -129,8 +137,10 @@ def serve(in_fd: int = 0, out_fd: int = 1) -> None:
     except Exception as e:  # report, so the client can raise a clear error
         _write_all(out_fd, _message(True, b"", f"{type(e).__name__}: {e}".encode()))
         return
-    _write_all(out_fd, _message(False, b"", json.dumps({"version": engine.version,
-                                                         "sample_rate": engine.sample_rate}).encode()))
+    _write_all(
+        out_fd,
+        _message(False, b"", json.dumps({"version": engine.version, "sample_rate": engine.sample_rate}).encode()),
+    )
     while True:
         try:
             (size,) = struct.unpack("<q", _read_exact(in_fd, 8))
@@ -158,13 +168,13 @@ class EspeakClient:
     def __init__(self) -> None:
         engine_paths()  # fail early with the install hint
         # Run this file as a script: importing the package would load numpy/scipy and make forks slow.
-        self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, close_fds=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+        )
         failed, payload = self._receive()
         if failed:
             self.close()
-            raise EngineUnavailable(f"espeak-ng did not start: {payload[1].decode(errors='replace')}; "
-                                    f"{INSTALL_HINT}")
+            raise EngineUnavailable(f"espeak-ng did not start: {payload[1].decode(errors='replace')}; {INSTALL_HINT}")
         hello = json.loads(payload[1])
         self.version: str = hello["version"]
         self.sample_rate: int = hello["sample_rate"]
@@ -178,13 +188,11 @@ class EspeakClient:
             raise RuntimeError(f"espeak-ng server exited (code {self._proc.poll()})") from None
 
     def synth(self, text: str, voice: str, rate: int, pitch: int, prange: int) -> tuple[bytes, list]:
-        request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch,
-                              "prange": prange}).encode()
+        request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch, "prange": prange}).encode()
         _write_all(self._proc.stdin.fileno(), struct.pack("<q", len(request)) + request)
         failed, (pcm, meta) = self._receive()
         if failed:
-            raise RuntimeError(f"espeak-ng failed on {text[:60]!r} (voice {voice}): "
-                               f"{meta.decode(errors='replace')}")
+            raise RuntimeError(f"espeak-ng failed on {text[:60]!r} (voice {voice}): {meta.decode(errors='replace')}")
         return pcm, [tuple(e) for e in json.loads(meta)]
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 `9h/{clean,other}/...`, flac + trans.txt per chapter), the LibriSpeech `dev-other` / `test-other` evaluation sets,
 and `LibriSpeech/librispeech-lm-norm.txt`, an upper-case LM text (one sentence per line) like OpenSLR 11's.
 "Other" audio is spoken in a reverberant, noisy room, as the harder LibriSpeech half is harder."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -31,8 +32,13 @@ def _groups(ctx: Context) -> list[tuple[Path, int, int]]:
 def _channel(folder: Path, rng: np.random.Generator) -> Channel:
     if "other" not in folder.parts[-1]:
         return Channel(pad_start=lead_silence(rng))
-    return Channel(pad_start=lead_silence(rng), rt60=float(rng.uniform(0.3, 0.7)), drr_db=float(rng.uniform(0, 6)),
-                   noise=str(rng.choice(NOISE_KINDS)), snr_db=float(rng.uniform(8, 20)))
+    return Channel(
+        pad_start=lead_silence(rng),
+        rt60=float(rng.uniform(0.3, 0.7)),
+        drr_db=float(rng.uniform(0, 6)),
+        noise=str(rng.choice(NOISE_KINDS)),
+        snr_db=float(rng.uniform(8, 20)),
+    )
 
 
 def plan(ctx: Context) -> Plan:
@@ -53,8 +59,14 @@ def plan(ctx: Context) -> Plan:
                 tokens = [t for _ in range(int(rng.integers(lo, hi + 1))) for t in ctx.sentence(rng)]
                 utt_id = f"{spk.name}-{chapter}-{index:04d}"
                 path = folder / spk.name / str(chapter) / f"{utt_id}.flac"
-                jobs.append(Job(path=str(path), seed=ctx.job_seed("librispeech_finetuning", len(jobs)),
-                                render=render(spk, ctx.espeak_text(tokens), rng), channel=_channel(folder, rng)))
+                jobs.append(
+                    Job(
+                        path=str(path),
+                        seed=ctx.job_seed("librispeech_finetuning", len(jobs)),
+                        render=render(spk, ctx.espeak_text(tokens), rng),
+                        channel=_channel(folder, rng),
+                    )
+                )
                 trans = path.parent / f"{spk.name}-{chapter}.trans.txt"
                 transcripts.setdefault(trans, []).append(f"{utt_id} {' '.join(w.upper() for w in words_of(tokens))}")
     lm_sentences = [" ".join(w.upper() for w in words_of(ctx.sentence(rng))) for _ in range(ctx.scale.lm_sentences)]

@@ -1,5 +1,6 @@
 """Top level: setup checks, one worker pool for all corpora, per-corpus plan -> audio -> text files, and the
 README.md / minisuperb.json that describe the output."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,17 +23,33 @@ from .sentences import Grammar
 from .text import cmudict_path, espeak_reads_back, load_pronunciations
 
 PLANNERS: dict[str, Callable[[Context], Plan]] = {
-    "LibriSpeech": librispeech.plan, "speech_commands": speech_commands.plan,
-    "fluent_commands": fluent_commands.plan, "voxceleb1": voxceleb.plan, "iemocap": iemocap.plan,
-    "snips": snips.plan, "pretrain": pretrain.plan, "librispeech_finetuning": finetuning.plan}
-FOLDERS = ("LibriSpeech", speech_commands.TRAIN_DIR, speech_commands.TEST_DIR, fluent_commands.ROOT_DIR,
-           voxceleb.ROOT_DIR, iemocap.ROOT_DIR, snips.ROOT_DIR, pretrain.ROOT_DIR, finetuning.ROOT_DIR)
+    "LibriSpeech": librispeech.plan,
+    "speech_commands": speech_commands.plan,
+    "fluent_commands": fluent_commands.plan,
+    "voxceleb1": voxceleb.plan,
+    "iemocap": iemocap.plan,
+    "snips": snips.plan,
+    "pretrain": pretrain.plan,
+    "librispeech_finetuning": finetuning.plan,
+}
+FOLDERS = (
+    "LibriSpeech",
+    speech_commands.TRAIN_DIR,
+    speech_commands.TEST_DIR,
+    fluent_commands.ROOT_DIR,
+    voxceleb.ROOT_DIR,
+    iemocap.ROOT_DIR,
+    snips.ROOT_DIR,
+    pretrain.ROOT_DIR,
+    finetuning.ROOT_DIR,
+)
 MARKER = "minisuperb.json"
 README = "README.md"
 
 
-def check_setup(out_dir: Path, scale: str = "ci", workers: int = 2, force: bool = False,
-                corpora: Sequence[str] | None = None) -> str:
+def check_setup(
+    out_dir: Path, scale: str = "ci", workers: int = 2, force: bool = False, corpora: Sequence[str] | None = None
+) -> str:
     """Validate arguments, engine, CMUdict and the output folder without writing anything.
     Returns the espeak-ng version. Raises ValueError, EngineUnavailable, FileNotFoundError,
     FileExistsError, NotADirectoryError or PermissionError with a message saying what to fix."""
@@ -55,17 +72,29 @@ def check_setup(out_dir: Path, scale: str = "ci", workers: int = 2, force: bool 
         raise PermissionError(f"cannot write to {existing}: fix its permissions or choose another --out")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
-            raise FileExistsError(f"{out_dir} is not empty; choose an empty folder, or pass --force "
-                                  f"(force=True) to replace a previous mini-SUPERB output there")
+            raise FileExistsError(
+                f"{out_dir} is not empty; choose an empty folder, or pass --force "
+                f"(force=True) to replace a previous mini-SUPERB output there"
+            )
         present = [n for n in FOLDERS + (README,) if (out_dir / n).exists()]
         if present and not _is_ours(out_dir):
-            raise FileExistsError(f"{out_dir} holds {', '.join(present)} without a {MARKER} from minisuperb "
-                                  f"(real corpora?); refusing to delete them even with --force")
+            raise FileExistsError(
+                f"{out_dir} holds {', '.join(present)} without a {MARKER} from minisuperb "
+                f"(real corpora?); refusing to delete them even with --force"
+            )
     return version
 
 
-def generate(out_dir: Path, scale: str = "ci", seed: int = 0, workers: int = 2, force: bool = False, *,
-             corpora: Sequence[str] | None = None, progress: bool = True) -> dict:
+def generate(
+    out_dir: Path,
+    scale: str = "ci",
+    seed: int = 0,
+    workers: int = 2,
+    force: bool = False,
+    *,
+    corpora: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Write the mini-SUPERB trees under out_dir. `corpora` (internal) limits the run to some planners.
     Returns a summary: per corpus files, audio files, seconds of audio, bytes and wall time."""
     t_start = time.time()
@@ -74,19 +103,33 @@ def generate(out_dir: Path, scale: str = "ci", seed: int = 0, workers: int = 2, 
     espeak_version = check_setup(out_dir, scale, workers, force, corpora)
     out_dir = Path(out_dir).absolute()
     if "Session" in str(out_dir):
-        warnings.warn(f"{out_dir} contains 'Session': s3prl's IEMOCAP_preprocess cuts paths at the first "
-                      f"'Session', so ER meta data for this folder would be wrong", stacklevel=2)
+        warnings.warn(
+            f"{out_dir} contains 'Session': s3prl's IEMOCAP_preprocess cuts paths at the first "
+            f"'Session', so ER meta data for this folder would be wrong",
+            stacklevel=2,
+        )
     _clear_previous(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        info = {"generator": "minisuperb", "version": __version__, "source": source_fingerprint(),
-                "seed": seed, "scale": scale, "espeak_ng": espeak_version, "complete": False}
+        info = {
+            "generator": "minisuperb",
+            "version": __version__,
+            "source": source_fingerprint(),
+            "seed": seed,
+            "scale": scale,
+            "espeak_ng": espeak_version,
+            "complete": False,
+        }
         (out_dir / MARKER).write_text(json.dumps(info, indent=1) + "\n")
     except PermissionError as e:
-        raise PermissionError(f"cannot write to {out_dir} ({e}): fix its permissions or choose another --out") \
-            from None
-    ctx = Context(out_dir=out_dir, scale=SCALES[scale], seed=seed, grammar=(grammar := Grammar.load()),
-                  prons=_pronunciations(grammar))
+        raise PermissionError(f"cannot write to {out_dir} ({e}): fix its permissions or choose another --out") from None
+    ctx = Context(
+        out_dir=out_dir,
+        scale=SCALES[scale],
+        seed=seed,
+        grammar=(grammar := Grammar.load()),
+        prons=_pronunciations(grammar),
+    )
     summary: dict[str, dict] = {}
     with Executor(workers) as executor:
         for name in corpora or PLANNERS:
@@ -95,17 +138,33 @@ def generate(out_dir: Path, scale: str = "ci", seed: int = 0, workers: int = 2, 
             results = executor.run(plan.jobs, desc=name, progress=progress)
             plan.finish(results)
             files, size = _folder_stats(out_dir, plan.folders)
-            summary[name] = {"folders": list(plan.folders), "files": files, "audio_files": len(results),
-                             "seconds": round(sum(r.num_samples for r in results) / SAMPLE_RATE, 3),
-                             "bytes": size, "wall_s": round(time.time() - t0, 2)}
-    info.update(complete=True, corpora={k: {q: v[q] for q in ("folders", "files", "audio_files", "seconds",
-                                                              "bytes")} for k, v in summary.items()})
+            summary[name] = {
+                "folders": list(plan.folders),
+                "files": files,
+                "audio_files": len(results),
+                "seconds": round(sum(r.num_samples for r in results) / SAMPLE_RATE, 3),
+                "bytes": size,
+                "wall_s": round(time.time() - t0, 2),
+            }
+    info.update(
+        complete=True,
+        corpora={
+            k: {q: v[q] for q in ("folders", "files", "audio_files", "seconds", "bytes")} for k, v in summary.items()
+        },
+    )
     (out_dir / README).write_text(_readme(info))
     (out_dir / MARKER).write_text(json.dumps(info, indent=1) + "\n")
     total = {q: sum(v[q] for v in summary.values()) for q in ("files", "audio_files", "seconds", "bytes")}
-    return {"out_dir": str(out_dir), "version": __version__, "scale": scale, "seed": seed, "workers": workers,
-            "espeak_ng": espeak_version, "corpora": summary,
-            "total": {**total, "seconds": round(total["seconds"], 3), "wall_s": round(time.time() - t_start, 2)}}
+    return {
+        "out_dir": str(out_dir),
+        "version": __version__,
+        "scale": scale,
+        "seed": seed,
+        "workers": workers,
+        "espeak_ng": espeak_version,
+        "corpora": summary,
+        "total": {**total, "seconds": round(total["seconds"], 3), "wall_s": round(time.time() - t_start, 2)},
+    }
 
 
 def source_fingerprint() -> str:
@@ -142,8 +201,14 @@ def _clear_previous(out_dir: Path) -> None:
 
 
 def _pronunciations(grammar: Grammar) -> dict[str, tuple[str, ...]]:
-    vocab = (grammar.vocabulary() | {"an"} | set(speech_commands.KEYWORDS) | set(speech_commands.FILLERS)
-             | fluent_commands.WORDS | snips.WORDS)
+    vocab = (
+        grammar.vocabulary()
+        | {"an"}
+        | set(speech_commands.KEYWORDS)
+        | set(speech_commands.FILLERS)
+        | fluent_commands.WORDS
+        | snips.WORDS
+    )
     prons = load_pronunciations(vocab)
     unreadable = sorted(w for w, p in prons.items() if not espeak_reads_back(p))
     if unreadable:  # e.g. T+SH would be read as CH: the audio would not match the label
@@ -159,11 +224,13 @@ def _folder_stats(out_dir: Path, folders: Sequence[str]) -> tuple[int, int]:
 def _readme(info: dict) -> str:
     rows = "\n".join(
         f"| {name} | {', '.join(f'`{f}/`' for f in c['folders'])} | {c['audio_files']} | {c['files']} | "
-        f"{c['seconds'] / 3600:.3f} | {c['bytes'] / 1e6:.1f} |" for name, c in info["corpora"].items())
+        f"{c['seconds'] / 3600:.3f} | {c['bytes'] / 1e6:.1f} |"
+        for name, c in info["corpora"].items()
+    )
     return f"""# mini-SUPERB synthetic corpus
 
-Generated by `python -m minisuperb` version {info['version']} (scale `{info['scale']}`, seed {info['seed']},
-espeak-ng {info['espeak_ng']} from PyPI `espeakng-loader`). The same version, scale and seed give
+Generated by `python -m minisuperb` version {info["version"]} (scale `{info["scale"]}`, seed {info["seed"]},
+espeak-ng {info["espeak_ng"]} from PyPI `espeakng-loader`). The same version, scale and seed give
 byte-identical files on the same platform, whatever the number of workers.
 
 Every folder has the on-disk layout of the real corpus that s3prl's SUPERB loaders read, so this folder

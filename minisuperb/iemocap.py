@@ -1,6 +1,7 @@
 """IEMOCAP as SUPERB ER reads it: Session{1..5}/sentences/wav/<dialog>/<turn>.wav and
 dialog/EmoEvaluation/<dialog>.txt in the real line format. Each speaker says the same sentences in all four
 emotions (text cannot leak the label), at random intensity; a few exc/fru/xxx turns exercise the mapping."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,10 +22,23 @@ EMOTIONS = ("neu", "hap", "ang", "sad")
 EXTRA_LABELS = ("exc", "fru", "xxx")
 # label -> (rendered as, intensity range); exc is relabelled hap by s3prl, fru/xxx are filtered out
 _EXTRA_RENDER = {"exc": ("hap", (0.7, 1.0)), "fru": ("ang", (0.2, 0.5)), "xxx": (None, (0.1, 0.4))}
-_EVALUATOR_WORD = {"neu": "Neutral", "hap": "Happiness", "ang": "Anger", "sad": "Sadness",
-                   "exc": "Excited", "fru": "Frustration"}
-_VAD = {"neu": (2.5, 2.5, 2.5), "hap": (3.5, 3.0, 3.0), "ang": (1.8, 3.8, 3.8), "sad": (2.0, 2.0, 2.5),
-        "exc": (3.8, 3.8, 3.2), "fru": (2.0, 3.2, 3.2), "xxx": (2.5, 3.0, 3.0)}
+_EVALUATOR_WORD = {
+    "neu": "Neutral",
+    "hap": "Happiness",
+    "ang": "Anger",
+    "sad": "Sadness",
+    "exc": "Excited",
+    "fru": "Frustration",
+}
+_VAD = {
+    "neu": (2.5, 2.5, 2.5),
+    "hap": (3.5, 3.0, 3.0),
+    "ang": (1.8, 3.8, 3.8),
+    "sad": (2.0, 2.0, 2.5),
+    "exc": (3.8, 3.8, 3.2),
+    "fru": (2.0, 3.2, 3.2),
+    "xxx": (2.5, 3.0, 3.0),
+}
 
 
 def plan(ctx: Context) -> Plan:
@@ -36,10 +50,17 @@ def plan(ctx: Context) -> Plan:
     n_extra = 0  # rotates exc/fru/xxx across speakers and sessions
     for session in range(1, 6):
         spk_f, spk_m = sample_speakers(rng, [f"Ses0{session}F", f"Ses0{session}M"], ["f", "m"], ALL_ACCENTS)
-        channel = Channel(rt60=float(rng.uniform(0.2, 0.45)), drr_db=float(rng.uniform(4, 10)), noise="pink",
-                          snr_db=float(rng.uniform(25, 40)))
-        dialogs = [f"Ses0{session}{'FM'[j % 2]}_{'impro' if j % 2 == 0 else 'script'}0{j // 2 + 1}"
-                   + ("" if j % 2 == 0 else "_1") for j in range(sc.er_dialogs)]
+        channel = Channel(
+            rt60=float(rng.uniform(0.2, 0.45)),
+            drr_db=float(rng.uniform(4, 10)),
+            noise="pink",
+            snr_db=float(rng.uniform(25, 40)),
+        )
+        dialogs = [
+            f"Ses0{session}{'FM'[j % 2]}_{'impro' if j % 2 == 0 else 'script'}0{j // 2 + 1}"
+            + ("" if j % 2 == 0 else "_1")
+            for j in range(sc.er_dialogs)
+        ]
         per_dialog: dict[str, dict[str, list]] = {d: {"F": [], "M": []} for d in dialogs}
         for gender, spk in (("F", spk_f), ("M", spk_m)):
             lines = []
@@ -67,15 +88,25 @@ def plan(ctx: Context) -> Plan:
                     if emotion is None:
                         emotion = str(rng.choice(EMOTIONS))
                     path = root / f"Session{session}" / "sentences" / "wav" / dialog / f"{turn}.wav"
-                    jobs.append(Job(path=str(path), seed=ctx.job_seed("iemocap", len(jobs)),
-                                    channel=replace(channel, pad_start=lead_silence(rng)),
-                                    render=render(spk, ctx.espeak_text(tokens), rng, emotion,
-                                                  float(rng.uniform(lo, hi)))))
-                    turns.append({
-                        "session": session, "dialog": dialog, "turn": turn, "label": label,
-                        "text": sentence_case(words_of(tokens), ctx.grammar.proper_nouns()),
-                        "gap": float(rng.uniform(0.2, 1.5)),
-                        "vad": [float(np.clip(v + rng.uniform(-0.5, 0.5), 1, 5)) for v in _VAD[label]]})
+                    jobs.append(
+                        Job(
+                            path=str(path),
+                            seed=ctx.job_seed("iemocap", len(jobs)),
+                            channel=replace(channel, pad_start=lead_silence(rng)),
+                            render=render(spk, ctx.espeak_text(tokens), rng, emotion, float(rng.uniform(lo, hi))),
+                        )
+                    )
+                    turns.append(
+                        {
+                            "session": session,
+                            "dialog": dialog,
+                            "turn": turn,
+                            "label": label,
+                            "text": sentence_case(words_of(tokens), ctx.grammar.proper_nouns()),
+                            "gap": float(rng.uniform(0.2, 1.5)),
+                            "vad": [float(np.clip(v + rng.uniform(-0.5, 0.5), 1, 5)) for v in _VAD[label]],
+                        }
+                    )
 
     def finish(results: list[JobResult]) -> None:
         by_dialog: dict[tuple[int, str], list[tuple[dict, JobResult]]] = {}

@@ -1,5 +1,6 @@
 """Audio jobs and the worker pool that runs them. A job fully specifies one output file (text, voice,
 channel and random seed), so the bytes written depend on the job alone, not on worker count or order."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -20,6 +21,7 @@ from .voices import Render
 @dataclass(frozen=True)
 class Job:
     """One audio file. Exactly one of `render` (speech) and `noise` (a noise recording) is set."""
+
     path: str  # absolute output path; .wav or .flac
     seed: tuple[int, ...]  # key of this file's own numpy Generator
     channel: dsp.Channel = dsp.Channel()
@@ -115,4 +117,3 @@ def probe_engine() -> str:
     client = EspeakClient()
     client.close()
     return client.version
-

@@ -1,5 +1,6 @@
 """Pretraining audio: 8-15 s utterances from their own speakers, with seeded room reverb and noise, plus
 fairseq manifests pretrain/{train,valid}.tsv (first line the absolute root, then `path<TAB>samples`)."""
+
 from __future__ import annotations
 
 from .common import Context, Plan, lead_silence, write_lines
@@ -30,11 +31,22 @@ def plan(ctx: Context) -> Plan:
             while len(words_of(tokens)) / (spk.rate / 60) + 0.4 * tokens.count(".") < seconds + 2.0:
                 tokens += ctx.sentence(rng)
             rel = f"{spk.name}/{spk.name}-{u:04d}.flac"
-            channel = Channel(pad_start=lead_silence(rng), length=int(seconds * SAMPLE_RATE),
-                              rt60=float(rng.uniform(0.15, 0.6)), drr_db=float(rng.uniform(0, 12)),
-                              noise=str(rng.choice(NOISE_KINDS)), snr_db=float(rng.uniform(5, 30)))
-            jobs.append(Job(path=str(audio_root / rel), seed=ctx.job_seed("pretrain", len(jobs)),
-                            render=render(spk, ctx.espeak_text(tokens), rng), channel=channel))
+            channel = Channel(
+                pad_start=lead_silence(rng),
+                length=int(seconds * SAMPLE_RATE),
+                rt60=float(rng.uniform(0.15, 0.6)),
+                drr_db=float(rng.uniform(0, 12)),
+                noise=str(rng.choice(NOISE_KINDS)),
+                snr_db=float(rng.uniform(5, 30)),
+            )
+            jobs.append(
+                Job(
+                    path=str(audio_root / rel),
+                    seed=ctx.job_seed("pretrain", len(jobs)),
+                    render=render(spk, ctx.espeak_text(tokens), rng),
+                    channel=channel,
+                )
+            )
             manifest.append((split, rel))
 
     def finish(results: list[JobResult]) -> None:

@@ -1,5 +1,6 @@
 """A seeded template grammar (data/grammar.txt) that writes varied English sentences from a few hundred
 CMUdict words; the text source of the LibriSpeech, VoxCeleb, IEMOCAP and pretraining trees."""
+
 from __future__ import annotations
 
 import re
@@ -16,6 +17,7 @@ _SLOT = re.compile(r"\{(\w+)\}")
 @dataclass(frozen=True)
 class Grammar:
     """Rules: name -> alternatives, each a tuple of tokens (words, punctuation or {RULE})."""
+
     rules: dict[str, tuple[tuple[str, ...], ...]]
 
     @classmethod
@@ -53,8 +55,13 @@ class Grammar:
 
     def vocabulary(self) -> set[str]:
         """Every word the grammar can produce (lower case)."""
-        return {tok for alts in self.rules.values() for alt in alts for tok in alt
-                if not _SLOT.fullmatch(tok) and tok not in PUNCTUATION}
+        return {
+            tok
+            for alts in self.rules.values()
+            for alt in alts
+            for tok in alt
+            if not _SLOT.fullmatch(tok) and tok not in PUNCTUATION
+        }
 
     def proper_nouns(self) -> set[str]:
         """Words of the NAME list (capitalised in display text)."""
@@ -88,13 +95,20 @@ def words_of(tokens: list[str]) -> list[str]:
 
 def sentence_case(words: list[str], proper_nouns: set[str]) -> str:
     """Display text: first word, names and "I" capitalised, final period."""
-    out = [w.capitalize() if (k == 0 or w in proper_nouns or w == "i" or w.startswith("i'")) else w
-           for k, w in enumerate(words)]
+    out = [
+        w.capitalize() if (k == 0 or w in proper_nouns or w == "i" or w.startswith("i'")) else w
+        for k, w in enumerate(words)
+    ]
     return " ".join(out) + "."
 
 
-def sentence_tokens(grammar: Grammar, rng: np.random.Generator, pronunciations: dict[str, tuple[str, ...]],
-                    min_words: int = 4, max_words: int = 22) -> list[str]:
+def sentence_tokens(
+    grammar: Grammar,
+    rng: np.random.Generator,
+    pronunciations: dict[str, tuple[str, ...]],
+    min_words: int = 4,
+    max_words: int = 22,
+) -> list[str]:
     """A sentence with a word count in [min_words, max_words] (resampled until it fits)."""
     for _ in range(100):
         tokens = fix_articles(grammar.expand(rng), pronunciations)

@@ -1,5 +1,6 @@
 """Audio SNIPS as SUPERB SF reads it: {train,valid,test}/<Speaker>-snips-<split>-<n>.wav
 named after s3prl's default voice lists, all.iob.snips.txt (bare slot tags, intent last) and slots.txt."""
+
 from __future__ import annotations
 
 import re
@@ -19,41 +20,127 @@ SPEAKERS = {
     "valid": ("Aditi", "Amy", "Geraint", "Nicole"),
     "test": ("Brian", "Emma", "Raveena", "Russell"),
 }
-_GENDER = {"Ivy": "f", "Joanna": "f", "Joey": "m", "Justin": "m", "Kendra": "f", "Kimberly": "f",
-           "Matthew": "m", "Salli": "f", "Aditi": "f", "Amy": "f", "Geraint": "m", "Nicole": "f",
-           "Brian": "m", "Emma": "f", "Raveena": "f", "Russell": "m"}
-_ACCENT = {"Amy": "en-gb-x-rp", "Brian": "en-gb-x-rp", "Emma": "en-gb-x-rp", "Geraint": "en-gb-x-gbcwmd",
-           "Nicole": "en", "Russell": "en", "Aditi": "en-029", "Raveena": "en-029"}  # others en-us
+_GENDER = {
+    "Ivy": "f",
+    "Joanna": "f",
+    "Joey": "m",
+    "Justin": "m",
+    "Kendra": "f",
+    "Kimberly": "f",
+    "Matthew": "m",
+    "Salli": "f",
+    "Aditi": "f",
+    "Amy": "f",
+    "Geraint": "m",
+    "Nicole": "f",
+    "Brian": "m",
+    "Emma": "f",
+    "Raveena": "f",
+    "Russell": "m",
+}
+_ACCENT = {
+    "Amy": "en-gb-x-rp",
+    "Brian": "en-gb-x-rp",
+    "Emma": "en-gb-x-rp",
+    "Geraint": "en-gb-x-gbcwmd",
+    "Nicole": "en",
+    "Russell": "en",
+    "Aditi": "en-029",
+    "Raveena": "en-029",
+}  # others en-us
 
 TEMPLATES = {
-    "AddToPlaylist": ("add {artist} to my {playlist} playlist", "put this {music_item} on {playlist}",
-                      "add this {music_item} by {artist} to {playlist}", "add {artist} to {playlist}"),
-    "GetWeather": ("will it rain in {city} {timeRange}", "what is the weather in {city}",
-                   "is it going to be {condition_description} {timeRange}",
-                   "how {condition_temperature} will it be in {city} {timeRange}", "what is the weather"),
-    "PlayMusic": ("play the {music_item} by {artist}", "play some {genre} music", "play {artist} on {service}",
-                  "play something from {year}", "play something"),
-    "BookRestaurant": ("book a table for {party_size_number} at a {restaurant_type} in {city}",
-                       "i need a reservation for {party_size_number} people {timeRange}",
-                       "book a {restaurant_type} that serves {served_dish}"),
-    "RateBook": ("rate this book {rating_value} out of {best_rating}",
-                 "give this {object_type} {rating_value} out of {best_rating} stars",
-                 "rate {object_name} {rating_value} stars"),
-    "SearchCreativeWork": ("find the {object_type} called {object_name}", "show me the {object_type} {object_name}",
-                           "i am looking for the {object_type} {object_name}"),
-    "SearchScreeningEvent": ("find movie times for {movie_name} {timeRange}", "where can i see {movie_name}",
-                             "what movies are playing at {location_name}", "show me the movie schedule"),
+    "AddToPlaylist": (
+        "add {artist} to my {playlist} playlist",
+        "put this {music_item} on {playlist}",
+        "add this {music_item} by {artist} to {playlist}",
+        "add {artist} to {playlist}",
+    ),
+    "GetWeather": (
+        "will it rain in {city} {timeRange}",
+        "what is the weather in {city}",
+        "is it going to be {condition_description} {timeRange}",
+        "how {condition_temperature} will it be in {city} {timeRange}",
+        "what is the weather",
+    ),
+    "PlayMusic": (
+        "play the {music_item} by {artist}",
+        "play some {genre} music",
+        "play {artist} on {service}",
+        "play something from {year}",
+        "play something",
+    ),
+    "BookRestaurant": (
+        "book a table for {party_size_number} at a {restaurant_type} in {city}",
+        "i need a reservation for {party_size_number} people {timeRange}",
+        "book a {restaurant_type} that serves {served_dish}",
+    ),
+    "RateBook": (
+        "rate this book {rating_value} out of {best_rating}",
+        "give this {object_type} {rating_value} out of {best_rating} stars",
+        "rate {object_name} {rating_value} stars",
+    ),
+    "SearchCreativeWork": (
+        "find the {object_type} called {object_name}",
+        "show me the {object_type} {object_name}",
+        "i am looking for the {object_type} {object_name}",
+    ),
+    "SearchScreeningEvent": (
+        "find movie times for {movie_name} {timeRange}",
+        "where can i see {movie_name}",
+        "what movies are playing at {location_name}",
+        "show me the movie schedule",
+    ),
 }
 FILLERS = {
-    "artist": ("taylor swift", "john lennon", "elvis presley", "bob dylan", "miles davis", "frank sinatra",
-               "louis armstrong", "stevie wonder", "johnny cash", "billie holiday"),
-    "playlist": ("road trip", "summer party", "morning coffee", "workout", "dinner jazz", "sunday morning",
-                 "rainy day", "late night"),
+    "artist": (
+        "taylor swift",
+        "john lennon",
+        "elvis presley",
+        "bob dylan",
+        "miles davis",
+        "frank sinatra",
+        "louis armstrong",
+        "stevie wonder",
+        "johnny cash",
+        "billie holiday",
+    ),
+    "playlist": (
+        "road trip",
+        "summer party",
+        "morning coffee",
+        "workout",
+        "dinner jazz",
+        "sunday morning",
+        "rainy day",
+        "late night",
+    ),
     "music_item": ("song", "track", "album", "tune"),
-    "city": ("new york", "boston", "chicago", "paris", "london", "seattle", "denver", "san francisco",
-             "dallas", "miami", "berlin", "tokyo", "madrid"),
-    "timeRange": ("tomorrow", "tonight", "next week", "this weekend", "on friday", "in the morning", "at noon",
-                  "this afternoon"),
+    "city": (
+        "new york",
+        "boston",
+        "chicago",
+        "paris",
+        "london",
+        "seattle",
+        "denver",
+        "san francisco",
+        "dallas",
+        "miami",
+        "berlin",
+        "tokyo",
+        "madrid",
+    ),
+    "timeRange": (
+        "tomorrow",
+        "tonight",
+        "next week",
+        "this weekend",
+        "on friday",
+        "in the morning",
+        "at noon",
+        "this afternoon",
+    ),
     "condition_description": ("sunny", "rainy", "cloudy", "windy", "foggy", "snowy"),
     "condition_temperature": ("hot", "cold", "warm", "chilly", "freezing"),
     "genre": ("jazz", "rock", "blues", "country", "classical", "folk", "soul", "pop"),
@@ -65,15 +152,30 @@ FILLERS = {
     "rating_value": ("one", "two", "three", "four", "five", "six"),
     "best_rating": ("five", "six", "ten"),
     "object_type": ("book", "novel", "song", "album", "movie", "show", "game", "painting", "series"),
-    "object_name": ("war and peace", "little women", "the old man and the sea", "moby dick", "the secret garden",
-                    "treasure island", "black beauty"),
-    "movie_name": ("star wars", "the lion king", "home alone", "the dark river", "silent night", "the matrix",
-                   "jurassic park"),
+    "object_name": (
+        "war and peace",
+        "little women",
+        "the old man and the sea",
+        "moby dick",
+        "the secret garden",
+        "treasure island",
+        "black beauty",
+    ),
+    "movie_name": (
+        "star wars",
+        "the lion king",
+        "home alone",
+        "the dark river",
+        "silent night",
+        "the matrix",
+        "jurassic park",
+    ),
     "location_name": ("the city cinema", "the grand theater", "the regal cinema", "the mall"),
 }
 SLOTS = sorted(FILLERS)
-WORDS = ({w for ts in TEMPLATES.values() for t in ts for w in re.sub(r"\{\w+\}", " ", t).split()}
-         | {w for fs in FILLERS.values() for f in fs for w in f.split()})
+WORDS = {w for ts in TEMPLATES.values() for t in ts for w in re.sub(r"\{\w+\}", " ", t).split()} | {
+    w for fs in FILLERS.values() for f in fs for w in f.split()
+}
 
 
 def _utterance(rng: np.random.Generator, template: str) -> tuple[list[str], list[str]]:
@@ -95,8 +197,10 @@ def _on_training_variants(speakers: list[Speaker]) -> list[Speaker]:
     """Valid and test voices on the espeak variants (formant sets) of same-sex training voices, keeping their
     own pitch, vocal-tract factor, tilt, rate and level: new speakers on formant sets that training heard."""
     pool = {g: [s.variant for s in speakers if s.name in SPEAKERS["train"] and s.gender == g] for g in "mf"}
-    return [s if s.name in SPEAKERS["train"] else replace(s, variant=pool[s.gender][k % len(pool[s.gender])])
-            for k, s in enumerate(speakers)]
+    return [
+        s if s.name in SPEAKERS["train"] else replace(s, variant=pool[s.gender][k % len(pool[s.gender])])
+        for k, s in enumerate(speakers)
+    ]
 
 
 def plan(ctx: Context) -> Plan:
@@ -136,9 +240,14 @@ def plan(ctx: Context) -> Plan:
             voices_of_text = own if k < n_texts else [others[int(rng.integers(len(others)))]]
             for speaker in voices_of_text[:1] if split == "train" and k == 0 else voices_of_text:
                 utt_id = f"{speaker}-snips-{split}-{k}"
-                jobs.append(Job(path=str(root / split / f"{utt_id}.wav"), seed=ctx.job_seed("snips", len(jobs)),
-                                render=render(voices[speaker], ctx.espeak_text(words), rng),
-                                channel=Channel(pad_start=lead_silence(rng))))
+                jobs.append(
+                    Job(
+                        path=str(root / split / f"{utt_id}.wav"),
+                        seed=ctx.job_seed("snips", len(jobs)),
+                        render=render(voices[speaker], ctx.espeak_text(words), rng),
+                        channel=Channel(pad_start=lead_silence(rng)),
+                    )
+                )
                 lines.append(f"{utt_id} BOS {' '.join(w.upper() for w in words)} EOS\tO {' '.join(tags)} {intent}")
 
     def finish(results: list[JobResult]) -> None:
@@ -147,4 +256,3 @@ def plan(ctx: Context) -> Plan:
         (root / "slots.txt").write_text("\n".join(["O"] + SLOTS), encoding="utf-8")
 
     return Plan((ROOT_DIR,), jobs, finish)
-

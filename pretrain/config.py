@@ -1,6 +1,7 @@
 """Pretraining configuration: one dataclass per section, loaded from YAML, overridable with `section.key=value`.
 Unknown keys, wrong types and impossible values raise a ValueError naming the key (e.g. ``mask.mask_prob: must be
 in (0, 0.8], found 1.5``): each field carries its rule (`checked`), checks across keys are in `__post_init__`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +25,7 @@ from upstream_ehmam.config import (
 @dataclass
 class HeadsConfig:
     """Regression decoder and loss predictor (docs/design.md "Heads"); both share this shape."""
+
     decoder_dim: int = checked(384, POSITIVE)
     kernel_size: int = checked(7, (lambda v: v % 2 == 1, "must be odd"))
     groups: int = checked(16, POSITIVE)
@@ -37,6 +39,7 @@ class HeadsConfig:
 @dataclass
 class MaskConfig:
     """Span masking on a grid of non-overlapping cells (docs/design.md "Masking")."""
+
     mask_prob: float = checked(0.5, within(0, 0.8, "(]"))  # P: expected share of masked frames
     span_length: int = checked(5, at_least(1))  # L: frames per span
     clone_batch: int = checked(1, at_least(1))  # M differently masked copies per utterance against one teacher pass
@@ -49,20 +52,24 @@ class MaskConfig:
 @dataclass
 class CurriculumConfig:
     """Easy-to-hard share alpha of hard spans (docs/design.md "Curriculum")."""
+
     mode: str = "progress"  # progress (alpha from u/U) | none (alpha = 0: the random-masking baseline)
     threshold: float = checked(0.7, within(0, 1))  # alpha follows progress until this point ...
     plateau: float = checked(0.8, within(0, 1))  # ... then jumps to and stays at this share of hard spans
 
     def __post_init__(self) -> None:
         if self.mode == "epoch":
-            raise ValueError("curriculum.mode: 'epoch' moved to the release section: set release.epoch_curriculum: "
-                             "150 (the release's horizon in epochs) and keep curriculum.mode: progress")
+            raise ValueError(
+                "curriculum.mode: 'epoch' moved to the release section: set release.epoch_curriculum: "
+                "150 (the release's horizon in epochs) and keep curriculum.mode: progress"
+            )
         require(self.mode in ("progress", "none"), "curriculum.mode", "must be one of progress, none", self.mode)
 
 
 @dataclass
 class LossConfig:
     """L = L_rec + aux_weight * L_aux, L_aux averaged per valid pair (docs/design.md "Losses")."""
+
     top_k_layers: int = checked(8, at_least(1))  # K teacher blocks averaged into the target
     aux_weight: float = checked(1.0, at_least(0))  # lambda; 0 only as an ablation
     aux_grad_to_encoder: bool = True  # ranking-loss gradients also reach the encoder, as in HPM
@@ -71,6 +78,7 @@ class LossConfig:
 @dataclass
 class TeacherConfig:
     """EMA teacher (docs/design.md "Teacher")."""
+
     ema_decay_start: float = checked(0.999, within(0, 1))
     ema_decay_end: float = checked(0.99999, within(0, 1))
     ema_anneal_updates: int = checked(75_000, at_least(1))
@@ -83,6 +91,7 @@ class TeacherConfig:
 @dataclass
 class ReleaseConfig:
     """Switches that reproduce the authors' release (docs/design.md "Departures from the release")."""
+
     span_sampler: bool = False  # the release's top-k span starts (overlapping) + batch-min trim
     epoch_curriculum: int = checked(0, at_least(0))  # > 0: alpha = epoch / this (the release: 150), not u/U
     aux_norm: str = checked("pair_mean", one_of("pair_mean", "sum", "flat_batch_mean"))  # project | release | fork
@@ -92,22 +101,28 @@ class ReleaseConfig:
 # Keys that moved: reading one names its new place instead of "unknown key".
 MOVED_KEYS = {
     "mask.mode": "mask.mode moved: the grid sampler is always used unless release.span_sampler: true "
-                 "(the authors' sampler, formerly mask.mode: release)",
+    "(the authors' sampler, formerly mask.mode: release)",
     "curriculum.e_ref": "curriculum.e_ref moved: set release.epoch_curriculum: N (formerly curriculum.mode: epoch "
-                        "with curriculum.e_ref: N)",
+    "with curriculum.e_ref: N)",
     "loss.aux_norm": "loss.aux_norm moved to release.aux_norm (pair_mean, the default, is the project's choice)",
     "teacher.predictor_input": "teacher.predictor_input moved: the teacher predictor reads the teacher's last block "
-                               "(formerly last_layer); release.predictor_on_targets: true restores the release's "
-                               "targets (formerly targets)",
+    "(formerly last_layer); release.predictor_on_targets: true restores the release's "
+    "targets (formerly targets)",
 }
 
 
 @dataclass
 class OptimConfig:
     """AdamW with warm-up + cosine (docs/design.md "Optimiser and data")."""
+
     lr: float = checked(7.5e-4, POSITIVE)
-    betas: list = checked([0.9, 0.98], (lambda v: len(v) == 2 and all(
-        isinstance(b, (int, float)) and 0 <= b < 1 for b in v), "must be two numbers in [0, 1)"))
+    betas: list = checked(
+        [0.9, 0.98],
+        (
+            lambda v: len(v) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v),
+            "must be two numbers in [0, 1)",
+        ),
+    )
     eps: float = checked(1e-6, POSITIVE)
     weight_decay: float = checked(0.01, at_least(0))  # matrices only; biases, norms and ALiBi scales get 0
     warmup_steps: int = 8_000
@@ -116,13 +131,18 @@ class OptimConfig:
     grad_accum: int = checked(1, at_least(1))  # micro-batches per update
 
     def __post_init__(self) -> None:
-        require(0 <= self.warmup_steps < self.max_steps, "optim.warmup_steps",
-                f"must be in [0, optim.max_steps) = [0, {self.max_steps})", self.warmup_steps)
+        require(
+            0 <= self.warmup_steps < self.max_steps,
+            "optim.warmup_steps",
+            f"must be in [0, optim.max_steps) = [0, {self.max_steps})",
+            self.warmup_steps,
+        )
 
 
 @dataclass
 class DataConfig:
     """Audio manifest and batching (docs/design.md "Optimiser and data"). Sizes are in samples at 16 kHz."""
+
     manifest: str = ""  # fairseq TSV (python -m pretrain.manifest ROOT --out train.tsv)
     min_samples: int = checked(32_000, at_least(400))  # 2 s: shorter files are skipped; 400 gives one CNN frame
     max_samples: int = 320_000  # 20 s: longer files are randomly cropped
@@ -131,19 +151,29 @@ class DataConfig:
     bad_audio: str = checked("skip", one_of("skip", "error"))  # skip (log, count, use the next file) | error (stop)
 
     def __post_init__(self) -> None:
-        require(self.min_samples <= self.max_samples, "data.min_samples",
-                f"must be <= data.max_samples ({self.max_samples})", self.min_samples)
-        require(self.max_batch_samples >= self.max_samples, "data.max_batch_samples",
-                f"must be >= data.max_samples ({self.max_samples})", self.max_batch_samples)
+        require(
+            self.min_samples <= self.max_samples,
+            "data.min_samples",
+            f"must be <= data.max_samples ({self.max_samples})",
+            self.min_samples,
+        )
+        require(
+            self.max_batch_samples >= self.max_samples,
+            "data.max_batch_samples",
+            f"must be >= data.max_samples ({self.max_samples})",
+            self.max_batch_samples,
+        )
 
 
 @dataclass
 class RunConfig:
     """Where and how the run executes."""
+
     out_dir: str = checked("runs/ehmam", (bool, "must not be empty"))
     seed: int = 0
-    device: str = checked("auto", (lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
-                                   "must be auto, cpu, cuda or cuda:N"))  # auto: cuda if available
+    device: str = checked(
+        "auto", (lambda v: v in ("auto", "cpu") or v.startswith("cuda"), "must be auto, cpu, cuda or cuda:N")
+    )  # auto: cuda if available
     precision: str = checked("auto", one_of("auto", "fp32", "bf16"))  # auto: bf16 autocast on CUDA, fp32 on CPU
     log_every: int = checked(50, at_least(1))  # steps between dense log lines / TensorBoard scalars
     save_every: int = checked(5_000, at_least(1))  # steps between periodic checkpoints (last.pt is refreshed too)
@@ -155,8 +185,10 @@ class RunConfig:
     compile_blocks: bool = False  # torch.compile each transformer block, dynamic shapes
     # phone ABX of every student layer on a held-out aligned set (off while eval_data is empty)
     eval_data: str = ""  # corpus root with LibriSpeech/alignments/<split>.jsonl, e.g. a mini-SUPERB
-    eval_splits: list = checked(["dev-clean"], (lambda v: len(v) > 0 and all(isinstance(s, str) and s for s in v),
-                                                "must be a non-empty list of split names"))
+    eval_splits: list = checked(
+        ["dev-clean"],
+        (lambda v: len(v) > 0 and all(isinstance(s, str) and s for s in v), "must be a non-empty list of split names"),
+    )
     eval_max_files: int = checked(40, at_least(1))  # the first N utterances of the splits
     eval_every: int = checked(500, at_least(1))  # updates between evaluations (and one at update 0 and at the end)
 
@@ -175,28 +207,44 @@ class PretrainConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     def __post_init__(self) -> None:
-        require(self.loss.top_k_layers <= self.model.num_layers, "loss.top_k_layers",
-                f"must be <= model.num_layers ({self.model.num_layers})", self.loss.top_k_layers)
-        require(self.model.embed_dim % self.heads.groups == 0, "heads.groups",
-                f"must divide model.embed_dim ({self.model.embed_dim})", self.heads.groups)
-        require(not (self.release.epoch_curriculum and self.curriculum.mode == "none"), "release.epoch_curriculum",
-                "needs curriculum.mode: progress (mode none fixes alpha at 0)", self.release.epoch_curriculum)
+        require(
+            self.loss.top_k_layers <= self.model.num_layers,
+            "loss.top_k_layers",
+            f"must be <= model.num_layers ({self.model.num_layers})",
+            self.loss.top_k_layers,
+        )
+        require(
+            self.model.embed_dim % self.heads.groups == 0,
+            "heads.groups",
+            f"must divide model.embed_dim ({self.model.embed_dim})",
+            self.heads.groups,
+        )
+        require(
+            not (self.release.epoch_curriculum and self.curriculum.mode == "none"),
+            "release.epoch_curriculum",
+            "needs curriculum.mode: progress (mode none fixes alpha at 0)",
+            self.release.epoch_curriculum,
+        )
         # every crop length the data can produce must leave room for the mask's spans (else step 1 would fail)
         P, L = self.mask.mask_prob, self.mask.span_length
         shortest = self.model.frames_for_samples(self.data.min_samples)
         longest = self.model.frames_for_samples(self.data.max_samples)
         if shortest < 1:
-            raise ValueError(f"data.min_samples: {self.data.min_samples} samples give no frame with "
-                             f"model.frontend={self.model.frontend}, which needs at least "
-                             f"{self.model.receptive_field}; raise data.min_samples")
+            raise ValueError(
+                f"data.min_samples: {self.data.min_samples} samples give no frame with "
+                f"model.frontend={self.model.frontend}, which needs at least "
+                f"{self.model.receptive_field}; raise data.min_samples"
+            )
         for T in range(shortest, longest + 1):
             most_spans = max(1, math.ceil(P * T / L))  # N = max(1, floor(P*T/L + U)), U < 1
             room = T - L if self.release.span_sampler else (T - (L - 1)) // L  # release start positions | grid cells
             if most_spans > room:
-                raise ValueError(f"data.min_samples: crops of {self.data.min_samples} samples give as few as {T} "
-                                 f"frames, too few for up to {most_spans} spans of mask.span_length={L} at "
-                                 f"mask.mask_prob={P} (release.span_sampler={self.release.span_sampler}); raise "
-                                 f"data.min_samples or lower mask.mask_prob/span_length")
+                raise ValueError(
+                    f"data.min_samples: crops of {self.data.min_samples} samples give as few as {T} "
+                    f"frames, too few for up to {most_spans} spans of mask.span_length={L} at "
+                    f"mask.mask_prob={P} (release.span_sampler={self.release.span_sampler}); raise "
+                    f"data.min_samples or lower mask.mask_prob/span_length"
+                )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
 """Pretraining data: length-sorted batches of equal-length random crops, no padding, and the unusable-audio policy
 (docs/design.md "Optimiser and data")."""
+
 from __future__ import annotations
 
 import functools
@@ -31,6 +32,7 @@ _ORDER_STREAM, _DROP_STREAM, _BATCH_ORDER_STREAM, _CROP_SEED_STREAM = 0, 1, 2, 3
 @dataclass(frozen=True, slots=True)
 class SampleRef:
     """One item of a batch: utterance, crop length, seed of the crop offset, position in the global batch."""
+
     index: int
     crop_length: int
     crop_seed: int
@@ -40,6 +42,7 @@ class SampleRef:
 @dataclass(frozen=True)
 class AudioItem:
     """What the dataset returns for one SampleRef."""
+
     wav: torch.Tensor  # (crop_length,) float32
     index: int  # the dataset index the sampler asked for (the audio may come from a replacement)
     position: int  # position in the global batch
@@ -49,6 +52,7 @@ class AudioItem:
 @dataclass(frozen=True)
 class _EpochPlan:
     """Global batches of one epoch as arrays; SampleRefs are built only for the batches asked for."""
+
     batches: list[np.ndarray]  # dataset indices of each global batch, rank r takes [r::world_size]
     crop_lengths: list[int]
     crop_seeds: np.ndarray  # (num_utterances,) uint64 indexed by dataset index
@@ -70,8 +74,16 @@ class BucketBatchSampler:
     in a seeded order; rank r takes items r::world_size of each (docs/design.md "Optimiser and data", "Distributed
     training"). The world-size remainder of a batch is dropped at random and counted in `num_dropped`."""
 
-    def __init__(self, lengths: Sequence[int], max_batch_samples: int, min_samples: int, max_samples: int,
-                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_batch_samples: int,
+        min_samples: int,
+        max_samples: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         all_lengths = np.asarray(lengths, dtype=np.int64)
         is_long_enough = all_lengths >= min_samples
         if not is_long_enough.any():
@@ -102,7 +114,7 @@ class BucketBatchSampler:
         drop_rng = np.random.default_rng([self.seed, epoch, _DROP_STREAM])
         batches, crops = [], []
         for b in batch_order:
-            members = self._indices[order[starts[b]:ends[b]]]
+            members = self._indices[order[starts[b] : ends[b]]]
             remainder = len(members) % self.world_size
             if remainder:
                 # random items each epoch (not always the longest), so no utterance is left out for good
@@ -117,8 +129,10 @@ class BucketBatchSampler:
     def _refs(self, plan: _EpochPlan, b: int, first: int, step: int) -> list[SampleRef]:
         """Items first, first + step, ... of global batch b."""
         members, crop = plan.batches[b], plan.crop_lengths[b]
-        return [SampleRef(int(members[p]), crop, int(plan.crop_seeds[members[p]]), p)
-                for p in range(first, len(members), step)]
+        return [
+            SampleRef(int(members[p]), crop, int(plan.crop_seeds[members[p]]), p)
+            for p in range(first, len(members), step)
+        ]
 
     def global_batches_for_epoch(self, epoch: int) -> list[list[SampleRef]]:
         """All ranks' items of each step of the epoch; rank r's batch is global_batch[r::world_size]."""
@@ -188,9 +202,11 @@ class AudioDataset(Dataset):
                 x = x[offset : offset + ref.crop_length].clone()
             return AudioItem(x, ref.index, ref.position, tuple(passed_over))
         first_path, first_problem = passed_over[0]
-        raise ValueError(f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} "
-                         f"({first_problem}) and no usable one of at least {ref.crop_length} samples after them; is "
-                         f"the audio root {self.root} right?")
+        raise ValueError(
+            f"{self.manifest}: {len(passed_over)} unusable files in a row from {first_path} "
+            f"({first_problem}) and no usable one of at least {ref.crop_length} samples after them; is "
+            f"the audio root {self.root} right?"
+        )
 
     def _candidates(self, index: int, min_len: int) -> Iterator[int]:
         """index, then the following utterances (cyclic, manifest order) listed with >= min_len samples."""
@@ -226,8 +242,9 @@ def check_audio(path: Path, wav: np.ndarray, sr: int, min_len: int) -> None:
     if len(wav) == 0:
         raise ValueError(f"{path}: contains no audio samples")
     if len(wav) < min_len:
-        raise ValueError(f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of "
-                         f"date?)")
+        raise ValueError(
+            f"{path}: has {len(wav)} samples, fewer than the {min_len} needed (is the manifest out of date?)"
+        )
     if not np.isfinite(wav.sum(dtype=np.float64)):  # one pass: any NaN/inf makes the sum non-finite
         raise ValueError(f"{path}: contains NaN or infinite samples")
 
@@ -238,8 +255,9 @@ def collate_batch(items: list[AudioItem]) -> dict:
         raise ValueError("collate_batch got an empty batch")
     shapes = sorted({tuple(item.wav.shape) for item in items})
     if len(shapes) != 1 or len(shapes[0]) != 1:
-        raise ValueError(f"collate_batch expects 1-D crops of one length (the sampler crops to the shortest), "
-                         f"got shapes {shapes}")
+        raise ValueError(
+            f"collate_batch expects 1-D crops of one length (the sampler crops to the shortest), got shapes {shapes}"
+        )
     wav = torch.stack([item.wav for item in items]).to(torch.float32)  # (B, S)
     return {
         "wav": wav,
@@ -259,13 +277,29 @@ def init_loader_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build_loader(manifest: Path, max_batch_samples: int, min_samples: int, max_samples: int, seed: int,
-                 num_workers: int, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
-                 bad_audio: str = "skip") -> tuple[DataLoader, BucketBatchSampler]:
+def build_loader(
+    manifest: Path,
+    max_batch_samples: int,
+    min_samples: int,
+    max_samples: int,
+    seed: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    bad_audio: str = "skip",
+) -> tuple[DataLoader, BucketBatchSampler]:
     """DataLoader over the manifest with the bucketed sampler; call sampler.set_epoch before each epoch."""
     dataset = AudioDataset(manifest, normalize=True, bad_audio=bad_audio)
-    sampler = BucketBatchSampler(dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank,
-                                 world_size=world_size)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch, num_workers=num_workers,
-                      pin_memory=pin_memory, worker_init_fn=init_loader_worker if num_workers > 0 else None,
-                      persistent_workers=num_workers > 0), sampler
+    sampler = BucketBatchSampler(
+        dataset.lengths, max_batch_samples, min_samples, max_samples, seed, rank=rank, world_size=world_size
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_batch,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=init_loader_worker if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+    ), sampler

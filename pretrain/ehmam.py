@@ -1,5 +1,6 @@
 """The EH-MAM pretraining model: student (encoder + heads), EMA teacher, and one forward that returns the losses
 (docs/design.md "One training step", steps 1-6)."""
+
 from __future__ import annotations
 
 import copy
@@ -23,18 +24,19 @@ NOT_MEASURED = float("nan")  # a health scalar the configured step does not comp
 @dataclass
 class StepOutput:
     """Everything one forward produces; all tensors stay on the device (read them only when logging)."""
+
     loss: Tensor
     rec_loss: Tensor
-    aux_loss: Tensor        # NaN when the ranking loss is off
+    aux_loss: Tensor  # NaN when the ranking loss is off
     masked_fraction: Tensor
     target_std: Tensor
     prediction_std: Tensor
-    student_rho: Tensor     # Spearman rho of the student's predicted vs the realised per-frame loss (NaN: no loss)
-    teacher_rho: Tensor     # the same for the teacher's prediction, which chose the hard spans (NaN: no predictor)
+    student_rho: Tensor  # Spearman rho of the student's predicted vs the realised per-frame loss (NaN: no loss)
+    teacher_rho: Tensor  # the same for the teacher's prediction, which chose the hard spans (NaN: no predictor)
     teacher_span_rho: Tensor  # the teacher's rho per span: mean prediction vs mean realised loss (NaN: no spans)
     student_span_rho: Tensor  # the same for the student's predictor (which, unlike the teacher, sees the mask)
-    hardness_lift: Tensor   # realised loss in hard-picked spans / in random ones, same rows (NaN: not both kinds)
-    num_masked: int         # masked frames per row (host-known)
+    hardness_lift: Tensor  # realised loss in hard-picked spans / in random ones, same rows (NaN: not both kinds)
+    num_masked: int  # masked frames per row (host-known)
 
 
 class TeacherModel(nn.Module):
@@ -99,33 +101,46 @@ class EHMAMPretrainModel(nn.Module):
         selector_input = targets if self.config.release.predictor_on_targets else out.hidden_states[-1]
         return targets, self.teacher.predictor(selector_input).float()
 
-    def forward(self, wav: Tensor, wav_lengths: Tensor, mask_plan: GridMaskPlan | ReleaseMaskPlan,
-                layerdrop_generator: torch.Generator) -> StepOutput:
+    def forward(
+        self,
+        wav: Tensor,
+        wav_lengths: Tensor,
+        mask_plan: GridMaskPlan | ReleaseMaskPlan,
+        layerdrop_generator: torch.Generator,
+    ) -> StepOutput:
         """B waveforms (B, S) -> losses and health scalars; `mask_plan` masks their B * clone_batch rows."""
         clones = self.config.mask.clone_batch
-        features, frame_lengths = self.encoder.local(wav, wav_lengths)                      # (B, T, D)
+        features, frame_lengths = self.encoder.local(wav, wav_lengths)  # (B, T, D)
         T = features.shape[1]
         targets, scores = self.teacher_targets(features, frame_lengths)
         scores_rows = scores.repeat_interleave(clones, 0) if scores is not None else None
         drawn = mask_plan.mask(scores_rows, features.device)
-        mask, num_masked = drawn.mask, drawn.num_masked                                      # (R, T)
-        visible_idx = visible_indices(mask, T - num_masked)                                  # (R, Tv)
-        masked_idx = masked_indices(mask, num_masked)                                        # (R, Nm)
+        mask, num_masked = drawn.mask, drawn.num_masked  # (R, T)
+        visible_idx = visible_indices(mask, T - num_masked)  # (R, Tv)
+        masked_idx = masked_indices(mask, num_masked)  # (R, Nm)
         lengths_rows = frame_lengths.repeat_interleave(clones, 0)
-        encoded = self.encoder.context.forward_visible(features.repeat_interleave(clones, 0), mask, visible_idx,
-                                                       lengths_rows, layerdrop_generator)  # (R, Tv, D)
+        encoded = self.encoder.context.forward_visible(
+            features.repeat_interleave(clones, 0), mask, visible_idx, lengths_rows, layerdrop_generator
+        )  # (R, Tv, D)
         # the heads read the scattered sequence with noise mask tokens, each with its own dropout draw
         head_input = insert_mask_tokens(encoded, visible_idx, T, self.config.mask.noise_std, None)  # (R, T, D)
-        prediction = gather_frames(self.decoder(head_input), masked_idx)                    # (R, Nm, D)
-        target = gather_frames(targets.repeat_interleave(clones, 0), masked_idx)             # (R, Nm, D)
+        prediction = gather_frames(self.decoder(head_input), masked_idx)  # (R, Nm, D)
+        target = gather_frames(targets.repeat_interleave(clones, 0), masked_idx)  # (R, Nm, D)
         out = self.losses(prediction, target, head_input, masked_idx, scores_rows, drawn)
         with torch.no_grad():
             out.masked_fraction = (mask.sum(1).float() / lengths_rows.float()).mean()
             out.target_std = targets.std(dim=1).mean()
         return out
 
-    def losses(self, prediction: Tensor, target: Tensor, head_input: Tensor, masked_idx: Tensor,
-               teacher_scores: Tensor | None, drawn: DrawnMask) -> StepOutput:
+    def losses(
+        self,
+        prediction: Tensor,
+        target: Tensor,
+        head_input: Tensor,
+        masked_idx: Tensor,
+        teacher_scores: Tensor | None,
+        drawn: DrawnMask,
+    ) -> StepOutput:
         """L = L_rec + lambda * L_aux at the masked frames, and the health scalars: rho, hardness lift, std."""
         cfg = self.config.loss
         R, num_masked, D = prediction.shape
@@ -140,8 +155,9 @@ class EHMAMPretrainModel(nn.Module):
             aux_loss = ranking_loss(student_scores, frame_loss.detach(), self.config.release.aux_norm)
             student_rho = spearman_rho(student_scores.detach(), frame_loss.detach())
             if spans is not None:
-                student_span_rho = spearman_rho(span_means(student_scores.detach(), spans),
-                                                span_means(frame_loss.detach(), spans))
+                student_span_rho = spearman_rho(
+                    span_means(student_scores.detach(), spans), span_means(frame_loss.detach(), spans)
+                )
             loss = rec_loss + cfg.aux_weight * aux_loss
         with torch.no_grad():
             realised = frame_loss.detach()
@@ -152,15 +168,25 @@ class EHMAMPretrainModel(nn.Module):
                 if spans is not None:
                     span_rho = spearman_rho(span_means(teacher_at_masked, spans), span_means(realised, spans))
             prediction_std = prediction.detach().float().reshape(-1, D).std(dim=0).mean()
-        return StepOutput(loss=loss, rec_loss=rec_loss.detach(), aux_loss=aux_loss.detach(),
-                          masked_fraction=not_measured, target_std=not_measured, prediction_std=prediction_std,
-                          student_rho=student_rho, teacher_rho=teacher_rho, teacher_span_rho=span_rho,
-                          student_span_rho=student_span_rho,
-                          hardness_lift=lift, num_masked=num_masked)
+        return StepOutput(
+            loss=loss,
+            rec_loss=rec_loss.detach(),
+            aux_loss=aux_loss.detach(),
+            masked_fraction=not_measured,
+            target_std=not_measured,
+            prediction_std=prediction_std,
+            student_rho=student_rho,
+            teacher_rho=teacher_rho,
+            teacher_span_rho=span_rho,
+            student_span_rho=student_span_rho,
+            hardness_lift=lift,
+            num_masked=num_masked,
+        )
 
     def parameter_counts(self) -> dict[str, int]:
         def count(module: nn.Module | None) -> int:
             return 0 if module is None else sum(p.numel() for p in module.parameters())
+
         encoder = self.encoder
         return {
             f"{encoder.config.frontend}+projection (local)": count(encoder.local),
@@ -174,7 +200,14 @@ class EHMAMPretrainModel(nn.Module):
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """Decay matrices only; biases, norms and the ALiBi scales (all 1-D) get none."""
-        params = [p for m in (self.encoder, self.decoder, self.predictor) if m is not None
-                  for p in m.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        params = [
+            p
+            for m in (self.encoder, self.decoder, self.predictor)
+            if m is not None
+            for p in m.parameters()
+            if p.requires_grad
+        ]
+        return [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]

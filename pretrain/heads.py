@@ -1,5 +1,6 @@
 """Student heads (docs/design.md "Heads"): the conv regression decoder and the conv loss predictor, which share
 one construction, and mask-token insertion."""
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,9 @@ class ConvBlock(nn.Module):
 class ConvStack(nn.Module):
     """Input dropout (its own draw, out of place) then `depth` conv blocks: embed -> dec, then dec -> dec."""
 
-    def __init__(self, embed_dim: int, decoder_dim: int, kernel_size: int, groups: int, depth: int,
-                 input_dropout: float):
+    def __init__(
+        self, embed_dim: int, decoder_dim: int, kernel_size: int, groups: int, depth: int, input_dropout: float
+    ):
         super().__init__()
         self.input_dropout = input_dropout
         widths = [embed_dim] + [decoder_dim] * depth
@@ -42,10 +44,18 @@ class ConvStack(nn.Module):
 
 class ConvHead(nn.Module):
     """Conv stack -> LayerNorm(dec) if `with_norm` -> Linear(dec -> embed_dim); PyTorch's default init throughout."""
+
     with_norm = False
 
-    def __init__(self, embed_dim: int = 768, decoder_dim: int = 384, kernel_size: int = 7, groups: int = 16,
-                 depth: int = 4, input_dropout: float = 0.1):
+    def __init__(
+        self,
+        embed_dim: int = 768,
+        decoder_dim: int = 384,
+        kernel_size: int = 7,
+        groups: int = 16,
+        depth: int = 4,
+        input_dropout: float = 0.1,
+    ):
         super().__init__()
         self.stack = ConvStack(embed_dim, decoder_dim, kernel_size, groups, depth, input_dropout)
         self.norm = nn.LayerNorm(decoder_dim) if self.with_norm else nn.Identity()
@@ -68,14 +78,20 @@ class ConvDecoder(ConvHead):
 
 class LossPredictor(ConvHead):
     """Loss predictor: (B, T, D) -> (B, T), the channel mean of LayerNorm(dec, affine) -> Linear."""
+
     with_norm = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).mean(dim=-1)
 
 
-def insert_mask_tokens(visible: torch.Tensor, visible_idx: torch.Tensor, num_frames: int, noise_std: float,
-                       generator: torch.Generator | None) -> torch.Tensor:
+def insert_mask_tokens(
+    visible: torch.Tensor,
+    visible_idx: torch.Tensor,
+    num_frames: int,
+    noise_std: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """(R, T, D): visible frames (R, Tv, D) scattered back to their positions, N(0, noise_std^2) noise elsewhere,
     drawn on visible.device from `generator` (None: that device's global RNG)."""
     R, Tv, D = visible.shape

@@ -1,5 +1,6 @@
 """Losses (docs/design.md "Losses"): per-frame L2 regression loss, the pairwise ranking loss of the predictor,
 Spearman rho."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ import torch.nn.functional as F
 def regression_loss_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(N,) fp32: sum_d (prediction - target)^2 / sqrt(D)."""
     if prediction.shape != target.shape or prediction.dim() != 2:
-        raise ValueError(f"prediction and target must both be (N, D), got {tuple(prediction.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"prediction and target must both be (N, D), got {tuple(prediction.shape)} and {tuple(target.shape)}"
+        )
     return (prediction.float() - target.float()).square().sum(dim=-1) / math.sqrt(prediction.shape[-1])
 
 
@@ -20,8 +22,9 @@ def ranking_loss(scores: torch.Tensor, realised: torch.Tensor, norm: str = "pair
     """Pairwise logistic (RankNet) loss over ordered pairs of a row's masked frames, ties contributing nothing,
     normalised by `norm` (docs/design.md "Losses": pair_mean, sum or flat_batch_mean)."""
     if scores.shape != realised.shape or scores.dim() != 2:
-        raise ValueError(f"scores and realised must both be (R, M), got {tuple(scores.shape)} "
-                         f"and {tuple(realised.shape)}")
+        raise ValueError(
+            f"scores and realised must both be (R, M), got {tuple(scores.shape)} and {tuple(realised.shape)}"
+        )
     p, ell = scores.float(), realised.detach().float()
     if norm == "flat_batch_mean":
         p, ell = p.reshape(1, -1), ell.reshape(1, -1)

@@ -4,6 +4,7 @@ Run: python -m pretrain.manifest ROOT --out train.tsv [--valid-out valid.tsv --v
 Unusable files and unreadable folders are reported with a reason and left out; --verify also decodes every file
 (slow) to catch truncated or NaN files that a header probe misses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ _PROGRESS_EVERY = 20_000  # files between progress log lines; LibriSpeech 960 h 
 @dataclass
 class ManifestSummary:
     """What write_manifest found: the entries written per split and every skipped file with its reason."""
+
     root: Path
     num_candidates: int = 0  # files with a matching extension
     train: list[tuple[str, int]] = field(default_factory=list)  # (relative path, num_samples)
@@ -43,13 +45,18 @@ class ManifestSummary:
         """A few human-readable lines: counts, hours, and skip reasons grouped by kind."""
         hours = sum(n for _, n in self.train + self.valid) / SAMPLE_RATE / 3600
         kinds = Counter(reason.split(":")[0] for _, reason in self.skipped)
-        return "\n".join([f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
-                          f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"]
-                         + [f"  skipped {count:>7} x {kind}" for kind, count in sorted(kinds.items())])
+        return "\n".join(
+            [
+                f"{self.root}: {self.num_candidates} audio files, {self.num_train} train + "
+                f"{self.num_valid} valid written ({hours:.2f} h), {self.num_skipped} skipped"
+            ]
+            + [f"  skipped {count:>7} x {kind}" for kind, count in sorted(kinds.items())]
+        )
 
 
-def find_audio_files(root: Path, extensions: tuple[str, ...],
-                     unreadable: list[tuple[str, str]] | None = None) -> list[str]:
+def find_audio_files(
+    root: Path, extensions: tuple[str, ...], unreadable: list[tuple[str, str]] | None = None
+) -> list[str]:
     """Sorted relative POSIX paths of the files with these extensions; unlistable folders go to `unreadable`."""
     wanted = {ext.lower().lstrip(".") for ext in extensions}
     found = []
@@ -62,8 +69,11 @@ def find_audio_files(root: Path, extensions: tuple[str, ...],
     # followlinks: users commonly build a root of symlinks to LibriSpeech subsets
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=report):
         dirnames.sort()
-        found += [Path(dirpath, name).relative_to(root).as_posix() for name in filenames
-                  if "." in name and name.rsplit(".", 1)[-1].lower() in wanted]
+        found += [
+            Path(dirpath, name).relative_to(root).as_posix()
+            for name in filenames
+            if "." in name and name.rsplit(".", 1)[-1].lower() in wanted
+        ]
     return sorted(found)
 
 
@@ -98,8 +108,15 @@ def probe_audio(path: Path, decode: bool = False) -> tuple[int | None, str]:
     return info.frames, ""
 
 
-def write_manifest(root: Path, out: Path, extensions: tuple[str, ...] = ("flac", "wav"), valid_out: Path | None = None,
-                   valid_fraction: float = 0.0, seed: int = 0, verify: bool = False) -> ManifestSummary:
+def write_manifest(
+    root: Path,
+    out: Path,
+    extensions: tuple[str, ...] = ("flac", "wav"),
+    valid_out: Path | None = None,
+    valid_fraction: float = 0.0,
+    seed: int = 0,
+    verify: bool = False,
+) -> ManifestSummary:
     """Scan root, write the train (and optional valid) manifest, and report every file left out."""
     root = Path(root).resolve()
     if not root.is_dir():
@@ -115,8 +132,11 @@ def write_manifest(root: Path, out: Path, extensions: tuple[str, ...] = ("flac",
         logger.warning("skipping %s: %s", root / rel, reason)
     entries = []
     for i, rel in enumerate(candidates, start=1):
-        num_samples, reason = ((None, "path: contains a tab or newline, which the manifest format cannot hold")
-                               if any(c in rel for c in "\t\n\r") else probe_audio(root / rel, decode=verify))
+        num_samples, reason = (
+            (None, "path: contains a tab or newline, which the manifest format cannot hold")
+            if any(c in rel for c in "\t\n\r")
+            else probe_audio(root / rel, decode=verify)
+        )
         if num_samples is None:
             logger.warning("skipping %s: %s", root / rel, reason)
             summary.skipped.append((rel, reason))
@@ -125,9 +145,10 @@ def write_manifest(root: Path, out: Path, extensions: tuple[str, ...] = ("flac",
         if i % _PROGRESS_EVERY == 0:
             logger.info("probed %d / %d files", i, len(candidates))
     if not entries:
-        raise ValueError(f"no usable audio under {root}: {len(candidates)} files with extensions {tuple(extensions)}, "
-                         f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped
-                                                             else ""))
+        raise ValueError(
+            f"no usable audio under {root}: {len(candidates)} files with extensions {tuple(extensions)}, "
+            f"{summary.num_skipped} skipped" + (f" (first: {summary.skipped[0]})" if summary.skipped else "")
+        )
     summary.train, summary.valid = split_valid(entries, valid_fraction, seed)
     for path, split in ((out, summary.train), (valid_out, summary.valid)):
         if path is not None:
@@ -177,20 +198,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", type=Path, help="directory searched recursively for audio")
     parser.add_argument("--out", type=Path, required=True, help="train manifest to write")
     parser.add_argument("--valid-out", type=Path, default=None, help="valid manifest to write")
-    parser.add_argument("--valid-fraction", type=float, default=None,
-                        help="fraction of files for valid (default 0.01 with --valid-out)")
+    parser.add_argument(
+        "--valid-fraction", type=float, default=None, help="fraction of files for valid (default 0.01 with --valid-out)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the valid split")
     parser.add_argument("--ext", nargs="+", default=["flac", "wav"], help="extensions to include")
-    parser.add_argument("--verify", action="store_true",
-                        help="decode every file to catch truncated or NaN audio (reads all the audio: slow)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every file to catch truncated or NaN audio (reads all the audio: slow)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.valid_fraction is not None and args.valid_out is None:
         parser.error("--valid-fraction needs --valid-out")
     valid_fraction = 0.0 if args.valid_out is None else 0.01 if args.valid_fraction is None else args.valid_fraction
     try:
-        summary = write_manifest(args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed,
-                                 args.verify)
+        summary = write_manifest(
+            args.root, args.out, tuple(args.ext), args.valid_out, valid_fraction, args.seed, args.verify
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

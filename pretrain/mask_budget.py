@@ -7,6 +7,7 @@ min_masks 1, require_same_masks) draws per row N = max(1, floor(P * T / L + U)) 
 batch to the smallest count. Its masked share is therefore below P and falls with the number of rows trimmed
 together. `overlapping_share` computes its expectation exactly from the distribution of the union of the spans.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,7 +36,7 @@ def _log_bounded_compositions(parts: int, most: int) -> list[np.ndarray]:
         previous = table[-1]
         shifted = np.full((most, n * most + 1), -np.inf)
         for part in range(1, most + 1):  # the n-th part takes the value `part`
-            shifted[part - 1, part:part + previous.size] = previous
+            shifted[part - 1, part : part + previous.size] = previous
         table.append(np.logaddexp.reduce(shifted, axis=0))
     return table
 
@@ -51,16 +52,18 @@ def union_size_distribution(num_frames: int, num_spans: int, span_length: int) -
     T, N, L = int(num_frames), int(num_spans), int(span_length)
     M = T - L
     if N < 1 or L < 1 or M < N:
-        raise ValueError(f"overlapping sampler: N={N} spans of L={L} need at least N start positions, but T={T} "
-                         f"frames give T-L={M}")
+        raise ValueError(
+            f"overlapping sampler: N={N} spans of L={L} need at least N start positions, but T={T} frames give T-L={M}"
+        )
     compositions = _log_bounded_compositions(N - 1, L)
     log_total = float(_log_comb(M, N))
     probability = np.zeros(T + 1)
     for long_gaps in range(N):
         short = N - 1 - long_gaps
         a = np.arange(short * L + 1)
-        log_count = (float(_log_comb(N - 1, long_gaps)) + compositions[short]
-                     + _log_comb(M - a - long_gaps * L, long_gaps + 1))
+        log_count = (
+            float(_log_comb(N - 1, long_gaps)) + compositions[short] + _log_comb(M - a - long_gaps * L, long_gaps + 1)
+        )
         union = L + a + long_gaps * L
         keep = np.isfinite(log_count) & (union <= T)
         np.add.at(probability, union[keep], np.exp(log_count[keep] - log_total))
@@ -89,8 +92,8 @@ def expected_masked_frames(frame_lengths: Sequence[int], mask_prob: float, span_
     all_at_least = np.ones(longest + 1)
     for T, rows in collections.Counter(int(t) for t in frame_lengths).items():
         at_least = np.zeros(longest + 1)
-        at_least[:T + 1] = _union_at_least(T, float(mask_prob), int(span_length))
-        all_at_least *= at_least ** rows
+        at_least[: T + 1] = _union_at_least(T, float(mask_prob), int(span_length))
+        all_at_least *= at_least**rows
     return float(all_at_least[1:].sum())
 
 

@@ -1,5 +1,6 @@
 """Span masking (docs/design.md "Masking"): `draw_mask_plan` draws a step's mask randomness on the host; a plan's
 `mask` turns it and the predicted loss into the mask on the device (grid: no host sync)."""
+
 from __future__ import annotations
 
 import math
@@ -25,14 +26,16 @@ class DrawnMask(NamedTuple):
     """A step's mask on the device: which frames are masked, which of those lie in hard-picked spans, and the
     masked count per row (host-known). `span_length` is L when the masked frames, in ascending order, form whole
     spans of L (the grid), else None (the release sampler's spans overlap and are trimmed)."""
+
     mask: torch.Tensor  # (R, T) bool
     hard: torch.Tensor  # (R, T) bool, a subset of mask
     num_masked: int
     span_length: int | None
 
 
-def span_counts(frame_lengths: Sequence[int], mask_prob: float, span_length: int,
-                generator: torch.Generator) -> list[int]:
+def span_counts(
+    frame_lengths: Sequence[int], mask_prob: float, span_length: int, generator: torch.Generator
+) -> list[int]:
     """N_b = max(1, floor(P * T_b / L + U_b)) per row, U_b ~ U[0, 1) drawn from `generator` (one draw per row)."""
     u = torch.rand(len(frame_lengths), generator=generator, dtype=torch.float64, device=generator.device).cpu()
     return [max(1, math.floor(mask_prob * int(t) / span_length + float(ub))) for t, ub in zip(frame_lengths, u)]
@@ -41,6 +44,7 @@ def span_counts(frame_lengths: Sequence[int], mask_prob: float, span_length: int
 @dataclass
 class GridMaskPlan:
     """Host-drawn randomness of the grid sampler for R rows; the device code is deterministic given it."""
+
     num_frames: int  # T, padded length of the batch
     span_length: int  # L
     num_spans: int  # N, equal for all rows (min over the batch)
@@ -54,8 +58,11 @@ class GridMaskPlan:
         return self.num_spans * self.span_length
 
     def to(self, device: torch.device | str) -> "GridMaskPlan":
-        return replace(self, offsets=self.offsets.to(device, non_blocking=True),
-                       cell_scores=self.cell_scores.to(device, non_blocking=True))
+        return replace(
+            self,
+            offsets=self.offsets.to(device, non_blocking=True),
+            cell_scores=self.cell_scores.to(device, non_blocking=True),
+        )
 
     def select_rows(self, rows: Sequence[int]) -> "GridMaskPlan":
         """Some rows of the plan, with N, N_hard and C of the whole plan: a DDP process keeps its rows of the
@@ -71,8 +78,9 @@ class GridMaskPlan:
 BUDGETS = ("overlapping", "exact")
 
 
-def grid_span_count(frame_lengths: Sequence[int], mask_prob: float, span_length: int, budget: str,
-                    generator: torch.Generator) -> int:
+def grid_span_count(
+    frame_lengths: Sequence[int], mask_prob: float, span_length: int, budget: str, generator: torch.Generator
+) -> int:
     """N, the spans of every row. `exact`: the minimum over rows of N_b = max(1, floor(P T_b / L + U_b)), i.e. a
     share of about P. `overlapping`: N = max(1, floor(E / L + U)) with one U for the plan, where E is the count
     data2vec 2.0's overlapping sampler masks per row on rows of these lengths in expectation
@@ -86,9 +94,16 @@ def grid_span_count(frame_lengths: Sequence[int], mask_prob: float, span_length:
     return max(1, math.floor(expected / span_length + u))
 
 
-def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
-                   generator: torch.Generator, *, num_frames: int | None = None,
-                   budget: str = "exact") -> GridMaskPlan:
+def plan_grid_mask(
+    frame_lengths: Sequence[int],
+    mask_prob: float,
+    span_length: int,
+    alpha: float,
+    generator: torch.Generator,
+    *,
+    num_frames: int | None = None,
+    budget: str = "exact",
+) -> GridMaskPlan:
     """The grid plan for rows of these valid lengths padded to `num_frames` (default: the longest). Draw order
     from `generator`: the count's U (`grid_span_count`), then offsets (R,), then cell scores (R, C)."""
     L = int(span_length)
@@ -97,14 +112,23 @@ def plan_grid_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: 
     t_min = min(frame_lengths)
     C = (t_min - (L - 1)) // L
     if N > C:  # the data, not the config: a crop shorter than data.min_samples allows
-        raise ValueError(f"grid mask needs N={N} spans of L={L} frames but the shortest row (T={t_min} frames) only "
-                         f"has C=floor((T-(L-1))/L)={C} cells (mask_prob={mask_prob}); use longer crops or a smaller "
-                         f"mask_prob")
+        raise ValueError(
+            f"grid mask needs N={N} spans of L={L} frames but the shortest row (T={t_min} frames) only "
+            f"has C=floor((T-(L-1))/L)={C} cells (mask_prob={mask_prob}); use longer crops or a smaller "
+            f"mask_prob"
+        )
     R = len(frame_lengths)
     offsets = torch.randint(0, L, (R,), generator=generator, device=generator.device).cpu()
     cell_scores = torch.rand(R, C, generator=generator, device=generator.device).cpu()
-    return GridMaskPlan(num_frames=T, span_length=L, num_spans=N, num_hard=num_hard_spans(N, alpha),
-                        num_cells=C, offsets=offsets, cell_scores=cell_scores)
+    return GridMaskPlan(
+        num_frames=T,
+        span_length=L,
+        num_spans=N,
+        num_hard=num_hard_spans(N, alpha),
+        num_cells=C,
+        offsets=offsets,
+        cell_scores=cell_scores,
+    )
 
 
 def grid_mask(predicted_loss: torch.Tensor | None, plan: GridMaskPlan) -> torch.Tensor:
@@ -128,16 +152,18 @@ def grid_mask_with_hard(predicted_loss: torch.Tensor | None, plan: GridMaskPlan)
         scores.scatter_(1, hard, float("-inf"))
     rand = scores.topk(plan.num_spans - plan.num_hard, dim=1).indices  # (R, N_rand)
     cells = rand if hard is None else torch.cat([hard, rand], dim=1)  # (R, N)
-    frames = (plan.offsets[:, None, None] + cells[:, :, None] * L
-              + torch.arange(L, device=device)).reshape(R, -1)  # (R, N*L), the hard cells' frames first
+    frames = (plan.offsets[:, None, None] + cells[:, :, None] * L + torch.arange(L, device=device)).reshape(
+        R, -1
+    )  # (R, N*L), the hard cells' frames first
     mask = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames, True)
-    hard_frames = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames[:, :plan.num_hard * L], True)
+    hard_frames = torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, frames[:, : plan.num_hard * L], True)
     return mask, hard_frames
 
 
 @dataclass
 class ReleaseMaskPlan:
     """Host-drawn randomness of the authors' span sampler (`release.span_sampler`) for R rows."""
+
     frame_lengths: list[int]  # valid frames per row
     span_length: int  # L
     num_spans: list[int]  # N_b per row
@@ -151,15 +177,24 @@ class ReleaseMaskPlan:
         return DrawnMask(mask, spans_from_starts(hard_starts, self.span_length) & mask, int(mask[0].sum()), None)
 
 
-def plan_release_mask(frame_lengths: Sequence[int], mask_prob: float, span_length: int, alpha: float,
-                      generator: torch.Generator, *, num_frames: int | None = None) -> ReleaseMaskPlan:
+def plan_release_mask(
+    frame_lengths: Sequence[int],
+    mask_prob: float,
+    span_length: int,
+    alpha: float,
+    generator: torch.Generator,
+    *,
+    num_frames: int | None = None,
+) -> ReleaseMaskPlan:
     """Draw order from `generator`: U_b (R,), candidate scores (R, T), trim scores (R, T)."""
     lengths, L = [int(t) for t in frame_lengths], int(span_length)
     n_spans = span_counts(lengths, mask_prob, L, generator)
     for t, n in zip(lengths, n_spans):
         if t - L < n:
-            raise ValueError(f"release mask: a row of T={t} frames has only T-L={t - L} candidate starts "
-                             f"for N={n} spans of L={L}; use longer crops")
+            raise ValueError(
+                f"release mask: a row of T={t} frames has only T-L={t - L} candidate starts "
+                f"for N={n} spans of L={L}; use longer crops"
+            )
     shape = (len(lengths), max(lengths) if num_frames is None else int(num_frames))
     candidates = torch.rand(*shape, generator=generator, device=generator.device)
     trims = torch.rand(*shape, generator=generator, device=generator.device)
@@ -175,14 +210,16 @@ def spans_from_starts(starts: torch.Tensor, span_length: int) -> torch.Tensor:
     return spans.bool()
 
 
-def release_mask(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def release_mask(
+    predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The authors' sampler, rows equalised to the batch-min count: (R, T) True = masked; one host read."""
     return release_mask_with_hard_starts(predicted_loss, plan, device)[0]
 
 
-def release_mask_with_hard_starts(predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan,
-                                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def release_mask_with_hard_starts(
+    predicted_loss: torch.Tensor | None, plan: ReleaseMaskPlan, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(the release sampler's mask, its hard span starts), both (R, T) bool."""
     lengths, L, n_hard = plan.frame_lengths, plan.span_length, plan.num_hard
     R, T = plan.candidate_scores.shape
@@ -212,16 +249,24 @@ def release_mask_with_hard_starts(predicted_loss: torch.Tensor | None, plan: Rel
     return torch.zeros(R, T, dtype=torch.bool, device=device).scatter_(1, keep, True), hard_starts
 
 
-def draw_mask_plan(frame_lengths: Sequence[int], positions: Sequence[int], world_size: int, clones: int,
-                   mask_prob: float, span_length: int, alpha: float, release_sampler: bool,
-                   generator: torch.Generator, budget: str = "exact") -> GridMaskPlan | ReleaseMaskPlan:
+def draw_mask_plan(
+    frame_lengths: Sequence[int],
+    positions: Sequence[int],
+    world_size: int,
+    clones: int,
+    mask_prob: float,
+    span_length: int,
+    alpha: float,
+    release_sampler: bool,
+    generator: torch.Generator,
+    budget: str = "exact",
+) -> GridMaskPlan | ReleaseMaskPlan:
     """The mask plan of this process's B * clones rows (row b * clones + c), for crops of one length: the grid's is
     drawn for the global batch and cut to this process's positions, the release's for the local rows only."""
     rows = [length for length in frame_lengths for _ in range(clones)]
     if release_sampler:
         return plan_release_mask(rows, mask_prob, span_length, alpha, generator)
-    plan = plan_grid_mask([rows[0]] * (len(rows) * world_size), mask_prob, span_length, alpha, generator,
-                          budget=budget)
+    plan = plan_grid_mask([rows[0]] * (len(rows) * world_size), mask_prob, span_length, alpha, generator, budget=budget)
     return plan.select_rows([p * clones + c for p in positions for c in range(clones)])
 
 

@@ -3,6 +3,7 @@
 Run: python -m pretrain.mel_stats train.tsv [--max-utterances 500] [--out stats.yaml]; prints (or writes) model.mel_mean
 and model.mel_std as YAML, for a config's model section or --set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def manifest_statistics(manifest: Path, max_files: int | None = None, mel_bins: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pretrain.mel_stats", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pretrain.mel_stats", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("manifest", type=Path, help="fairseq manifest (python -m pretrain.manifest)")
     parser.add_argument("--max-utterances", type=int, default=500, help="first N files of the manifest (0: all)")
     parser.add_argument("--mel-bins", type=int, default=80)

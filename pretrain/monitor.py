@@ -1,6 +1,7 @@
 """Phone ABX of every student layer during pretraining, every `run.eval_every` updates and at the end (the loss can
 fall while every layer stays at chance); the loop logs it to metrics.jsonl ({"step", "abx"}), TensorBoard (abx/),
 the progress bar and abx_curve.tsv (docs/design.md "Health")."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ class ABXMonitor:
         run = config.run
         libri = Path(run.eval_data) / "LibriSpeech"
         if not libri.is_dir():
-            raise FileNotFoundError(f"run.eval_data: {libri} not found; it must be a corpus root holding "
-                                    f"LibriSpeech/alignments/<split>.jsonl (python -m minisuperb writes one)")
+            raise FileNotFoundError(
+                f"run.eval_data: {libri} not found; it must be a corpus root holding "
+                f"LibriSpeech/alignments/<split>.jsonl (python -m minisuperb writes one)"
+            )
         table = items_from_alignments(libri, run.eval_splits, run.eval_max_files)
         geometry = FrameGeometry(config.model.downsample_rate, config.model.receptive_field)
         self.abx_set = ABXSet(table, [geometry], MONITOR_CONDITIONS)
@@ -45,8 +48,13 @@ class ABXMonitor:
             encoder.train(was_training)
         errors = {c: [r["error"] for r in rows if r["condition"] == c] for c in MONITOR_CONDITIONS}
         best = best_layer(by_representation(rows)["student"])
-        return {**errors, "best_layer": best, "best_within": errors["within"][best],
-                "best_across": errors["across"][best], "seconds": time.perf_counter() - tick}
+        return {
+            **errors,
+            "best_layer": best,
+            "best_within": errors["within"][best],
+            "best_across": errors["across"][best],
+            "seconds": time.perf_counter() - tick,
+        }
 
 
 def abx_records(metrics_path: Path) -> list[dict]:

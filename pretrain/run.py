@@ -6,6 +6,7 @@ checkpoint and exit; after SIGKILL only the updates since the last checkpoint ar
 `--dry-run` builds everything, prints parameter counts and one batch's shapes. Exit status 2 on a bad config, bad
 data under data.bad_audio=error, a bad checkpoint, or a run stopped by a health check.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,24 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config, e.g. pretrain/ehmam.yaml or pretrain/tiny.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=1000")
-    parser.add_argument("--resume", action="store_true",
-                        help="require run.out_dir/last.pt and continue from it (done anyway when it exists)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="build model and data, print parameter counts and one batch's shapes, and exit")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=1000",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="require run.out_dir/last.pt and continue from it (done anyway when it exists)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build model and data, print parameter counts and one batch's shapes, and exit",
+    )
     args = parser.parse_args(argv)
 
     from pretrain.config import load_config
@@ -32,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         if not config.data.manifest:
-            raise ValueError("data.manifest: no manifest given; make one with "
-                             "`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass "
-                             "--set data.manifest=train.tsv")
+            raise ValueError(
+                "data.manifest: no manifest given; make one with "
+                "`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass "
+                "--set data.manifest=train.tsv"
+            )
         out_dir = train(config, resume=args.resume, dry_run=args.dry_run)
     except (ValueError, FileNotFoundError, TrainingAborted) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Schedules as pure functions of the update count, so that resuming needs no replay: learning rate, EMA decay
 (docs/design.md "Optimiser and data", "Teacher") and the curriculum's share alpha of hard spans ("Curriculum")."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,9 +44,18 @@ def alpha_at(config: PretrainConfig, update: int, epoch: int) -> float:
 
 
 # the settings the schedules above read: changing one on resume moves the run to another schedule
-SCHEDULE_KEYS = ("optim.lr", "optim.warmup_steps", "optim.max_steps", "teacher.ema_decay_start",
-                 "teacher.ema_decay_end", "teacher.ema_anneal_updates", "curriculum.mode", "curriculum.threshold",
-                 "curriculum.plateau", "release.epoch_curriculum")
+SCHEDULE_KEYS = (
+    "optim.lr",
+    "optim.warmup_steps",
+    "optim.max_steps",
+    "teacher.ema_decay_start",
+    "teacher.ema_decay_end",
+    "teacher.ema_anneal_updates",
+    "curriculum.mode",
+    "curriculum.threshold",
+    "curriculum.plateau",
+    "release.epoch_curriculum",
+)
 
 
 def with_saved_schedule(config: PretrainConfig, saved: dict) -> PretrainConfig:
@@ -55,18 +65,23 @@ def with_saved_schedule(config: PretrainConfig, saved: dict) -> PretrainConfig:
         section, key = dotted.split(".")
         if key in (saved.get(section) or {}):
             sections.setdefault(section, {})[key] = saved[section][key]
-    return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values)
-                                          for name, values in sections.items()})
+    return dataclasses.replace(
+        config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    )
 
 
 def schedule_jumps(saved: PretrainConfig, current: PretrainConfig, update: int, epoch: int) -> list[str]:
     """What resuming at `update` under `current` instead of `saved` changes at once: the learning rate, the EMA
     decay and alpha of the update about to run, each as 'name old -> new' (nothing that stays the same)."""
+
     def values(config: PretrainConfig) -> dict[str, float]:
         optim, teacher = config.optim, config.teacher
-        return {"learning rate": lr_at(update, optim.lr, optim.warmup_steps, optim.max_steps),
-                "EMA decay": ema_decay_at(update + 1, teacher.ema_decay_start, teacher.ema_decay_end,
-                                          teacher.ema_anneal_updates),
-                "alpha (share of hard spans)": alpha_at(config, update, epoch)}
+        return {
+            "learning rate": lr_at(update, optim.lr, optim.warmup_steps, optim.max_steps),
+            "EMA decay": ema_decay_at(
+                update + 1, teacher.ema_decay_start, teacher.ema_decay_end, teacher.ema_anneal_updates
+            ),
+            "alpha (share of hard spans)": alpha_at(config, update, epoch),
+        }
 
     return value_jumps(values(saved), values(current))

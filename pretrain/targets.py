@@ -1,5 +1,6 @@
 """Regression targets (docs/design.md "Targets"): the average of the instance-normalised FFN outputs of the top-K
 teacher blocks."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -3,13 +3,12 @@
 The values come from a per-upstream learning-rate sweep
 on the real corpora, so they are comparable only to runs on the real SUPERB data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LEADERBOARD_SOURCE = (
-    "SUPERB leaderboard data, superbbenchmark/superbbenchmark.github.io src/data/public.json"
-)
+LEADERBOARD_SOURCE = "SUPERB leaderboard data, superbbenchmark/superbbenchmark.github.io src/data/public.json"
 
 
 @dataclass(frozen=True)
@@ -33,50 +32,133 @@ class PublishedScores:
 
 PUBLISHED: tuple[PublishedScores, ...] = (
     PublishedScores(
-        "FBANK", 82.01, 41.38, 9.65, 20.06, 48.24, 23.18, 15.21, 69.64, 52.94,
+        "FBANK",
+        82.01,
+        41.38,
+        9.65,
+        20.06,
+        48.24,
+        23.18,
+        15.21,
+        69.64,
+        52.94,
         source=LEADERBOARD_SOURCE + ' (row labelled "paper / Interspeech2021"; its KS/IC/SID/ER '
         "values look like a later re-run of the printed paper table)",
     ),
     PublishedScores(
-        "wav2vec 2.0 Base", 5.74, 96.23, 92.35, 75.18, 63.43, 6.43, 4.79, 88.30, 24.77,
+        "wav2vec 2.0 Base",
+        5.74,
+        96.23,
+        92.35,
+        75.18,
+        63.43,
+        6.43,
+        4.79,
+        88.30,
+        24.77,
         source=LEADERBOARD_SOURCE + ' ("paper / Interspeech2021"); matches WavLM paper Table 3',
         er_folds=(62.86, 68.62, 60.99, 63.53, 61.16),
     ),
     PublishedScores(
-        "HuBERT Base", 5.41, 96.30, 98.34, 81.42, 64.92, 6.42, 4.79, 88.53, 25.20,
+        "HuBERT Base",
+        5.41,
+        96.30,
+        98.34,
+        81.42,
+        64.92,
+        6.42,
+        4.79,
+        88.53,
+        25.20,
         source=LEADERBOARD_SOURCE + ' ("paper / Interspeech2021"); SID agrees with s3prl issue '
         "#268 (lr 1e-1); matches WavLM paper Table 3",
         er_folds=(62.40, 66.57, 65.25, 65.18, 65.19),
     ),
     PublishedScores(
-        "WavLM Base", 4.84, 96.79, 98.63, 84.51, 65.94, 6.21, 4.59, 89.38, 22.86,
+        "WavLM Base",
+        4.84,
+        96.79,
+        98.63,
+        84.51,
+        65.94,
+        6.21,
+        4.59,
+        89.38,
+        22.86,
         source=LEADERBOARD_SOURCE + " (Microsoft submission, 2021-11/12); PR agrees with s3prl "
         "issue #498; matches WavLM paper Table 3",
         er_folds=(65.99, 66.76, 64.90, 66.44, 65.59),
     ),
     PublishedScores(
-        "WavLM Base+", 3.92, 97.37, 99.00, 89.42, 68.65, 5.59, 4.02, 90.58, 21.20,
+        "WavLM Base+",
+        3.92,
+        97.37,
+        99.00,
+        89.42,
+        68.65,
+        5.59,
+        4.02,
+        90.58,
+        21.20,
         source=LEADERBOARD_SOURCE + " (Microsoft submission, 2021-11/12); the leaderboard row, "
         "which differs from the WavLM paper's Table 3 row (kept in PUBLISHED as context)",
         er_folds=(69.49, 69.40, 66.38, 70.03, 67.93),
     ),
     PublishedScores(
-        "WavLM Base+ (WavLM paper Table 3)", 4.07, 96.69, 99.16, 86.84, 67.98, 5.64, None,
-        89.73, 21.54,
+        "WavLM Base+ (WavLM paper Table 3)",
+        4.07,
+        96.69,
+        99.16,
+        86.84,
+        67.98,
+        5.64,
+        None,
+        89.73,
+        21.54,
         source="WavLM paper Table 3 (microsoft/unilm wavlm/SUPERB_Results.png)",
         context_only=True,
     ),
     PublishedScores(
-        "wav2vec 2.0 Large", 4.75, 96.66, 95.28, 86.14, 65.64, 3.75, 3.10, 87.11, 27.31,
-        source=LEADERBOARD_SOURCE, context_only=True,
+        "wav2vec 2.0 Large",
+        4.75,
+        96.66,
+        95.28,
+        86.14,
+        65.64,
+        3.75,
+        3.10,
+        87.11,
+        27.31,
+        source=LEADERBOARD_SOURCE,
+        context_only=True,
     ),
     PublishedScores(
-        "HuBERT Large", 3.53, 95.29, 98.76, 90.33, 67.62, 3.62, 2.94, 89.81, 21.76,
-        source=LEADERBOARD_SOURCE, context_only=True,
+        "HuBERT Large",
+        3.53,
+        95.29,
+        98.76,
+        90.33,
+        67.62,
+        3.62,
+        2.94,
+        89.81,
+        21.76,
+        source=LEADERBOARD_SOURCE,
+        context_only=True,
     ),
     PublishedScores(
-        "WavLM Large", 3.06, 97.86, 99.31, 95.49, 70.62, 3.44, 2.95, 92.21, 18.36,
-        source=LEADERBOARD_SOURCE, context_only=True,
+        "WavLM Large",
+        3.06,
+        97.86,
+        99.31,
+        95.49,
+        70.62,
+        3.44,
+        2.95,
+        92.21,
+        18.36,
+        source=LEADERBOARD_SOURCE,
+        context_only=True,
     ),
 )
 

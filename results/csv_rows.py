@@ -1,5 +1,6 @@
 """CSV files of result rows (abx.csv, layerwise.csv): fixed columns and number formats on the way out, typed
 values on the way back, and an error naming the file when it is not the kind of CSV expected."""
+
 from __future__ import annotations
 
 import csv

@@ -12,6 +12,7 @@ worker); FBANK's runs start while the checkpoint pretrains. A task that fails is
 missing/unfinished in the table, the others still run. A rerun reuses a complete corpus and a finished pretraining
 under --out and redoes the downstream runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ log = logging.getLogger("demo")
 # Keys are s3prl override paths below config.downstream_expert.
 CPU_SMOKE_OVERRIDES = {
     "pr": {"corpus.batch_size": 4},
-    "asr": {"datarc.batch_size": 4, "datarc.train_batch_size": 4, "modelrc.project_dim": 64,
-            "modelrc.RNNs.dim": [64, 64]},
+    "asr": {
+        "datarc.batch_size": 4,
+        "datarc.train_batch_size": 4,
+        "modelrc.project_dim": 64,
+        "modelrc.RNNs.dim": [64, 64],
+    },
     "ks": {"datarc.batch_size": 8},
     "ic": {"datarc.train_batch_size": 4, "datarc.eval_batch_size": 4},
     "sid": {"datarc.train_batch_size": 2},
@@ -52,11 +57,17 @@ def short_run_override(task: str, steps: int) -> str:
     """s3prl's `-o` string for a `steps`-update run of `task` with small CPU batches: evaluate on dev three times
     (so a dev-best checkpoint can be kept) and save the final state."""
     eval_every = max(1, steps // 3)
-    runner = {"total_steps": steps, "eval_step": eval_every, "log_step": eval_every, "save_step": steps,
-              "gradient_accumulate_steps": 1}
+    runner = {
+        "total_steps": steps,
+        "eval_step": eval_every,
+        "log_step": eval_every,
+        "save_step": steps,
+        "gradient_accumulate_steps": 1,
+    }
     parts = [f"config.runner.{key}={value}" for key, value in runner.items()]
-    parts += [f"config.downstream_expert.{key}={_override_value(value)}"
-              for key, value in CPU_SMOKE_OVERRIDES[task].items()]
+    parts += [
+        f"config.downstream_expert.{key}={_override_value(value)}" for key, value in CPU_SMOKE_OVERRIDES[task].items()
+    ]
     return ",,".join(parts)
 
 
@@ -119,8 +130,20 @@ class DownstreamRun:
         else:
             upstream = ["-u", "ehmam", "-k", str(checkpoint)]
         # every upstream here is frozen, so each utterance is encoded once and its features reused
-        argv = ["-m", "train", *upstream, "-d", self.task, "--data-root", str(data), "--workers", "0",
-                "--cache-features", "-p", str(self.expdir)]
+        argv = [
+            "-m",
+            "train",
+            *upstream,
+            "-d",
+            self.task,
+            "--data-root",
+            str(data),
+            "--workers",
+            "0",
+            "--cache-features",
+            "-p",
+            str(self.expdir),
+        ]
         if self.profile:
             argv += ["--profile", self.profile] + (["-o", steps_override(steps)] if steps else [])
         elif steps is None:
@@ -135,16 +158,32 @@ class DownstreamRun:
         return argv + (["--fold", str(self.fold)] if self.fold else [])
 
 
-def plan_downstream(tasks: Sequence[str], er_folds: Sequence[int], root: Path, *, profile: str | None = None,
-                    upstream_argv: tuple[str, ...] = (), prefix: str = "",
-                    downstream_seed: int | None = None) -> list[DownstreamRun]:
+def plan_downstream(
+    tasks: Sequence[str],
+    er_folds: Sequence[int],
+    root: Path,
+    *,
+    profile: str | None = None,
+    upstream_argv: tuple[str, ...] = (),
+    prefix: str = "",
+    downstream_seed: int | None = None,
+) -> list[DownstreamRun]:
     """One run per task (ER: per fold) under `root`; `prefix` starts each label (e.g. "fbank ")."""
     runs = []
     for task in tasks:
         for fold in er_folds if task == "er" else [None]:
             name = run_name(task, fold)
-            runs.append(DownstreamRun(f"{prefix}{name}", task, root / name, fold=fold, profile=profile,
-                                      upstream_argv=upstream_argv, downstream_seed=downstream_seed))
+            runs.append(
+                DownstreamRun(
+                    f"{prefix}{name}",
+                    task,
+                    root / name,
+                    fold=fold,
+                    profile=profile,
+                    upstream_argv=upstream_argv,
+                    downstream_seed=downstream_seed,
+                )
+            )
     return runs
 
 
@@ -152,8 +191,9 @@ def parse_tasks(text: str) -> list[str]:
     tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:
-        raise argparse.ArgumentTypeError(f"--tasks: unknown {unknown or 'empty list'}; "
-                                         f"choose from {','.join(TASK_NAMES)}")
+        raise argparse.ArgumentTypeError(
+            f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_NAMES)}"
+        )
     return sorted(set(tasks), key=TASK_NAMES.index)
 
 
@@ -163,8 +203,9 @@ def parse_folds(text: str) -> list[int]:
     except ValueError:
         folds = []
     if not folds or any(k not in ER_FOLDS for k in folds):
-        raise argparse.ArgumentTypeError(f"--er-folds: expected comma-separated folds in "
-                                         f"{ER_FOLDS[0]}..{ER_FOLDS[-1]}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--er-folds: expected comma-separated folds in {ER_FOLDS[0]}..{ER_FOLDS[-1]}, got {text!r}"
+        )
     return folds
 
 
@@ -187,12 +228,13 @@ def parse_task_steps(text: str) -> dict[str, int]:
             raise argparse.ArgumentTypeError(f"--task-steps: unknown task {name!r}; choose from {','.join(TASK_NAMES)}")
     if default is None:
         raise argparse.ArgumentTypeError(
-            f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)")
+            f"--task-steps: {text!r} lacks the count for the other tasks (e.g. 300,ks=2000)"
+        )
     return {task: per_task.get(task, default) for task in TASK_NAMES}
 
 
 def describe_task_steps(steps: dict[str, int], tasks: Sequence[str] = TASK_NAMES) -> str:
-    """"60 updates per task" or "300 updates per task (KS 2000, IC 2000)"."""
+    """ "60 updates per task" or "300 updates per task (KS 2000, IC 2000)"."""
     counts = [steps[t] for t in tasks]
     common = max(sorted(set(counts)), key=counts.count)
     others = ", ".join(f"{t.upper()} {steps[t]}" for t in tasks if steps[t] != common)
@@ -207,38 +249,74 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m results.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything the demo writes")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
-                             "default: generate a mini-SUPERB (--scale) under OUT/minisuperb")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
+        "default: generate a mini-SUPERB (--scale) under OUT/minisuperb",
+    )
     # small: 500 pretraining utterances (1.7 h) and 8 dev-clean speakers, enough for the recipe to learn and for
     # its phone ABX to be measured; demo: the test sets the cpu profile's intervals need
-    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo",
-                        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)")
+    parser.add_argument(
+        "--scale",
+        choices=("ci", "demo", "small"),
+        default="demo",
+        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
-    parser.add_argument("--ckpt", type=Path, default=None,
-                        help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one")
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="an EH-MAM pretraining checkpoint to evaluate instead of pretraining one",
+    )
     parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "cpu_recipe.yaml")
-    parser.add_argument("--pretrain-manifest", type=Path, default=None,
-                        help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)")
+    parser.add_argument(
+        "--pretrain-manifest",
+        type=Path,
+        default=None,
+        help="fairseq TSV manifest to pretrain on (default: DATA/pretrain/train.tsv)",
+    )
     parser.add_argument("--pretrain-steps", type=positive_int, default=1000, help="pretraining updates")
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_NAMES), help="comma-separated SUPERB tasks")
-    parser.add_argument("--er-folds", type=parse_folds, default=list(ER_FOLDS),
-                        help="ER folds to run; SUPERB's ER score is the mean of all five")
-    parser.add_argument("--profile", type=parse_profile, default="cpu",
-                        help="downstream settings: a profile in downstream_configs/profiles/ (default cpu: learns on "
-                             "mini-SUPERB demo in minutes), or none: the official configs with small CPU batches for "
-                             "--task-steps updates (default 60), a smoke test of the pipeline")
-    parser.add_argument("--task-steps", type=parse_task_steps, default=None,
-                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
-                             "(default: the profile's)")
-    parser.add_argument("--baselines", type=parse_baselines, default=list(BASELINES),
-                        help="SUPERB rows beside the checkpoint: fbank (s3prl's -u fbank), random (an untrained "
-                             "encoder of the checkpoint's architecture), fbank,random (default), or none")
-    parser.add_argument("--jobs", type=positive_int, default=min(os.cpu_count() or 1, 4),
-                        help="downstream runs at a time, one thread each (default: CPU count, at most 4)")
+    parser.add_argument(
+        "--er-folds",
+        type=parse_folds,
+        default=list(ER_FOLDS),
+        help="ER folds to run; SUPERB's ER score is the mean of all five",
+    )
+    parser.add_argument(
+        "--profile",
+        type=parse_profile,
+        default="cpu",
+        help="downstream settings: a profile in downstream_configs/profiles/ (default cpu: learns on "
+        "mini-SUPERB demo in minutes), or none: the official configs with small CPU batches for "
+        "--task-steps updates (default 60), a smoke test of the pipeline",
+    )
+    parser.add_argument(
+        "--task-steps",
+        type=parse_task_steps,
+        default=None,
+        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M (default: the profile's)",
+    )
+    parser.add_argument(
+        "--baselines",
+        type=parse_baselines,
+        default=list(BASELINES),
+        help="SUPERB rows beside the checkpoint: fbank (s3prl's -u fbank), random (an untrained "
+        "encoder of the checkpoint's architecture), fbank,random (default), or none",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=min(os.cpu_count() or 1, 4),
+        help="downstream runs at a time, one thread each (default: CPU count, at most 4)",
+    )
     refuse_old_spellings(parser, "--checkpoint")
     return parser
 
@@ -252,8 +330,9 @@ def parse_profile(text: str) -> str | None:
     from superb.tasks import available_profiles
 
     if text not in available_profiles():
-        raise argparse.ArgumentTypeError(f"--profile: no profile {text!r}; choose from "
-                                         f"{', '.join(available_profiles() + ['none'])}")
+        raise argparse.ArgumentTypeError(
+            f"--profile: no profile {text!r}; choose from {', '.join(available_profiles() + ['none'])}"
+        )
     return text
 
 
@@ -263,8 +342,9 @@ def parse_baselines(text: str) -> list[str]:
         return []
     unknown = [n for n in names if n not in BASELINES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"--baselines: unknown {unknown or 'empty list'}; choose from "
-                                         f"{','.join(BASELINES)} or none")
+        raise argparse.ArgumentTypeError(
+            f"--baselines: unknown {unknown or 'empty list'}; choose from {','.join(BASELINES)} or none"
+        )
     return sorted(set(names), key=BASELINES.index)
 
 
@@ -284,8 +364,14 @@ def plan_fbank_runs(args: argparse.Namespace) -> list[DownstreamRun]:
     """The FBANK baseline's runs (OUT/downstream/fbank/<task>); they need no checkpoint."""
     if "fbank" not in args.baselines:
         return []
-    return plan_downstream(args.tasks, args.er_folds, args.out / "downstream" / "fbank", profile=args.profile,
-                           upstream_argv=("-u", "fbank"), prefix="fbank ")
+    return plan_downstream(
+        args.tasks,
+        args.er_folds,
+        args.out / "downstream" / "fbank",
+        profile=args.profile,
+        upstream_argv=("-u", "fbank"),
+        prefix="fbank ",
+    )
 
 
 def plan_checkpoint_runs(args: argparse.Namespace, checkpoint: Path) -> tuple[list[DownstreamRun], list[Stage]]:
@@ -300,8 +386,14 @@ def plan_checkpoint_runs(args: argparse.Namespace, checkpoint: Path) -> tuple[li
         stage = timed(Stage("random init", command), lambda: export_random_init(checkpoint, random_init))
         stages.append(stage)
         if stage.ok:
-            runs += plan_downstream(args.tasks, args.er_folds, root / "random_init", profile=args.profile,
-                                    upstream_argv=("-u", "ehmam", "-k", str(random_init)), prefix="random init ")
+            runs += plan_downstream(
+                args.tasks,
+                args.er_folds,
+                root / "random_init",
+                profile=args.profile,
+                upstream_argv=("-u", "ehmam", "-k", str(random_init)),
+                prefix="random init ",
+            )
     return runs, stages
 
 
@@ -347,8 +439,7 @@ def prepare_corpus(data: Path | None, out: Path, scale: str, seed: int) -> tuple
         log.info("reusing the complete mini-SUPERB corpus in %s", root)
         return root, None
     command = shown(["-m", "minisuperb", "--out", str(root), "--scale", scale, "--seed", str(seed)])
-    stage = timed(Stage("corpus", command),
-                  lambda: generate(root, scale, seed=seed, workers=2, force=info is not None))
+    stage = timed(Stage("corpus", command), lambda: generate(root, scale, seed=seed, workers=2, force=info is not None))
     if not stage.ok:
         raise SystemExit(f"results.demo: error: generating mini-SUPERB failed: {stage.detail}")
     return root, stage
@@ -359,12 +450,23 @@ def pretrain_manifest(manifest: Path | None, data: Path) -> Path:
     return (manifest or data / "pretrain" / "train.tsv").absolute()
 
 
-def pretraining_argv(config: Path, manifest: Path, out_dir: Path, steps: int,
-                     extra_sets: Sequence[str] = ()) -> list[str]:
+def pretraining_argv(
+    config: Path, manifest: Path, out_dir: Path, steps: int, extra_sets: Sequence[str] = ()
+) -> list[str]:
     """pretrain/run.py's argv for a `steps`-update run with a 10 % warm-up; `extra_sets` are further --set values."""
-    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(config), "--set", f"data.manifest={manifest}",
-            "--set", f"run.out_dir={out_dir}", "--set", f"optim.max_steps={steps}",
-            "--set", f"optim.warmup_steps={max(1, steps // 10)}"]
+    argv = [
+        str(REPO / "pretrain" / "run.py"),
+        "--config",
+        str(config),
+        "--set",
+        f"data.manifest={manifest}",
+        "--set",
+        f"run.out_dir={out_dir}",
+        "--set",
+        f"optim.max_steps={steps}",
+        "--set",
+        f"optim.warmup_steps={max(1, steps // 10)}",
+    ]
     for value in extra_sets:
         argv += ["--set", value]
     return argv
@@ -393,18 +495,26 @@ def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
         return args.ckpt.absolute(), None
     manifest = pretrain_manifest(args.pretrain_manifest, data)
     if not manifest.is_file():
-        raise SystemExit(f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
-                         f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
-                         f"or pass --ckpt")
+        raise SystemExit(
+            f"results.demo: error: pretraining manifest {manifest} is missing; make one with "
+            f"`python -m pretrain.manifest AUDIO_ROOT --out train.tsv` and pass --pretrain-manifest, "
+            f"or pass --ckpt"
+        )
     out_dir = (args.out / "pretrain").absolute()
-    monitor = [f"run.eval_data={data}", f"run.eval_every={max(1, args.pretrain_steps // 4)}",
-               f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"]  # update 0, quarters
-    stage = run_pretraining(pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps, monitor),
-                            threads=1)  # FBANK's downstream runs use the other cores meanwhile
+    monitor = [
+        f"run.eval_data={data}",
+        f"run.eval_every={max(1, args.pretrain_steps // 4)}",
+        f"run.eval_max_files={ABX_FILES}",
+        f"run.eval_splits=[{','.join(ABX_SPLITS)}]",
+    ]  # update 0, quarters
+    stage = run_pretraining(
+        pretraining_argv(args.pretrain_config, manifest, out_dir, args.pretrain_steps, monitor), threads=1
+    )  # FBANK's downstream runs use the other cores meanwhile
     checkpoint = out_dir / "last.pt"
     if not stage.ok or not checkpoint.is_file():
-        raise SystemExit(f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); "
-                         f"see the log above and {out_dir}")
+        raise SystemExit(
+            f"results.demo: error: pretraining failed ({stage.detail or 'no last.pt'}); see the log above and {out_dir}"
+        )
     return checkpoint, stage
 
 
@@ -412,19 +522,49 @@ ABX_FILES = 40  # utterances the demo and the study measure phone ABX on: the fi
 ABX_SPLITS = ("dev-clean", "test-clean")
 
 
-def abx_stage(out: Path, data: Path, checkpoints: Sequence[Path] = (), upstreams: Sequence[str] = (),
-              random_init: bool = False, conditions: Sequence[str] = ("within", "across")) -> Stage:
+def abx_stage(
+    out: Path,
+    data: Path,
+    checkpoints: Sequence[Path] = (),
+    upstreams: Sequence[str] = (),
+    random_init: bool = False,
+    conditions: Sequence[str] = ("within", "across"),
+) -> Stage:
     """Phone ABX per layer (results.abx) of checkpoints and s3prl upstreams, beside the log-mel references, on the
     first ABX_FILES dev-clean utterances of `data`."""
     from results.abx.__main__ import run_abx
 
-    argv = ["-m", "results.abx", *[a for c in checkpoints for a in ("--ckpt", str(c))],
-            *[a for u in upstreams for a in ("--upstream", u)], *([] if random_init else ["--no-random-init"]),
-            "--data", str(data), "--splits", ",".join(ABX_SPLITS), "--max-utterances", str(ABX_FILES),
-            "--conditions", ",".join(conditions), "--out", str(out)]
-    return timed(Stage("abx", shown(argv)), lambda: run_abx(
-        out, checkpoints, data=data, splits=ABX_SPLITS, max_files=ABX_FILES, upstreams=upstreams,
-        random_init=random_init, conditions=conditions, command=shown(argv)))
+    argv = [
+        "-m",
+        "results.abx",
+        *[a for c in checkpoints for a in ("--ckpt", str(c))],
+        *[a for u in upstreams for a in ("--upstream", u)],
+        *([] if random_init else ["--no-random-init"]),
+        "--data",
+        str(data),
+        "--splits",
+        ",".join(ABX_SPLITS),
+        "--max-utterances",
+        str(ABX_FILES),
+        "--conditions",
+        ",".join(conditions),
+        "--out",
+        str(out),
+    ]
+    return timed(
+        Stage("abx", shown(argv)),
+        lambda: run_abx(
+            out,
+            checkpoints,
+            data=data,
+            splits=ABX_SPLITS,
+            max_files=ABX_FILES,
+            upstreams=upstreams,
+            random_init=random_init,
+            conditions=conditions,
+            command=shown(argv),
+        ),
+    )
 
 
 def execute_run(run: DownstreamRun, checkpoint: Path | None, data: Path, steps: int | None) -> DownstreamRun:
@@ -445,8 +585,9 @@ def execute_run(run: DownstreamRun, checkpoint: Path | None, data: Path, steps: 
         train.ok, train.detail = False, str(error)
         return run
     argv = run.evaluate_argv(best, data)
-    run.stages.append(timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])),
-                            lambda: run_downstream(argv)))
+    run.stages.append(
+        timed(Stage(f"{run.label} evaluate", shown(["run_downstream.py", *argv])), lambda: run_downstream(argv))
+    )
     return run
 
 
@@ -468,12 +609,14 @@ class DownstreamPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self._executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_single_threaded_worker)
+        self._executor = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_worker
+        )
         self._pending: list[tuple[DownstreamRun, object]] = []
 
-    def submit(self, runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path,
-               task_steps: dict[str, int] | None) -> None:
+    def submit(
+        self, runs: Sequence[DownstreamRun], checkpoint: Path | None, data: Path, task_steps: dict[str, int] | None
+    ) -> None:
         for run in runs:
             steps = task_steps[run.task] if task_steps is not None else None
             self._pending.append((run, self._executor.submit(execute_run, run, checkpoint, data, steps)))
@@ -495,14 +638,18 @@ def abx_report(out: Path, pretrained: Path | None, ok: bool) -> str:
         return "(no phone ABX table: results.abx failed)\n"
     from results.abx.report import read_csv, summary_table
 
-    text = ("Phone ABX (triphone, %, chance 50; lower is better), best layer by across-speaker error; per layer in "
-            f"{out / 'abx' / 'abx.md'}:\n\n" + summary_table(read_csv(out / "abx" / "abx.csv")))
+    text = (
+        "Phone ABX (triphone, %, chance 50; lower is better), best layer by across-speaker error; per layer in "
+        f"{out / 'abx' / 'abx.md'}:\n\n" + summary_table(read_csv(out / "abx" / "abx.csv"))
+    )
     curve = pretrained.parent / "abx_curve.tsv" if pretrained is not None else None
     if curve is not None and curve.is_file():
         rows = [line.split("\t") for line in curve.read_text().splitlines()[1:]]
-        text += ("\nDuring pretraining (best student layer):\n\n| update | layer | within % | across % |\n"
-                 "|---:|---:|---:|---:|\n" + "".join(f"| {s} | {k} | {float(w):.1f} | {float(a):.1f} |\n"
-                                                    for s, k, w, a in rows))
+        text += (
+            "\nDuring pretraining (best student layer):\n\n| update | layer | within % | across % |\n"
+            "|---:|---:|---:|---:|\n"
+            + "".join(f"| {s} | {k} | {float(w):.1f} | {float(a):.1f} |\n" for s, k, w, a in rows)
+        )
     return text
 
 
@@ -511,8 +658,9 @@ def tabulate_stage(runs: Path, table_dir: Path, title: str, synthetic: bool):
     stage and the report (None when tabulating failed)."""
     from results.tabulate import tabulate, write_report
 
-    argv = ["-m", "results.tabulate", str(runs), "--out", str(table_dir), "--title", title] + \
-        (["--synthetic"] if synthetic else [])
+    argv = ["-m", "results.tabulate", str(runs), "--out", str(table_dir), "--title", title] + (
+        ["--synthetic"] if synthetic else []
+    )
     reports = []
 
     def make_table() -> None:
@@ -525,8 +673,10 @@ def tabulate_stage(runs: Path, table_dir: Path, title: str, synthetic: bool):
 
 def stage_records(stages: Sequence[Stage]) -> list[dict]:
     """The stages as demo.json and condition.json record them."""
-    return [{"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok, "detail": s.detail}
-            for s in stages]
+    return [
+        {"name": s.name, "command": s.command, "wall_s": round(s.wall_s, 2), "ok": s.ok, "detail": s.detail}
+        for s in stages
+    ]
 
 
 def wall_time_table(stages: Sequence[Stage]) -> str:
@@ -574,17 +724,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     from minisuperb import read_marker
 
     synthetic = read_marker(data) is not None
-    schedule = (f"profile {args.profile}" if args.profile else "official configs") + \
-        (f", {describe_task_steps(args.task_steps, args.tasks)}" if args.task_steps else "")
-    table, report = tabulate_stage(args.out / "downstream", args.out / "results",
-                                   f"EH-MAM ({checkpoint.name}), downstream: {schedule}", synthetic)
+    schedule = (f"profile {args.profile}" if args.profile else "official configs") + (
+        f", {describe_task_steps(args.task_steps, args.tasks)}" if args.task_steps else ""
+    )
+    table, report = tabulate_stage(
+        args.out / "downstream", args.out / "results", f"EH-MAM ({checkpoint.name}), downstream: {schedule}", synthetic
+    )
     stages.append(table)
     timing = wall_time_table(stages)
     (args.out / "wall_times.md").write_text(timing, encoding="utf-8")
-    summary = {"data": str(data), "checkpoint": str(checkpoint), "synthetic": synthetic,
-               "pretrain_steps": None if args.ckpt else args.pretrain_steps, "profile": args.profile,
-               "task_steps": args.task_steps, "baselines": args.baselines,
-               "total_wall_s": round(time.monotonic() - start, 1), "stages": stage_records(stages)}
+    summary = {
+        "data": str(data),
+        "checkpoint": str(checkpoint),
+        "synthetic": synthetic,
+        "pretrain_steps": None if args.ckpt else args.pretrain_steps,
+        "profile": args.profile,
+        "task_steps": args.task_steps,
+        "baselines": args.baselines,
+        "total_wall_s": round(time.monotonic() - start, 1),
+        "stages": stage_records(stages),
+    }
     (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
     print("\n" + (report.markdown if report else "(no table: tabulation failed)\n"))

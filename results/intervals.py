@@ -12,6 +12,7 @@ Chance is what an answer that ignores the audio scores on the same test set:
 * slot-type F1: the best constant set of slot types, grown greedily.
 All values are in percent. The bootstrap is seeded, so a table is the same on every run.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,13 @@ def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], *,
-                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ratio(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """95 % percentile bootstrap interval (percent) of sum(numerators) / sum(denominators), resampling
     utterances; a resample whose denominators sum to 0 is skipped (the ratio is undefined there)."""
     num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
@@ -88,8 +94,9 @@ def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], 
     return 100.0 * float(low), 100.0 * float(high)
 
 
-def bootstrap_mean(values: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
-                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_mean(
+    values: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """95 % percentile bootstrap interval (percent) of the mean of per-utterance fractions."""
     vals = np.asarray(values, dtype=float)
     if vals.ndim != 1:

@@ -5,6 +5,7 @@
 Each argument is an s3prl run dir (or a folder holding some); its dev-best checkpoint is read (else the newest
 states-*.ckpt). Writes the plot and a CSV (run_dir, task, fold, checkpoint, step, layer, weight).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ def pick_checkpoint(run_dir: Path) -> Path:
     best = sorted(run_dir.glob("*best*.ckpt"))
     if best:
         return best[0]
-    states = sorted(run_dir.glob("states-*.ckpt"),
-                    key=lambda p: int(m.group(1)) if (m := re.fullmatch(r"states-(\d+)\.ckpt", p.name)) else -1)
+    states = sorted(
+        run_dir.glob("states-*.ckpt"),
+        key=lambda p: int(m.group(1)) if (m := re.fullmatch(r"states-(\d+)\.ckpt", p.name)) else -1,
+    )
     if not states:
         raise FileNotFoundError(f"{run_dir}: no dev-best.ckpt, *-best.ckpt or states-*.ckpt; train the run first")
     return states[-1]
@@ -70,16 +73,22 @@ def featurizer_logits(checkpoint: dict, source: Path) -> torch.Tensor:
     """The raw (pre-softmax) weighted-sum parameters: checkpoint['Featurizer']['weights'], a 1-D tensor."""
     featurizer = checkpoint.get("Featurizer")
     if featurizer is None:
-        raise ValueError(f"{source}: no 'Featurizer' entry (keys: {', '.join(map(str, checkpoint))}); "
-                         "not an s3prl downstream checkpoint")
+        raise ValueError(
+            f"{source}: no 'Featurizer' entry (keys: {', '.join(map(str, checkpoint))}); "
+            "not an s3prl downstream checkpoint"
+        )
     if not isinstance(featurizer, dict) or "weights" not in featurizer:
         found = ", ".join(map(str, featurizer)) if isinstance(featurizer, dict) else type(featurizer).__name__
-        raise ValueError(f"{source}: 'Featurizer' has no learned 'weights' (found: {found or 'nothing'}); the run "
-                         "used a single hidden state (-l LAYER, or an upstream with one layer such as fbank)")
+        raise ValueError(
+            f"{source}: 'Featurizer' has no learned 'weights' (found: {found or 'nothing'}); the run "
+            "used a single hidden state (-l LAYER, or an upstream with one layer such as fbank)"
+        )
     logits = featurizer["weights"]
     if not isinstance(logits, torch.Tensor) or logits.dim() != 1 or logits.numel() < 2:
-        raise ValueError(f"{source}: 'Featurizer.weights' must be a 1-D tensor over >= 2 layers, found "
-                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+        raise ValueError(
+            f"{source}: 'Featurizer.weights' must be a 1-D tensor over >= 2 layers, found "
+            f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}"
+        )
     return logits.detach().float()
 
 
@@ -95,7 +104,7 @@ def task_of(run_dir: Path, checkpoint: dict) -> tuple[str, str | None]:
     args = vars(args) if args is not None and hasattr(args, "__dict__") else dict(args or {})
     config = checkpoint.get("Config") or {}
     task = identify_task(run_dir, [Invocation("checkpoint", args, config)])
-    fold = (config.get("downstream_expert", {}).get("datarc", {}).get("test_fold") if task == "ER" else None)
+    fold = config.get("downstream_expert", {}).get("datarc", {}).get("test_fold") if task == "ER" else None
     return task, fold
 
 
@@ -119,9 +128,19 @@ def collect(paths: Sequence[Path]) -> tuple[list[RunWeights], list[tuple[Path, s
 
 
 def csv_rows(runs: Sequence[RunWeights]) -> list[dict]:
-    return [{"run_dir": str(r.run_dir), "task": r.task, "fold": r.fold or "", "checkpoint": r.checkpoint.name,
-             "step": "" if r.step is None else r.step, "layer": layer, "weight": f"{w:.6f}"}
-            for r in runs for layer, w in enumerate(r.weights)]
+    return [
+        {
+            "run_dir": str(r.run_dir),
+            "task": r.task,
+            "fold": r.fold or "",
+            "checkpoint": r.checkpoint.name,
+            "step": "" if r.step is None else r.step,
+            "layer": layer,
+            "weight": f"{w:.6f}",
+        }
+        for r in runs
+        for layer, w in enumerate(r.weights)
+    ]
 
 
 def plot_curves(runs: Sequence[RunWeights]) -> dict[str, list[float]]:
@@ -138,8 +157,10 @@ def plot_curves(runs: Sequence[RunWeights]) -> dict[str, list[float]]:
     averaged = {}
     for name, members in curves.items():
         if len({len(w) for w in members}) != 1:
-            raise ValueError(f"{name}: runs with different layer counts ({sorted({len(w) for w in members})}); "
-                             "pass runs of one upstream")
+            raise ValueError(
+                f"{name}: runs with different layer counts ({sorted({len(w) for w in members})}); "
+                "pass runs of one upstream"
+            )
         mean = torch.tensor(members).mean(0).tolist()
         averaged[name if len(members) == 1 else f"{name} (mean of {len(members)})"] = mean
     return averaged
@@ -170,8 +191,11 @@ def plot(runs: Sequence[RunWeights], path: Path, title: str | None = None) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m results.layer_weights", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.layer_weights",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="s3prl run dirs, or folders holding them")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--csv", type=Path, default=None, help="CSV to write (default: the PNG path with .csv)")
@@ -182,8 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     if not runs:
-        print("results.layer_weights: error: no run dir with learned layer weights under: "
-              + ", ".join(map(str, args.run_dirs)), file=sys.stderr)
+        print(
+            "results.layer_weights: error: no run dir with learned layer weights under: "
+            + ", ".join(map(str, args.run_dirs)),
+            file=sys.stderr,
+        )
         return 2
     try:
         plot(runs, args.out, args.title)

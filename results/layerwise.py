@@ -5,6 +5,7 @@
 Per layer: frame-level phone accuracy (LibriSpeech alignments), keyword accuracy (Speech Commands, mean-pooled),
 R^2 of a ridge map to the input's log-mel frames, and speaker accuracy (mean-pooled). Writes layerwise.csv/.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,11 @@ LIBRI_TEST_SPLITS = ("dev-clean", "test-clean")  # speakers disjoint from train-
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # SUPERB KS's 10 words
 KS_TRAIN_DIR, KS_TEST_DIR = "speech_commands_v0.01", "speech_commands_test_set_v0.01"
 PROBES = {  # probe -> metric, in CSV and plot order
-    "phone": "frame_accuracy", "keyword": "accuracy", "logmel": "r2", "speaker": "accuracy"}
+    "phone": "frame_accuracy",
+    "keyword": "accuracy",
+    "logmel": "r2",
+    "speaker": "accuracy",
+}
 CSV_COLUMNS = ("layer", "probe", "metric", "value", "n_train", "n_test")
 
 
@@ -70,14 +75,22 @@ def cpu_threads_for(x: torch.Tensor, num_classes: int):
         torch.set_num_threads(saved)
 
 
-def fit_logistic_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3,
-                       max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic_probe(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3, max_iter: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression, full-batch L-BFGS from zeros (deterministic): mean cross-entropy +
     l2 * ||W||^2. x (N, D) standardised, y (N,) in [0, num_classes) -> W (D, C), b (C,)."""
     W = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.zeros(num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                                  line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+    optimizer = torch.optim.LBFGS(
+        [W, b],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -90,8 +103,14 @@ def fit_logistic_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: f
     return W.detach(), b.detach()
 
 
-def probe_accuracy(x_train: torch.Tensor, train_labels: Sequence[str], x_test: torch.Tensor,
-                   test_labels: Sequence[str], l2: float = 1e-3, max_iter: int = 100) -> float:
+def probe_accuracy(
+    x_train: torch.Tensor,
+    train_labels: Sequence[str],
+    x_test: torch.Tensor,
+    test_labels: Sequence[str],
+    l2: float = 1e-3,
+    max_iter: int = 100,
+) -> float:
     """Test accuracy of a linear classifier trained on (x_train, train_labels); features standardised on train."""
     y_train, y_test, num_classes = label_ids(train_labels, test_labels)
     if num_classes < 2:
@@ -121,8 +140,9 @@ def r2_score(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
     return float((1.0 - ss_res[keep] / ss_tot[keep]).mean())
 
 
-def ridge_r2(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-             ridge: float = 1e-3) -> float:
+def ridge_r2(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, ridge: float = 1e-3
+) -> float:
     """Held-out R^2 of a ridge map from features to targets (features standardised on train)."""
     x_train, x_test = standardize(x_train.double(), x_test.double())
     W, b = fit_ridge(x_train, y_train.double(), ridge)
@@ -147,9 +167,12 @@ def keyword_utterances(data: Path) -> tuple[list[Utterance], list[Utterance]] | 
     held_out = set(testing_list.read_text().split()) if testing_list.is_file() else set()
 
     def clips(root: Path, keep) -> list[Utterance]:
-        return [Utterance(path, path.name.split("_nohash_")[0], word)
-                for word in KEYWORDS for path in sorted((root / word).glob("*.wav"))
-                if keep(f"{word}/{path.name}")]
+        return [
+            Utterance(path, path.name.split("_nohash_")[0], word)
+            for word in KEYWORDS
+            for path in sorted((root / word).glob("*.wav"))
+            if keep(f"{word}/{path.name}")
+        ]
 
     train = clips(train_root, lambda rel: rel not in held_out)
     test = clips(test_root, lambda rel: True) if test_root.is_dir() else clips(train_root, lambda rel: rel in held_out)
@@ -191,8 +214,9 @@ class Features:
     log_mels: torch.Tensor
 
 
-def plan_frame_picks(utterances: Sequence[Utterance], frames_per_utt: Sequence[int], max_frames: int | None,
-                     generator: torch.Generator) -> list[torch.Tensor]:
+def plan_frame_picks(
+    utterances: Sequence[Utterance], frames_per_utt: Sequence[int], max_frames: int | None, generator: torch.Generator
+) -> list[torch.Tensor]:
     """Per utterance, the sorted frame indices to keep: all frames, or a seeded uniform subset of max_frames."""
     total = sum(frames_per_utt)
     if max_frames is None or total <= max_frames:
@@ -203,8 +227,13 @@ def plan_frame_picks(utterances: Sequence[Utterance], frames_per_utt: Sequence[i
 
 
 @torch.inference_mode()
-def extract_features(encoder, utterances: Sequence[Utterance], frame_picks: Sequence[torch.Tensor] | None,
-                     device: torch.device, batch_size: int = 4) -> Features:
+def extract_features(
+    encoder,
+    utterances: Sequence[Utterance],
+    frame_picks: Sequence[torch.Tensor] | None,
+    device: torch.device,
+    batch_size: int = 4,
+) -> Features:
     """Run the encoder on each utterance (batched; padding does not change the outputs) and keep the picked
     frames (with labels and log-mel targets when `frame_picks` is given) and the mean over all valid frames."""
     from upstream_ehmam.model import normalize_waveforms
@@ -216,7 +245,7 @@ def extract_features(encoder, utterances: Sequence[Utterance], frame_picks: Sequ
     labels: list[str] = []
     mels: list[torch.Tensor] = []
     for start in range(0, len(utterances), batch_size):
-        batch = utterances[start:start + batch_size]
+        batch = utterances[start : start + batch_size]
         wavs = [load_audio(u.path) for u in batch]
         for u, w in zip(batch, wavs):
             if u.num_samples and w.shape[0] != u.num_samples:
@@ -237,14 +266,18 @@ def extract_features(encoder, utterances: Sequence[Utterance], frame_picks: Sequ
                 frames[layer].append(h[b, picks.to(device)].float().cpu())
             all_labels = frame_phone_labels(u.phones, u.starts, T, cfg.downsample_rate, cfg.receptive_field)
             labels += [all_labels[t] for t in picks.tolist()]
-            mels.append(log_mel_frames(padded[b, :lengths[b]].cpu(), T, window=cfg.receptive_field,
-                                       hop=cfg.downsample_rate)[picks])
+            mels.append(
+                log_mel_frames(padded[b, : lengths[b]].cpu(), T, window=cfg.receptive_field, hop=cfg.downsample_rate)[
+                    picks
+                ]
+            )
     dim = cfg.embed_dim
     return Features(
         frames=[torch.cat(f) if f else torch.zeros(0, dim) for f in frames],
         pooled=[torch.stack(p) if p else torch.zeros(0, dim) for p in pooled],
         phone_labels=labels,
-        log_mels=torch.cat(mels) if mels else torch.zeros(0, MEL_BINS))
+        log_mels=torch.cat(mels) if mels else torch.zeros(0, MEL_BINS),
+    )
 
 
 def speaker_split(utterances: Sequence[Utterance], generator: torch.Generator) -> tuple[list[int], list[int]]:
@@ -274,9 +307,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_layerwise(checkpoint: Path, data: Path, out: Path, weights: str = "student", max_utterances: int | None = 200,
-                  max_frames: int | None = 20000, seed: int = 0, device: str = "auto", batch_size: int = 4,
-                  l2: float = 1e-3, ridge: float = 1e-3) -> list[dict]:
+def run_layerwise(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    weights: str = "student",
+    max_utterances: int | None = 200,
+    max_frames: int | None = 20000,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 4,
+    l2: float = 1e-3,
+    ridge: float = 1e-3,
+) -> list[dict]:
     """Probe every hidden state of `checkpoint` on the corpora under `data`; write out/layerwise.csv and
     out/layerwise.png; return the CSV rows. max_utterances caps each side (train / test) of every probe;
     max_frames caps each side of the frame-level probes."""
@@ -301,20 +344,45 @@ def run_layerwise(checkpoint: Path, data: Path, out: Path, weights: str = "stude
     def n_frames(utts: Sequence[Utterance]) -> list[int]:
         return [int(cfg.frames_for_samples(max(u.num_samples, cfg.receptive_field))) for u in utts]
 
-    log.info("LibriSpeech: %d train utterances (%d speakers), %d held-out (%d speakers)", len(train_utts),
-             len({u.speaker for u in train_utts}), len(test_utts), len({u.speaker for u in test_utts}))
-    train = extract_features(encoder, train_utts, plan_frame_picks(train_utts, n_frames(train_utts), max_frames,
-                                                                   generator), torch_device, batch_size)
-    test = extract_features(encoder, test_utts, plan_frame_picks(test_utts, n_frames(test_utts), max_frames,
-                                                                 generator), torch_device, batch_size)
+    log.info(
+        "LibriSpeech: %d train utterances (%d speakers), %d held-out (%d speakers)",
+        len(train_utts),
+        len({u.speaker for u in train_utts}),
+        len(test_utts),
+        len({u.speaker for u in test_utts}),
+    )
+    train = extract_features(
+        encoder,
+        train_utts,
+        plan_frame_picks(train_utts, n_frames(train_utts), max_frames, generator),
+        torch_device,
+        batch_size,
+    )
+    test = extract_features(
+        encoder,
+        test_utts,
+        plan_frame_picks(test_utts, n_frames(test_utts), max_frames, generator),
+        torch_device,
+        batch_size,
+    )
     rows: list[dict] = []
     n_layers = cfg.num_layers + 1
-    log.info("phone probe: %d classes (stress stripped: 39 base phones + SIL/SPN), %d train / %d test frames; "
-             "majority-class accuracy %.3f", len(set(train.phone_labels)), len(train.phone_labels),
-             len(test.phone_labels), _majority_accuracy(train.phone_labels, test.phone_labels))
+    log.info(
+        "phone probe: %d classes (stress stripped: 39 base phones + SIL/SPN), %d train / %d test frames; "
+        "majority-class accuracy %.3f",
+        len(set(train.phone_labels)),
+        len(train.phone_labels),
+        len(test.phone_labels),
+        _majority_accuracy(train.phone_labels, test.phone_labels),
+    )
     for layer in range(n_layers):
-        acc = probe_accuracy(train.frames[layer].to(torch_device), train.phone_labels,
-                             test.frames[layer].to(torch_device), test.phone_labels, l2)
+        acc = probe_accuracy(
+            train.frames[layer].to(torch_device),
+            train.phone_labels,
+            test.frames[layer].to(torch_device),
+            test.phone_labels,
+            l2,
+        )
         rows.append(_row(layer, "phone", acc, len(train.phone_labels), len(test.phone_labels)))
 
     if keywords is None:
@@ -323,8 +391,13 @@ def run_layerwise(checkpoint: Path, data: Path, out: Path, weights: str = "stude
         rows += keyword_rows(encoder, keywords, max_utterances, generator, torch_device, batch_size, l2)
 
     for layer in range(n_layers):
-        r2 = ridge_r2(train.frames[layer].to(torch_device), train.log_mels.to(torch_device),
-                      test.frames[layer].to(torch_device), test.log_mels.to(torch_device), ridge)
+        r2 = ridge_r2(
+            train.frames[layer].to(torch_device),
+            train.log_mels.to(torch_device),
+            test.frames[layer].to(torch_device),
+            test.log_mels.to(torch_device),
+            ridge,
+        )
         rows.append(_row(layer, "logmel", r2, train.log_mels.shape[0], test.log_mels.shape[0]))
 
     rows += speaker_rows(train_utts + test_utts, train, test, generator, torch_device, l2)
@@ -336,45 +409,87 @@ def run_layerwise(checkpoint: Path, data: Path, out: Path, weights: str = "stude
     return rows
 
 
-def keyword_rows(encoder, keywords: tuple[list, list], max_utterances: int | None, generator: torch.Generator,
-                 device: torch.device, batch_size: int, l2: float) -> list[dict]:
+def keyword_rows(
+    encoder,
+    keywords: tuple[list, list],
+    max_utterances: int | None,
+    generator: torch.Generator,
+    device: torch.device,
+    batch_size: int,
+    l2: float,
+) -> list[dict]:
     """The keyword probe per layer: utterance-mean features of Speech Commands clips, test speakers held out."""
     ks_train = pick_round_robin(keywords[0], max_utterances, generator)
     ks_test = pick_round_robin(keywords[1], max_utterances, generator)
     ks_train_f = extract_features(encoder, ks_train, None, device, batch_size)
     ks_test_f = extract_features(encoder, ks_test, None, device, batch_size)
     y_train, y_test = [u.label for u in ks_train], [u.label for u in ks_test]
-    log.info("keyword probe: %d train / %d test clips (test speakers held out); chance %.3f",
-             len(ks_train), len(ks_test), 1 / len(KEYWORDS))
-    return [_row(layer, "keyword", probe_accuracy(ks_train_f.pooled[layer].to(device), y_train,
-                                                  ks_test_f.pooled[layer].to(device), y_test, l2),
-                 len(ks_train), len(ks_test))
-            for layer in range(len(ks_train_f.pooled))]
+    log.info(
+        "keyword probe: %d train / %d test clips (test speakers held out); chance %.3f",
+        len(ks_train),
+        len(ks_test),
+        1 / len(KEYWORDS),
+    )
+    return [
+        _row(
+            layer,
+            "keyword",
+            probe_accuracy(
+                ks_train_f.pooled[layer].to(device), y_train, ks_test_f.pooled[layer].to(device), y_test, l2
+            ),
+            len(ks_train),
+            len(ks_test),
+        )
+        for layer in range(len(ks_train_f.pooled))
+    ]
 
 
-def speaker_rows(utterances: Sequence[Utterance], train: Features, test: Features, generator: torch.Generator,
-                 device: torch.device, l2: float) -> list[dict]:
+def speaker_rows(
+    utterances: Sequence[Utterance],
+    train: Features,
+    test: Features,
+    generator: torch.Generator,
+    device: torch.device,
+    l2: float,
+) -> list[dict]:
     """The speaker probe per layer, on other utterances of the same speakers (`train` and `test` are the
     features of the LibriSpeech utterances, in the order of `utterances`)."""
     spk_train, spk_test = speaker_split(utterances, generator)
     if len({utterances[i].speaker for i in spk_train}) < 2:
-        log.info("speaker probe skipped: fewer than 2 speakers have 2 or more of the selected utterances "
-                 "(raise --max-utterances)")
+        log.info(
+            "speaker probe skipped: fewer than 2 speakers have 2 or more of the selected utterances "
+            "(raise --max-utterances)"
+        )
         return []
-    log.info("speaker probe: %d speakers, %d train / %d test utterances of the same speakers",
-             len({utterances[i].speaker for i in spk_train}), len(spk_train), len(spk_test))
+    log.info(
+        "speaker probe: %d speakers, %d train / %d test utterances of the same speakers",
+        len({utterances[i].speaker for i in spk_train}),
+        len(spk_train),
+        len(spk_test),
+    )
     rows = []
     for layer in range(len(train.pooled)):
         pooled = torch.cat([train.pooled[layer], test.pooled[layer]]).to(device)
-        acc = probe_accuracy(pooled[spk_train], [utterances[i].speaker for i in spk_train], pooled[spk_test],
-                             [utterances[i].speaker for i in spk_test], l2)
+        acc = probe_accuracy(
+            pooled[spk_train],
+            [utterances[i].speaker for i in spk_train],
+            pooled[spk_test],
+            [utterances[i].speaker for i in spk_test],
+            l2,
+        )
         rows.append(_row(layer, "speaker", acc, len(spk_train), len(spk_test)))
     return rows
 
 
 def _row(layer: int, probe: str, value: float, n_train: int, n_test: int) -> dict:
-    return {"layer": layer, "probe": probe, "metric": PROBES[probe], "value": value, "n_train": n_train,
-            "n_test": n_test}
+    return {
+        "layer": layer,
+        "probe": probe,
+        "metric": PROBES[probe],
+        "value": value,
+        "n_train": n_train,
+        "n_test": n_test,
+    }
 
 
 def _majority_accuracy(train_labels: Sequence[str], test_labels: Sequence[str]) -> float:
@@ -390,8 +505,9 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 
 def read_csv(path: Path) -> list[dict]:
     """Rows of a layerwise.csv with typed layer / value / n_train / n_test."""
-    return read_rows(path, CSV_COLUMNS, {"layer": int, "value": float, "n_train": int, "n_test": int},
-                     "a layerwise.csv")
+    return read_rows(
+        path, CSV_COLUMNS, {"layer": int, "value": float, "n_train": int, "n_test": int}, "a layerwise.csv"
+    )
 
 
 def plot_layerwise(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:
@@ -411,8 +527,9 @@ def plot_layerwise(curves: dict[str, Sequence[dict]], path: Path, title: str) ->
                 continue
             values = [r["value"] for r in mine]
             lowest = min(lowest, min(v for v in values if math.isfinite(v)) if any(map(math.isfinite, values)) else 0)
-            ax.plot([r["layer"] for r in mine], values, marker="o",
-                    label=f"{name + ': ' if name else ''}{probe} ({metric})")
+            ax.plot(
+                [r["layer"] for r in mine], values, marker="o", label=f"{name + ': ' if name else ''}{probe} ({metric})"
+            )
     ax.set_xlabel("layer (0 = transformer input, i = output of block i)")
     ax.set_ylabel("accuracy / R^2")
     ax.set_ylim(max(lowest - 0.05, -1.0), 1.0)
@@ -430,8 +547,7 @@ def format_table(rows: Sequence[dict]) -> str:
     probes = [p for p in PROBES if any(r["probe"] == p for r in rows)]
     layers = sorted({r["layer"] for r in rows})
     value = {(r["layer"], r["probe"]): r["value"] for r in rows}
-    lines = ["| layer | " + " | ".join(f"{p} {PROBES[p]}" for p in probes) + " |",
-             "|---:|" + "---:|" * len(probes)]
+    lines = ["| layer | " + " | ".join(f"{p} {PROBES[p]}" for p in probes) + " |", "|---:|" + "---:|" * len(probes)]
     for layer in layers:
         cells = [f"{value[(layer, p)]:.3f}" if (layer, p) in value else "" for p in probes]
         lines.append(f"| {layer} | " + " | ".join(cells) + " |")
@@ -439,18 +555,30 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m results.layerwise", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.layerwise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", type=Path, required=True, help="EH-MAM pretraining checkpoint or encoder export")
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="corpus root holding LibriSpeech/ (with alignments/) and optionally "
-                             "speech_commands_v0.01/")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="corpus root holding LibriSpeech/ (with alignments/) and optionally speech_commands_v0.01/",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for layerwise.csv and layerwise.png")
-    parser.add_argument("--max-utterances", type=int, default=200,
-                        help="cap on the utterances of each side (train / test) of every probe")
-    parser.add_argument("--max-frames", type=int, default=20000,
-                        help="cap on the frames of each side of the phone and log-mel probes (seeded subset)")
+    parser.add_argument(
+        "--max-utterances",
+        type=int,
+        default=200,
+        help="cap on the utterances of each side (train / test) of every probe",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=20000,
+        help="cap on the frames of each side of the phone and log-mel probes (seeded subset)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance, frame and speaker-split draws")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, default=4, help="utterances per encoder forward")
@@ -465,8 +593,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"results.layerwise: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     try:
-        rows = run_layerwise(args.ckpt, args.data, args.out, args.weights, args.max_utterances, args.max_frames,
-                             args.seed, args.device, args.batch_size)
+        rows = run_layerwise(
+            args.ckpt,
+            args.data,
+            args.out,
+            args.weights,
+            args.max_utterances,
+            args.max_frames,
+            args.seed,
+            args.device,
+            args.batch_size,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"results.layerwise: error: {error}", file=sys.stderr)
         return 2

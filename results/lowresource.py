@@ -6,6 +6,7 @@ A run is a fine-tuning folder whose `decode/wer.json` was written by `python -m 
 `DIR/finetune_<split>` (the base_<split>.yaml default out_dir), `--run SPLIT=DIR` names one. A split without a decoded
 run shows as "missing". Writes lowresource.md and lowresource.csv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def cell(pair) -> str:
 
 def table(runs: dict[str, dict | None], label: str) -> list[list[str]]:
     """Rows: model, decoding, then 'test-clean / test-other' per split."""
-    rows = [[label, "Viterbi (no LM)"] + [cell(runs[s]["viterbi"] if runs.get(s) else None) for s in SPLITS],
-            [label, "4-gram LM"] + [cell(runs[s]["lm"] if runs.get(s) else None) for s in SPLITS]]
+    rows = [
+        [label, "Viterbi (no LM)"] + [cell(runs[s]["viterbi"] if runs.get(s) else None) for s in SPLITS],
+        [label, "4-gram LM"] + [cell(runs[s]["lm"] if runs.get(s) else None) for s in SPLITS],
+    ]
     for name, values in PUBLISHED_NO_LM.items():
         rows.append([f"{name} (published)", "Viterbi (no LM)"] + [cell(values[s]) for s in SPLITS])
     for name, values in PUBLISHED_LM.items():
@@ -78,8 +81,12 @@ def write_table(folders: dict[str, Path], label: str, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "lowresource.csv", "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
-    md = ["# Low-resource fine-tuning: WER on LibriSpeech test-clean / test-other", "",
-          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    md = [
+        "# Low-resource fine-tuning: WER on LibriSpeech test-clean / test-other",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ] + ["| " + " | ".join(r) + " |" for r in rows]
     (out / "lowresource.md").write_text("\n".join(md) + "\n")
     return "\n".join(md)
 

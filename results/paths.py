@@ -1,5 +1,6 @@
 """Paths as the reports print them: relative to the repository root when they lie inside it, so a committed
 report names no folder of the machine it was made on and its commands rerun from any checkout."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ is not run again and an unfinished one continues. The log-mel references are sco
 OUT/search.csv and OUT/search.md: per arm the updates, the pretraining wall time, the final loss, the ABX of its
 best layer at update 0 (random init), at the end and at its best evaluation, against the references.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,24 @@ log = logging.getLogger("recipe_search")
 
 # the selector's health scalars, averaged over the logged updates of the second half of the run
 MECHANISM = ("teacher_rho", "teacher_span_rho", "student_rho", "student_span_rho", "hardness_lift", "masked_fraction")
-COLUMNS = ("name", "updates", "wall_s", "final_loss", "init_within", "init_across", "end_layer", "end_within",
-           "end_across", "best_step", "best_layer", "best_within", "best_across", *MECHANISM, "about", "overrides")
+COLUMNS = (
+    "name",
+    "updates",
+    "wall_s",
+    "final_loss",
+    "init_within",
+    "init_across",
+    "end_layer",
+    "end_within",
+    "end_across",
+    "best_step",
+    "best_layer",
+    "best_within",
+    "best_across",
+    *MECHANISM,
+    "about",
+    "overrides",
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +93,21 @@ def read_arms(path: Path) -> list[Arm]:
 
 
 def arm_argv(arm: Arm, data: Path, run_dir: Path, eval_every: int) -> list[str]:
-    argv = [str(REPO / "pretrain" / "run.py"), "--config", str(REPO / arm.config),
-            "--set", f"data.manifest={(data / 'pretrain' / 'train.tsv').absolute()}", "--set", f"run.out_dir={run_dir}",
-            "--set", f"run.eval_data={data.absolute()}", "--set", f"run.eval_max_files={ABX_FILES}",
-            "--set", f"run.eval_every={eval_every}"]
+    argv = [
+        str(REPO / "pretrain" / "run.py"),
+        "--config",
+        str(REPO / arm.config),
+        "--set",
+        f"data.manifest={(data / 'pretrain' / 'train.tsv').absolute()}",
+        "--set",
+        f"run.out_dir={run_dir}",
+        "--set",
+        f"run.eval_data={data.absolute()}",
+        "--set",
+        f"run.eval_max_files={ABX_FILES}",
+        "--set",
+        f"run.eval_every={eval_every}",
+    ]
     for value in arm.overrides:
         argv += ["--set", value]
     return argv
@@ -115,15 +143,29 @@ def read_run(run_dir: Path) -> ArmLog:
 
 
 def arm_row(arm: Arm, run: ArmLog, wall_s: float) -> dict:
-    row = {"name": arm.name, "updates": run.updates, "wall_s": wall_s, "final_loss": run.final_loss,
-           "about": arm.about, "overrides": " ".join(arm.overrides), **run.mechanism}
+    row = {
+        "name": arm.name,
+        "updates": run.updates,
+        "wall_s": wall_s,
+        "final_loss": run.final_loss,
+        "about": arm.about,
+        "overrides": " ".join(arm.overrides),
+        **run.mechanism,
+    }
     if run.abx:
         first, last = run.abx[0]["abx"], run.abx[-1]["abx"]
         best = min(run.abx, key=lambda r: (r["abx"]["best_across"], r["step"]))
-        row.update(init_within=first["best_within"], init_across=first["best_across"], end_layer=last["best_layer"],
-                   end_within=last["best_within"], end_across=last["best_across"], best_step=best["step"],
-                   best_layer=best["abx"]["best_layer"], best_within=best["abx"]["best_within"],
-                   best_across=best["abx"]["best_across"])
+        row.update(
+            init_within=first["best_within"],
+            init_across=first["best_across"],
+            end_layer=last["best_layer"],
+            end_within=last["best_within"],
+            end_across=last["best_across"],
+            best_step=best["step"],
+            best_layer=best["abx"]["best_layer"],
+            best_within=best["abx"]["best_within"],
+            best_across=best["abx"]["best_across"],
+        )
     return row
 
 
@@ -134,21 +176,31 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def markdown(rows: Sequence[dict], references: Sequence[dict], command: str) -> str:
-    lines = ["# Small-scale recipe search, by phone ABX", "",
-             f"Command: `{command}`", "",
-             f"Phone ABX (triphone, within / across speaker, %) of the best student layer on the first {ABX_FILES} "
-             "dev-clean utterances, from the pretrainer's monitor: at update 0 (random init), at the end, and at the "
-             "evaluation with the lowest across-speaker error. Wall: the pretraining process, evaluations included. "
-             "Loss: mean regression loss of the last five logged updates. Chance is 50. Selector: means over the "
-             "logged updates of the second half of the run of the teacher predictor's Spearman rho with the realised "
-             "per-frame loss (per frame / per span), the student predictor's (which sees the mask), and the hardness "
-             "lift (realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
-             "chance); masked: the masked share of the frames.", "",
-             "| reference | within | across |", "|---|---:|---:|"]
+    lines = [
+        "# Small-scale recipe search, by phone ABX",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Phone ABX (triphone, within / across speaker, %) of the best student layer on the first {ABX_FILES} "
+        "dev-clean utterances, from the pretrainer's monitor: at update 0 (random init), at the end, and at the "
+        "evaluation with the lowest across-speaker error. Wall: the pretraining process, evaluations included. "
+        "Loss: mean regression loss of the last five logged updates. Chance is 50. Selector: means over the "
+        "logged updates of the second half of the run of the teacher predictor's Spearman rho with the realised "
+        "per-frame loss (per frame / per span), the student predictor's (which sees the mask), and the hardness "
+        "lift (realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
+        "chance); masked: the masked share of the frames.",
+        "",
+        "| reference | within | across |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {r['representation']} | {r['within']:.1f} | {r['across']:.1f} |" for r in references]
-    lines += ["", "| arm | updates | wall s | loss | init within / across | end layer: within / across | "
-              "best (step, layer): within / across | teacher rho frame / span | student rho frame / span | lift | "
-              "masked | what |", "|---|---:|---:|---:|---|---|---|---|---|---:|---:|---|"]
+    lines += [
+        "",
+        "| arm | updates | wall s | loss | init within / across | end layer: within / across | "
+        "best (step, layer): within / across | teacher rho frame / span | student rho frame / span | lift | "
+        "masked | what |",
+        "|---|---:|---:|---:|---|---|---|---|---|---:|---:|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['updates']} | {_fmt(r['wall_s'], 0)} | {_fmt(r['final_loss'], 3)} | "
@@ -158,7 +210,8 @@ def markdown(rows: Sequence[dict], references: Sequence[dict], command: str) -> 
             f"{_fmt(r.get('best_across'))} | {_fmt(r.get('teacher_rho'), 2)} / {_fmt(r.get('teacher_span_rho'), 2)} | "
             f"{_fmt(r.get('student_rho'), 2)} / {_fmt(r.get('student_span_rho'), 2)} | "
             f"{_fmt(r.get('hardness_lift'), 3)} | "
-            f"{_fmt(r.get('masked_fraction'), 3)} | {r['about']} (`{r['overrides']}`) |")
+            f"{_fmt(r.get('masked_fraction'), 3)} | {r['about']} (`{r['overrides']}`) |"
+        )
     lines += seed_means_table(rows)
     return "\n".join(lines) + "\n"
 
@@ -175,16 +228,23 @@ def seed_means_table(rows: Sequence[dict]) -> list[str]:
         groups.setdefault(SEED_SUFFIX.sub("", row["name"]), []).append(row)
     if all(len(group) < 2 for group in groups.values()):
         return []
-    lines = ["", "Mean over seeds [min, max]:", "",
-             "| setting | seeds | " + " | ".join(c.replace("_", " ") for c in MEAN_COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(MEAN_COLUMNS)]
+    lines = [
+        "",
+        "Mean over seeds [min, max]:",
+        "",
+        "| setting | seeds | " + " | ".join(c.replace("_", " ") for c in MEAN_COLUMNS) + " |",
+        "|---|---:|" + "---:|" * len(MEAN_COLUMNS),
+    ]
     for name, group in groups.items():
         cells = []
         for column in MEAN_COLUMNS:
             values = [r[column] for r in group if isinstance(r.get(column), float) and math.isfinite(r[column])]
             digits = 1 if column.endswith("across") else 3
-            cells.append(f"{statistics.fmean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
-                         if values else "–")
+            cells.append(
+                f"{statistics.fmean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+                if values
+                else "–"
+            )
         lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -196,8 +256,9 @@ def reference_errors(data: Path, out: Path) -> list[dict]:
     rows = run_abx(out, data=data, max_files=ABX_FILES, conditions=("within", "across"))
     by_name: dict[str, dict] = {}
     for row in rows:
-        by_name.setdefault(row["representation"], {"representation": row["representation"]})[row["condition"]] = \
-            row["error"]
+        by_name.setdefault(row["representation"], {"representation": row["representation"]})[row["condition"]] = row[
+            "error"
+        ]
     return list(by_name.values())
 
 
@@ -215,8 +276,10 @@ def run_search(data: Path, arms: Sequence[Arm], runs: Path, out: Path, eval_ever
             if not stage.ok:
                 log.error("%s: pretraining failed (%s)", arm.name, stage.detail)
             # re-read first: another search process may share this runs folder (--only with other arms)
-            walls = {**(json.loads(walls_path.read_text()) if walls_path.is_file() else {}),
-                     arm.name: round(stage.wall_s, 1)}
+            walls = {
+                **(json.loads(walls_path.read_text()) if walls_path.is_file() else {}),
+                arm.name: round(stage.wall_s, 1),
+            }
             walls_path.write_text(json.dumps(walls, indent=1) + "\n")
         log.info("%s: %s", arm.name, shown(argv))
         rows.append(arm_row(arm, read_run(run_dir), walls.get(arm.name, math.nan)))
@@ -231,8 +294,11 @@ def run_search(data: Path, arms: Sequence[Arm], runs: Path, out: Path, eval_ever
 
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m results.recipe_search", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.recipe_search",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", type=Path, required=True, help="mini-SUPERB root (pretrain/ and LibriSpeech/)")
     parser.add_argument("--arms", type=Path, required=True, help="YAML list of arms")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipe_search"), help="run directories (not committed)")
@@ -251,8 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             arms = [a for a in arms if a.name in wanted]
         if not (args.data / "pretrain" / "train.tsv").is_file():
             raise FileNotFoundError(f"--data {args.data}: no pretrain/train.tsv (a mini-SUPERB root is expected)")
-        rows = run_search(args.data, arms, args.runs.absolute(), args.out, args.eval_every,
-                          shlex.join(["python", "-m", "results.recipe_search", *raw]))
+        rows = run_search(
+            args.data,
+            arms,
+            args.runs.absolute(),
+            args.out,
+            args.eval_every,
+            shlex.join(["python", "-m", "results.recipe_search", *raw]),
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"results.recipe_search: error: {error}", file=sys.stderr)
         return 2

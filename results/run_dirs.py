@@ -1,5 +1,6 @@
 """Reading s3prl downstream run directories: which task, upstream, learning rate and ER fold a run is, and which
 of its runner invocations evaluated the test split. Scores are computed elsewhere (results/run_scores.py)."""
+
 from __future__ import annotations
 
 import os
@@ -127,12 +128,16 @@ def identify_task(run_dir: Path, invocations: Sequence[Invocation]) -> str:
             if isinstance(text_mode, str) and "slot" in text_mode:
                 return "SF"
         elif downstream is not None:
-            raise RunDirError(f"{run_dir}: downstream {downstream!r} is not one of the SUPERB tasks "
-                              f"this table covers ({', '.join(sorted(BY_DOWNSTREAM))}, ctc)")
+            raise RunDirError(
+                f"{run_dir}: downstream {downstream!r} is not one of the SUPERB tasks "
+                f"this table covers ({', '.join(sorted(BY_DOWNSTREAM))}, ctc)"
+            )
     task = _task_from_files(run_dir)
     if task is None:
-        raise RunDirError(f"{run_dir}: nothing identifies the task (no `downstream` in args_*.yaml, "
-                          "no ctc corpus.name in config_*.yaml, no task-specific score files)")
+        raise RunDirError(
+            f"{run_dir}: nothing identifies the task (no `downstream` in args_*.yaml, "
+            "no ctc corpus.name in config_*.yaml, no task-specific score files)"
+        )
     return task
 
 
@@ -177,8 +182,9 @@ def read_run_dir(run_dir: Path) -> RunDir:
         raise RunDirError(f"{run_dir}: cannot identify the task: {error}") from error
     split = BY_LABEL[task].test_split
     trains = [inv for inv in invocations if inv.mode == "train"]
-    evaluates = [inv for inv in invocations
-                 if inv.mode == "evaluate" and inv.args.get("evaluate_split", "test") == split]
+    evaluates = [
+        inv for inv in invocations if inv.mode == "evaluate" and inv.args.get("evaluate_split", "test") == split
+    ]
     describing = trains[-1] if trains else invocations[-1]
     args = describing.args
     upstream = str(args.get("upstream") or "?")
@@ -187,19 +193,27 @@ def read_run_dir(run_dir: Path) -> RunDir:
         os.path.normpath(str(args["upstream_ckpt"])) if args.get("upstream_ckpt") else "",
         "" if args.get("upstream_layer_selection") is None else str(args["upstream_layer_selection"]),
         "fine-tuned" if args.get("upstream_trainable") else "",
-        "" if args.get("upstream_feature_selection") in (None, "hidden_states")
+        ""
+        if args.get("upstream_feature_selection") in (None, "hidden_states")
         else str(args["upstream_feature_selection"]),
     )
     fold = None
     if task == "ER":
         newest = evaluates[-1] if evaluates else describing
-        fold = (nested_get(newest.config, "downstream_expert", "datarc", "test_fold")
-                or newest.args.get("downstream_variant") or ER_FOLD_NAMES[0])  # s3prl's own default
+        fold = (
+            nested_get(newest.config, "downstream_expert", "datarc", "test_fold")
+            or newest.args.get("downstream_variant")
+            or ER_FOLD_NAMES[0]
+        )  # s3prl's own default
         if fold not in ER_FOLD_NAMES:
             raise RunDirError(f"{run_dir}: ER test_fold {fold!r} is not one of {', '.join(ER_FOLD_NAMES)}")
     return RunDir(
-        path=run_dir, task=task, upstream=upstream, model_key=model_key,
-        lr=format_lr(nested_get(describing.config, "optimizer", "lr")), fold=fold,
+        path=run_dir,
+        task=task,
+        upstream=upstream,
+        model_key=model_key,
+        lr=format_lr(nested_get(describing.config, "optimizer", "lr")),
+        fold=fold,
         evaluate=evaluates[-1] if evaluates else None,
         latest_train=trains[-1] if trains else None,
     )
@@ -226,12 +240,12 @@ def find_run_dirs(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, s
     return unique, skipped
 
 
-
 Read = TypeVar("Read")
 
 
-def read_each_run_dir(paths: Sequence[Path], read: Callable[[Path], Read],
-                      errors: tuple[type[Exception], ...]) -> tuple[list[Read], list[tuple[Path, str]]]:
+def read_each_run_dir(
+    paths: Sequence[Path], read: Callable[[Path], Read], errors: tuple[type[Exception], ...]
+) -> tuple[list[Read], list[tuple[Path, str]]]:
     """`read(run_dir)` for every run dir found under `paths`; a path without run dirs, or a run dir whose read
     raises one of `errors`, is skipped with the reason."""
     run_dirs, skipped = find_run_dirs(paths)

@@ -1,5 +1,6 @@
 """Scoring one s3prl run directory: its official test score recomputed from the files the evaluate run wrote,
 with the 95 % interval and chance level, or why there is none."""
+
 from __future__ import annotations
 
 import logging
@@ -47,17 +48,20 @@ def _unfinished_reasons(run: RunDir, task: Task, files: list[Path]) -> list[str]
             if last is None:
                 reasons.append("log.log has no 'test at step' line: the test set was never evaluated")
             elif last[0] != 0:
-                reasons.append(f"no evaluate run: the last 'test at step' line in log.log is from "
-                               f"training step {last[0]} (evaluate writes step 0)")
+                reasons.append(
+                    f"no evaluate run: the last 'test at step' line in log.log is from "
+                    f"training step {last[0]} (evaluate writes step 0)"
+                )
     else:
         if run.evaluate is None:
-            reasons.append(f"no evaluate run (no args_*.yaml with mode: evaluate, "
-                           f"evaluate_split: {task.test_split})")
+            reasons.append(f"no evaluate run (no args_*.yaml with mode: evaluate, evaluate_split: {task.test_split})")
         elif run.latest_train is not None and run.latest_train.time_tag > run.evaluate.time_tag:
             eval_splits = nested_get(run.latest_train.config, "runner", "eval_dataloaders") or []
             if task.test_split in eval_splits:
-                reasons.append(f"the {task.test_split} files may come from the training run "
-                               f"args_{run.latest_train.time_tag}.yaml, newer than the last evaluate")
+                reasons.append(
+                    f"the {task.test_split} files may come from the training run "
+                    f"args_{run.latest_train.time_tag}.yaml, newer than the last evaluate"
+                )
     return reasons
 
 
@@ -68,8 +72,9 @@ def accuracy_estimate(predicted: Sequence, truth: Sequence) -> intervals.Estimat
     """Accuracy with its Wilson interval and the majority-label chance level."""
     correct = sum(p == t for p, t in zip(predicted, truth))
     low, high = intervals.wilson(correct, len(truth))
-    return intervals.Estimate(100.0 * correct / len(truth), low, high, len(truth), "Wilson",
-                              intervals.majority_rate(list(truth)))
+    return intervals.Estimate(
+        100.0 * correct / len(truth), low, high, len(truth), "Wilson", intervals.majority_rate(list(truth))
+    )
 
 
 def _compute(run: RunDir, files: list[Path]) -> Computed:
@@ -83,22 +88,24 @@ def _compute(run: RunDir, files: list[Path]) -> Computed:
         return (value,), [], (intervals.Estimate(value, low, high, len(errors), "bootstrap", chance),), None
     if task.metric.chance == CONSTANT_SLOT_TYPES:  # SF
         f1, cer, implementation = scores.slot_filling_scores(files[0], files[1])
-        notes = [] if implementation == "s3prl" else ["SF metrics: own implementation "
-                                                      "(s3prl not importable)"]
+        notes = [] if implementation == "s3prl" else ["SF metrics: own implementation (s3prl not importable)"]
         return (f1, cer), notes, _slot_filling_estimates(files, f1, cer, notes), None
     predicted, truth = scores.labels(files[0], files[1], fields=task.label_fields)
     estimate = accuracy_estimate(predicted, truth)
     step_and_acc = scores.last_test_line(run.path / "log.log")
     logged = 100.0 * step_and_acc[1]
     if abs(logged - estimate.value) > LOG_AGREEMENT_TOLERANCE:
-        raise ValueError(f"{run.path / 'log.log'} reports test acc {logged:.4f}% but "
-                         f"{files[0].name}/{files[1].name} give {estimate.value:.4f}%: the files were "
-                         "overwritten after the evaluate run")
+        raise ValueError(
+            f"{run.path / 'log.log'} reports test acc {logged:.4f}% but "
+            f"{files[0].name}/{files[1].name} give {estimate.value:.4f}%: the files were "
+            "overwritten after the evaluate run"
+        )
     return (estimate.value,), [], (estimate,), (predicted, truth)
 
 
-def _slot_filling_estimates(files: list[Path], f1: float, cer: float,
-                            notes: list[str]) -> tuple[intervals.Estimate, ...]:
+def _slot_filling_estimates(
+    files: list[Path], f1: float, cer: float, notes: list[str]
+) -> tuple[intervals.Estimate, ...]:
     """Bootstrap intervals of slot-type F1 and slot-value CER from our per-utterance values, and the
     chance F1 of the best constant set of slot types (CER has no chance level: a constant answer has
     no slot values)."""
@@ -108,14 +115,18 @@ def _slot_filling_estimates(files: list[Path], f1: float, cer: float,
     own_f1 = 100.0 * sum(f1s) / len(f1s)
     own_cer = 100.0 * sum(e for e, _ in pairs) / sum(c for _, c in pairs)
     if abs(own_f1 - f1) > 0.01 or abs(own_cer - cer) > 0.01:  # the interval would be around another number
-        notes.append(f"SF intervals are around the own per-utterance scores (F1 {own_f1:.2f}, "
-                     f"CER {own_cer:.2f}), which differ from s3prl's")
+        notes.append(
+            f"SF intervals are around the own per-utterance scores (F1 {own_f1:.2f}, "
+            f"CER {own_cer:.2f}), which differ from s3prl's"
+        )
     n = len(references)
     f1_low, f1_high = intervals.bootstrap_mean(f1s)
     cer_low, cer_high = intervals.bootstrap_ratio([e for e, _ in pairs], [c for _, c in pairs])
     chance = intervals.constant_slot_types_f1([scores.slot_types(r, hypothesis=False) for r in references])[0]
-    return (intervals.Estimate(f1, f1_low, f1_high, n, "bootstrap", chance),
-            intervals.Estimate(cer, cer_low, cer_high, n, "bootstrap", None))
+    return (
+        intervals.Estimate(f1, f1_low, f1_high, n, "bootstrap", chance),
+        intervals.Estimate(cer, cer_low, cer_high, n, "bootstrap", None),
+    )
 
 
 def score_run(run: RunDir) -> RunScore:
@@ -159,11 +170,16 @@ def merge_separate_evaluations(run_scores: Sequence[RunScore]) -> list[RunScore]
             continue
         for trained in run_scores:
             train_expdir = trained.run.latest_train.args.get("expdir") if trained.run.latest_train else None
-            if (trained is not evaluated and trained.status == UNFINISHED and trained in kept
-                    and trained.run.task == evaluated.run.task
-                    and trained.run.fold == evaluated.run.fold
-                    and _same_dir(os.path.dirname(str(ckpt)), trained.run.path,
-                                  None if train_expdir is None else str(train_expdir))):
+            if (
+                trained is not evaluated
+                and trained.status == UNFINISHED
+                and trained in kept
+                and trained.run.task == evaluated.run.task
+                and trained.run.fold == evaluated.run.fold
+                and _same_dir(
+                    os.path.dirname(str(ckpt)), trained.run.path, None if train_expdir is None else str(train_expdir)
+                )
+            ):
                 kept.remove(trained)
                 evaluated.notes.append(f"trained in {trained.run.path}")
                 log.info("%s: trained here, evaluated in %s", trained.run.path, evaluated.run.path)

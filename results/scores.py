@@ -2,6 +2,7 @@
 
 Every function reads files and returns SUPERB units (percent); bad files raise ValueError naming the file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -146,8 +147,7 @@ def slot_type_f1(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     Own implementation of the SUPERB definition; returns a fraction.
     """
     if len(hypotheses) != len(references) or not references:
-        raise ValueError(f"need equally many hypotheses and references, got "
-                         f"{len(hypotheses)} and {len(references)}")
+        raise ValueError(f"need equally many hypotheses and references, got {len(hypotheses)} and {len(references)}")
     return sum(utterance_slot_type_f1(h, r) for h, r in zip(hypotheses, references)) / len(references)
 
 
@@ -158,8 +158,7 @@ def slot_value_cer(hypotheses: Sequence[str], references: Sequence[str]) -> floa
     Own implementation of the SUPERB definition.
     """
     if len(hypotheses) != len(references):
-        raise ValueError(f"need equally many hypotheses and references, got "
-                         f"{len(hypotheses)} and {len(references)}")
+        raise ValueError(f"need equally many hypotheses and references, got {len(hypotheses)} and {len(references)}")
     pairs = [utterance_slot_value_errors(h, r) for h, r in zip(hypotheses, references)]
     ref_chars = sum(chars for _, chars in pairs)
     if ref_chars == 0:
@@ -172,8 +171,11 @@ def s3prl_slot_metrics() -> tuple[SlotMetric, SlotMetric] | None:
     try:
         from s3prl.downstream.ctc import metric  # lazy: importing s3prl pulls in torch and friends
     except Exception as error:  # noqa: BLE001 - any import-time failure means "use our own"
-        log.warning("s3prl's slot metrics are not importable (%s: %s); using the own implementation",
-                    type(error).__name__, error)
+        log.warning(
+            "s3prl's slot metrics are not importable (%s: %s); using the own implementation",
+            type(error).__name__,
+            error,
+        )
         return None
     return metric.slot_type_f1, metric.slot_value_cer
 
@@ -182,8 +184,9 @@ def slot_filling_scores(hyp_path: Path, ref_path: Path) -> tuple[float, float, s
     """(slot-type F1 %, slot-value CER %, implementation used) for SF test arks."""
     hypotheses, references = aligned_texts(hyp_path, ref_path)
     if not any(_slot_spans(r, strip_inner_tags=False) for r in references):
-        raise ValueError(f"{ref_path}: no B-<slot> ... E-<slot> span in any reference; "
-                         "is this really an SF (snips) run?")
+        raise ValueError(
+            f"{ref_path}: no B-<slot> ... E-<slot> span in any reference; is this really an SF (snips) run?"
+        )
     metrics = s3prl_slot_metrics()
     if metrics is None:
         f1_fn, cer_fn, implementation = slot_type_f1, slot_value_cer, "own"
@@ -225,18 +228,21 @@ def _read_labels(path: Path, fields: int) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
-def labels(predict_path: Path, truth_path: Path,
-           fields: int = 1) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+def labels(
+    predict_path: Path, truth_path: Path, fields: int = 1
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """(predicted, true) labels of line-aligned predict/truth files; IC labels are (action, object,
     location). The files must list the same ids in the same order."""
     predicted, truth = _read_labels(predict_path, fields), _read_labels(truth_path, fields)
     if len(predicted) != len(truth):
-        raise ValueError(f"{predict_path} has {len(predicted)} lines but {truth_path} has "
-                         f"{len(truth)}; they must be line-aligned")
+        raise ValueError(
+            f"{predict_path} has {len(predicted)} lines but {truth_path} has {len(truth)}; they must be line-aligned"
+        )
     for line_number, ((p_id, _), (t_id, _)) in enumerate(zip(predicted, truth), 1):
         if p_id != t_id:
-            raise ValueError(f"{predict_path} and {truth_path} are not aligned: line {line_number} "
-                             f"has id {p_id!r} vs {t_id!r}")
+            raise ValueError(
+                f"{predict_path} and {truth_path} are not aligned: line {line_number} has id {p_id!r} vs {t_id!r}"
+            )
     return [label for _, label in predicted], [label for _, label in truth]
 
 

@@ -1,6 +1,7 @@
 """The recipe search's curves (curves.md, curves.png): per arm, the phone ABX monitor's best layer at every
 evaluation, and the selector's scalars (teacher and student rho, the hardness lift) and the regression loss averaged
 over tenths of the run, from each run directory's metrics.jsonl."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ def read_records(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(dense training records, ABX monitor records) of a run directory, each in step order."""
     path = run_dir / "metrics.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    return (sorted((r for r in records if "loss" in r), key=lambda r: r["step"]),
-            sorted((r for r in records if "abx" in r), key=lambda r: r["step"]))
+    return (
+        sorted((r for r in records if "loss" in r), key=lambda r: r["step"]),
+        sorted((r for r in records if "abx" in r), key=lambda r: r["step"]),
+    )
 
 
 def binned_means(records: Sequence[dict], bins: int = BINS) -> list[dict]:
@@ -43,21 +46,32 @@ def _cell(value: float, digits: int) -> str:
 
 
 def curves_markdown(runs: dict[str, Path]) -> str:
-    lines = ["# Curves over training", "",
-             "Per arm: the best layer's phone ABX (within / across speaker, %) at each evaluation of the pretrainer's "
-             "monitor, then the regression loss, the teacher's rho (per frame / per span), the student's rho and the "
-             "hardness lift averaged over each tenth of the run (– : not measured, e.g. the lift while alpha is 0).",
-             ""]
+    lines = [
+        "# Curves over training",
+        "",
+        "Per arm: the best layer's phone ABX (within / across speaker, %) at each evaluation of the pretrainer's "
+        "monitor, then the regression loss, the teacher's rho (per frame / per span), the student's rho and the "
+        "hardness lift averaged over each tenth of the run (– : not measured, e.g. the lift while alpha is 0).",
+        "",
+    ]
     for name, run_dir in runs.items():
         dense, abx = read_records(run_dir)
         lines += [f"## {name}", "", "| update | best layer | within % | across % |", "|---:|---:|---:|---:|"]
-        lines += [f"| {r['step']} | {r['abx']['best_layer']} | {r['abx']['best_within']:.1f} | "
-                  f"{r['abx']['best_across']:.1f} |" for r in abx]
-        lines += ["", "| updates up to | loss | teacher rho frame / span | student rho | lift |",
-                  "|---:|---:|---|---:|---:|"]
-        lines += [f"| {r['until']} | {_cell(r['rec_loss'], 3)} | {_cell(r['teacher_rho'], 2)} / "
-                  f"{_cell(r['teacher_span_rho'], 2)} | {_cell(r['student_rho'], 2)} | {_cell(r['hardness_lift'], 3)} |"
-                  for r in binned_means(dense)]
+        lines += [
+            f"| {r['step']} | {r['abx']['best_layer']} | {r['abx']['best_within']:.1f} | "
+            f"{r['abx']['best_across']:.1f} |"
+            for r in abx
+        ]
+        lines += [
+            "",
+            "| updates up to | loss | teacher rho frame / span | student rho | lift |",
+            "|---:|---:|---|---:|---:|",
+        ]
+        lines += [
+            f"| {r['until']} | {_cell(r['rec_loss'], 3)} | {_cell(r['teacher_rho'], 2)} / "
+            f"{_cell(r['teacher_span_rho'], 2)} | {_cell(r['student_rho'], 2)} | {_cell(r['hardness_lift'], 3)} |"
+            for r in binned_means(dense)
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -78,8 +92,10 @@ def plot_curves(runs: dict[str, Path], path: Path) -> None:
             points = [(r["until"], r[key]) for r in rows if math.isfinite(r[key])]
             if points:
                 ax.plot(*zip(*points), marker=".", label=name)
-    for ax, title in zip(axes, ("best layer, across-speaker phone ABX %", "hardness lift (1 = random)",
-                                "teacher rho with the realised loss")):
+    for ax, title in zip(
+        axes,
+        ("best layer, across-speaker phone ABX %", "hardness lift (1 = random)", "teacher rho with the realised loss"),
+    ):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("update")
         ax.legend(fontsize=7)

@@ -7,6 +7,7 @@ the layer-wise probes on each, and write OUT/study.md (every sentence in it is c
 The command line only: results/study_run.py runs the arms, results/study_collect.py reads what they left,
 results/study_report.py writes the report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def parse_conditions(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"--conditions: unknown {unknown or 'empty list'}; "
-                                         f"choose from {','.join(known)}")
+        raise argparse.ArgumentTypeError(
+            f"--conditions: unknown {unknown or 'empty list'}; choose from {','.join(known)}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -51,34 +53,64 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m results.study", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("results/study"))
-    parser.add_argument("--data", type=Path, default=None,
-                        help="corpus root (mini-SUPERB or real corpora); default: generate mini-SUPERB under OUT")
-    parser.add_argument("--scale", choices=("ci", "demo", "small"), default="demo",
-                        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="corpus root (mini-SUPERB or real corpora); default: generate mini-SUPERB under OUT",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=("ci", "demo", "small"),
+        default="demo",
+        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)",
+    )
     parser.add_argument("--corpus-seed", type=int, default=0, help="mini-SUPERB seed (the corpus is shared)")
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated study seeds")
     parser.add_argument("--steps", type=positive_int, default=1000, help="pretraining updates per arm")
-    parser.add_argument("--profile", type=parse_profile, default="cpu",
-                        help="downstream profile in downstream_configs/profiles/ (default cpu), or none: the "
-                             "official configs with small CPU batches for --task-steps updates")
-    parser.add_argument("--task-steps", type=parse_task_steps, default=None,
-                        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
-                             "(default: the profile's schedule; without a profile 60)")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="downstream runs at a time beside the pretraining of the next arm (one thread each)")
-    parser.add_argument("--conditions", type=parse_conditions, default=list(default_conditions()),
-                        help="comma-separated arms: " + ",".join(default_conditions()))
+    parser.add_argument(
+        "--profile",
+        type=parse_profile,
+        default="cpu",
+        help="downstream profile in downstream_configs/profiles/ (default cpu), or none: the "
+        "official configs with small CPU batches for --task-steps updates",
+    )
+    parser.add_argument(
+        "--task-steps",
+        type=parse_task_steps,
+        default=None,
+        help="downstream updates per task: N, or N,TASK=M,... to give some tasks M "
+        "(default: the profile's schedule; without a profile 60)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="downstream runs at a time beside the pretraining of the next arm (one thread each)",
+    )
+    parser.add_argument(
+        "--conditions",
+        type=parse_conditions,
+        default=list(default_conditions()),
+        help="comma-separated arms: " + ",".join(default_conditions()),
+    )
     parser.add_argument("--tasks", type=parse_tasks, default=list(TASK_NAMES), help="comma-separated SUPERB tasks")
     parser.add_argument("--er-folds", type=parse_folds, default=list(ER_FOLDS))
     parser.add_argument("--pretrain-config", type=Path, default=REPO / "pretrain" / "cpu_recipe.yaml")
-    parser.add_argument("--pretrain-manifest", type=Path, default=None,
-                        help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
-                             "pretraining set of a larger mini-SUPERB while the tasks run on a ci corpus")
-    parser.add_argument("--max-utterances", type=positive_int, default=200,
-                        help="results.layerwise --max-utterances for each arm")
+    parser.add_argument(
+        "--pretrain-manifest",
+        type=Path,
+        default=None,
+        help="fairseq TSV to pretrain every arm on (default: DATA/pretrain/train.tsv), e.g. the "
+        "pretraining set of a larger mini-SUPERB while the tasks run on a ci corpus",
+    )
+    parser.add_argument(
+        "--max-utterances", type=positive_int, default=200, help="results.layerwise --max-utterances for each arm"
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild study.md and the figures from OUT")
     refuse_old_spellings(parser, "--probe-utterances")
     return parser
@@ -88,9 +120,21 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
     task_steps = args.task_steps
     if args.profile is None and task_steps is None:
         task_steps = parse_task_steps("60")
-    return StudySettings(args.out.absolute(), args.seeds, args.conditions, args.steps, args.pretrain_config.absolute(),
-                         args.pretrain_manifest, args.profile, task_steps, args.tasks, args.er_folds, args.jobs,
-                         args.max_utterances, abx_monitor=True)
+    return StudySettings(
+        args.out.absolute(),
+        args.seeds,
+        args.conditions,
+        args.steps,
+        args.pretrain_config.absolute(),
+        args.pretrain_manifest,
+        args.profile,
+        task_steps,
+        args.tasks,
+        args.er_folds,
+        args.jobs,
+        args.max_utterances,
+        abx_monitor=True,
+    )
 
 
 def settings_from_record(record: dict, out: Path) -> StudySettings:
@@ -100,12 +144,18 @@ def settings_from_record(record: dict, out: Path) -> StudySettings:
         task_steps = parse_task_steps(str(task_steps))
     manifest = record.get("pretrain_manifest")
     return StudySettings(
-        out.absolute(), record["seeds"], record["conditions"], record["steps"], REPO / record["pretrain_config"],
+        out.absolute(),
+        record["seeds"],
+        record["conditions"],
+        record["steps"],
+        REPO / record["pretrain_config"],
         REPO / manifest if manifest else None,
         profile=record.get("profile"),  # studies run before profiles: the official configs
-        task_steps=task_steps, er_folds=record.get("er_folds", list(ER_FOLDS)),
+        task_steps=task_steps,
+        er_folds=record.get("er_folds", list(ER_FOLDS)),
         abx_monitor=record.get("abx_monitor", False),  # studies run before the monitor existed
-        tasks=record.get("tasks", list(TASK_NAMES)))  # studies run before the record named them ran all seven
+        tasks=record.get("tasks", list(TASK_NAMES)),
+    )  # studies run before the record named them ran all seven
 
 
 def run_study(args: argparse.Namespace, raw: Sequence[str]) -> tuple[StudySettings, Path, str]:
@@ -114,8 +164,9 @@ def run_study(args: argparse.Namespace, raw: Sequence[str]) -> tuple[StudySettin
     command = shlex.join(["python", "-m", "results.study", *(repo_relative(a) for a in raw)])
     settings.out.mkdir(parents=True, exist_ok=True)
     data, _ = prepare_corpus(args.data, settings.out, args.scale, args.corpus_seed)
-    (settings.out / STUDY_JSON).write_text(json.dumps(settings.record(command, data), indent=1) + "\n",
-                                           encoding="utf-8")
+    (settings.out / STUDY_JSON).write_text(
+        json.dumps(settings.record(command, data), indent=1) + "\n", encoding="utf-8"
+    )
     start = time.monotonic()
     run_study_arms(settings, data)
     log.info("all arms done in %.0f s", time.monotonic() - start)
@@ -130,8 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the run's own settings, so the report describes what was run, not this command's defaults
         record_path = args.out.absolute() / STUDY_JSON
         if not record_path.is_file():
-            print(f"results.study: error: {record_path} is missing: no study was run in {args.out.absolute()}",
-                  file=sys.stderr)
+            print(
+                f"results.study: error: {record_path} is missing: no study was run in {args.out.absolute()}",
+                file=sys.stderr,
+            )
             return 2
         record = json.loads(record_path.read_text(encoding="utf-8"))
         settings = settings_from_record(record, args.out)

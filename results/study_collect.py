@@ -1,5 +1,6 @@
 """Collecting what a study arm left on disk (OUT/seed<k>/<condition>/): SUPERB scores and cells, pretraining
 metrics, layer-wise probes, phone ABX and the stage record. Whatever is missing stays empty and is noted."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,9 @@ def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:
         report = tabulate([downstream], None, "unstated")
         arm.scores = task_scores(report.runs)
         arm.cells = {task: report.rows[0].text(task) for task in TASK_LABELS} if report.rows else {}
-        arm.failed += [f"{r.run.task}{' ' + r.run.fold if r.run.fold else ''}: {r.status}" for r in report.runs
-                       if r.status != "ok"]
+        arm.failed += [
+            f"{r.run.task}{' ' + r.run.fold if r.run.fold else ''}: {r.status}" for r in report.runs if r.status != "ok"
+        ]
     metrics = cdir / "pretrain" / METRICS_FILE
     if metrics.is_file():
         records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -109,4 +111,3 @@ def collect_arm(out: Path, condition: str, seed: int) -> ArmResult:
         arm.wall_s = record.get("wall_s", {})
         arm.failed += [f"{s['name']}: {s['detail']}" for s in record.get("stages", []) if not s.get("ok")]
     return arm
-

@@ -1,4 +1,5 @@
 """The study's figures: training curves and layer-wise probe curves per arm (mean over seeds)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,13 +40,14 @@ def plot_training(arms: Sequence[ArmResult], conditions: Sequence[str], labels: 
                 ax.plot(*zip(*points), label=labels.get(condition, condition))
         ax.set_title(key.replace("_", " "), fontsize=9)
         ax.set_xlabel("update")
-    for ax in axes.flat[len(TRAINING_KEYS):]:
+    for ax in axes.flat[len(TRAINING_KEYS) :]:
         ax.axis("off")
-    _save_panels(plt, fig, axes.flat[:len(TRAINING_KEYS)], path)
+    _save_panels(plt, fig, axes.flat[: len(TRAINING_KEYS)], path)
 
 
-def plot_layerwise_curves(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str],
-                          path: Path) -> None:
+def plot_layerwise_curves(
+    arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str], path: Path
+) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(PROBE_ORDER), figsize=(4 * len(PROBE_ORDER), 3.6), squeeze=False)
     for ax, probe in zip(axes[0], PROBE_ORDER):
@@ -57,4 +59,3 @@ def plot_layerwise_curves(arms: Sequence[ArmResult], conditions: Sequence[str], 
         ax.set_xlabel("layer")
         ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)  # 0-1 scale; a negative R^2 stays visible
     _save_panels(plt, fig, axes[0], path)
-

@@ -1,5 +1,6 @@
 """The study report (study.md): score summaries over seeds, arm-against-arm comparisons, and the document that
 puts them beside the tables of results/study_tables.py and the figures of results/study_figures.py."""
+
 from __future__ import annotations
 
 import statistics
@@ -108,12 +109,16 @@ def comparison_sentence(label_a: str, label_b: str, result: Comparison) -> str:
     n = result.seeds
     seeds = f"mean over {n} seed{'s' if n != 1 else ''}" if n > 1 else "one seed"
     listed = f": {', '.join(result.wins)}" if result.wins else ""
-    sentence = (f"{label_a} beats {label_b} on {len(result.wins)} of {result.compared} tasks ({seeds}{listed}); "
-                f"{label_b} is better on {len(result.losses)}")
+    sentence = (
+        f"{label_a} beats {label_b} on {len(result.wins)} of {result.compared} tasks ({seeds}{listed}); "
+        f"{label_b} is better on {len(result.losses)}"
+    )
     sentence += f" and they tie on {len(result.ties)}." if result.ties else "."
     if n > 1:
-        sentence += (f" Beyond the seed spread (every seed of one better than every seed of the other): "
-                     f"{label_a} on {len(result.clear_wins)}, {label_b} on {len(result.clear_losses)}.")
+        sentence += (
+            f" Beyond the seed spread (every seed of one better than every seed of the other): "
+            f"{label_a} on {len(result.clear_wins)}, {label_b} on {len(result.clear_losses)}."
+        )
     else:
         sentence += " With one seed there is no spread, so no difference here is shown to exceed seed noise."
     return sentence
@@ -124,11 +129,14 @@ def studied_labels(tasks: Sequence[str]) -> list[str]:
     return [TASKS[name].label for name in TASK_NAMES if name in tasks]
 
 
-def score_table(summaries: dict[str, dict[str, Summary]], conditions: Sequence[str], labels: dict[str, str],
-                tasks: Sequence[str] = TASK_NAMES) -> str:
+def score_table(
+    summaries: dict[str, dict[str, Summary]],
+    conditions: Sequence[str],
+    labels: dict[str, str],
+    tasks: Sequence[str] = TASK_NAMES,
+) -> str:
     metrics = [m.key for name in TASK_NAMES if name in tasks for m in TASKS[name].metrics]  # SF: F1, then CER
-    lines = ["| condition | " + " | ".join(METRICS[m].header for m in metrics) + " |",
-             "|---|" + "---:|" * len(metrics)]
+    lines = ["| condition | " + " | ".join(METRICS[m].header for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
     for condition in conditions:
         mine = summaries.get(condition, {})
         cells = [mine[m].text() if m in mine else "missing" for m in metrics]
@@ -174,27 +182,48 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
     parts += ["## Findings (computed from the tables below)", ""]
     parts += [f"- {s}" for s in findings(meta, arms, summaries)] + [""]
     parts += ["## SUPERB tasks", "", score_table(summaries, conditions, labels, meta.tasks)]
-    parts += ["## Loss predictor and masking over training", "",
-              "Spearman rho between predicted and realised per-frame loss (student: the predictor trained by the "
-              "ranking loss; teacher: its copy that picks the hard spans, per frame and per span), the hardness lift "
-              "(realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
-              "chance), realised masked fraction and the curriculum's alpha, mean over seeds at a few logged steps. "
-              "n/a: not measured by that arm (a NaN record, e.g. the lift while alpha is 0, is left out).", "",
-              training_table(arms, conditions, labels), "![training curves](training_curves.png)", ""]
-    parts += ["## What each layer knows", "",
-              "Linear probes per hidden state on held-out speakers (results.layerwise): phone frame accuracy, "
-              "keyword accuracy, R^2 of a ridge map to log-mel, speaker accuracy; mean over seeds.", "",
-              layerwise_table(arms, conditions, labels), "![layer-wise probes](layerwise_curves.png)", ""]
+    parts += [
+        "## Loss predictor and masking over training",
+        "",
+        "Spearman rho between predicted and realised per-frame loss (student: the predictor trained by the "
+        "ranking loss; teacher: its copy that picks the hard spans, per frame and per span), the hardness lift "
+        "(realised loss in hard-picked spans over that in random spans of the same rows; 1 = no harder than "
+        "chance), realised masked fraction and the curriculum's alpha, mean over seeds at a few logged steps. "
+        "n/a: not measured by that arm (a NaN record, e.g. the lift while alpha is 0, is left out).",
+        "",
+        training_table(arms, conditions, labels),
+        "![training curves](training_curves.png)",
+        "",
+    ]
+    parts += [
+        "## What each layer knows",
+        "",
+        "Linear probes per hidden state on held-out speakers (results.layerwise): phone frame accuracy, "
+        "keyword accuracy, R^2 of a ridge map to log-mel, speaker accuracy; mean over seeds.",
+        "",
+        layerwise_table(arms, conditions, labels),
+        "![layer-wise probes](layerwise_curves.png)",
+        "",
+    ]
     if any(a.abx for a in arms):
-        parts += ["## Phone ABX per layer", "",
-                  f"Triphone phone ABX error (results.abx) on the first {ABX_FILES} utterances of "
-                  f"{', '.join(ABX_SPLITS)}, mean over "
-                  "seeds; the best layer is the one with the lowest mean across-speaker error. Chance is 50.", "",
-                  abx_table(arms, conditions, labels)]
+        parts += [
+            "## Phone ABX per layer",
+            "",
+            f"Triphone phone ABX error (results.abx) on the first {ABX_FILES} utterances of "
+            f"{', '.join(ABX_SPLITS)}, mean over "
+            "seeds; the best layer is the one with the lowest mean across-speaker error. Chance is 50.",
+            "",
+            abx_table(arms, conditions, labels),
+        ]
     if any(a.abx_monitor for a in arms):
-        parts += ["## Phone ABX during pretraining", "",
-                  "The pretrainer's ABX monitor (run.eval_every): the best student layer's error at each "
-                  "evaluation, mean over seeds.", "", abx_monitor_table(arms, conditions, labels)]
+        parts += [
+            "## Phone ABX during pretraining",
+            "",
+            "The pretrainer's ABX monitor (run.eval_every): the best student layer's error at each "
+            "evaluation, mean over seeds.",
+            "",
+            abx_monitor_table(arms, conditions, labels),
+        ]
     parts += ["## Compute per arm (mean over seeds)", "", compute_table(arms, conditions, labels)]
     parts += per_run_section(arms, conditions, labels, meta.tasks)
     return "\n".join(parts) + "\n"
@@ -202,21 +231,30 @@ def build_report(meta: StudyMeta, arms: Sequence[ArmResult]) -> str:
 
 def header_section(meta: StudyMeta) -> list[str]:
     """The title, the command, how the study was run, and the arms."""
-    parts = ["# Does easy-to-hard masking help? EH-MAM against its ablations", "",
-             f"Command: `{meta.command}`", "",
-             f"Seeds: {', '.join(map(str, meta.seeds))}. Corpus: `{meta.data}` ({meta.scale}). Pretraining: "
-             f"{meta.steps} updates per arm, same config, batch size and warm-up for every pretrained arm. "
-             f"Downstream: {', '.join(studied_labels(meta.tasks))}; {downstream_text(meta.profile, meta.task_steps)}"
-             f"{f' ({er_folds_text(meta.er_folds)})' if 'er' in meta.tasks else ''}, s3prl --seed = study seed. "
-             "Scores are test-set SUPERB units (%), mean ± sample std [min, max] over seeds.", ""]
+    parts = [
+        "# Does easy-to-hard masking help? EH-MAM against its ablations",
+        "",
+        f"Command: `{meta.command}`",
+        "",
+        f"Seeds: {', '.join(map(str, meta.seeds))}. Corpus: `{meta.data}` ({meta.scale}). Pretraining: "
+        f"{meta.steps} updates per arm, same config, batch size and warm-up for every pretrained arm. "
+        f"Downstream: {', '.join(studied_labels(meta.tasks))}; {downstream_text(meta.profile, meta.task_steps)}"
+        f"{f' ({er_folds_text(meta.er_folds)})' if 'er' in meta.tasks else ''}, s3prl --seed = study seed. "
+        "Scores are test-set SUPERB units (%), mean ± sample std [min, max] over seeds.",
+        "",
+    ]
     if "synthetic" in meta.scale or "mini-SUPERB" in meta.scale:
-        parts += ["> Synthetic mini-SUPERB data and a few CPU updates: these numbers compare the arms with each "
-                  "other under this budget; they are not SUPERB results.", ""]
+        parts += [
+            "> Synthetic mini-SUPERB data and a few CPU updates: these numbers compare the arms with each "
+            "other under this budget; they are not SUPERB results.",
+            "",
+        ]
     parts += ["## Arms", "", "| condition | what | pretraining command (first seed) |", "|---|---|---|"]
     for c in meta.conditions:
         command = meta.pretrain_commands.get(c, "")
-        parts.append(f"| {meta.labels.get(c, c)} (`{c}`) | {meta.about.get(c, '')} | "
-                     f"{'`' + command + '`' if command else '—'} |")
+        parts.append(
+            f"| {meta.labels.get(c, c)} (`{c}`) | {meta.about.get(c, '')} | {'`' + command + '`' if command else '—'} |"
+        )
     return parts + [""]
 
 
@@ -229,8 +267,9 @@ def findings(meta: StudyMeta, arms: Sequence[ArmResult], summaries: dict[str, di
         for other in conditions:
             if other != reference and other in summaries:
                 result = compare(summaries[reference], summaries[other], studied_labels(meta.tasks))
-                sentences.append(comparison_sentence(labels.get(reference, reference), labels.get(other, other),
-                                                     result))
+                sentences.append(
+                    comparison_sentence(labels.get(reference, reference), labels.get(other, other), result)
+                )
     else:
         sentences.append("EH-MAM has no scores, so no comparison is made.")
     if "random_mask" in conditions:
@@ -239,20 +278,26 @@ def findings(meta: StudyMeta, arms: Sequence[ArmResult], summaries: dict[str, di
     return sentences + abx_sentences(arms, conditions, labels)
 
 
-def per_run_section(arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str],
-                    tasks: Sequence[str] = TASK_NAMES) -> list[str]:
+def per_run_section(
+    arms: Sequence[ArmResult], conditions: Sequence[str], labels: dict[str, str], tasks: Sequence[str] = TASK_NAMES
+) -> list[str]:
     """Each seed's SUPERB row as results.tabulate prints it, for the studied tasks."""
     shown_labels = studied_labels(tasks)
-    parts = ["## Per-run scores", "",
-             "Each seed's SUPERB row with its 95 % interval and the chance level of the test set (as "
-             "results.tabulate prints them; per-arm tables in seed*/<condition>/superb.md).", "",
-             "| condition | seed | " + " | ".join(TASK_HEADERS[t] for t in shown_labels) + " | problems |",
-             "|---|---:|" + "---|" * len(shown_labels) + "---|"]
+    parts = [
+        "## Per-run scores",
+        "",
+        "Each seed's SUPERB row with its 95 % interval and the chance level of the test set (as "
+        "results.tabulate prints them; per-arm tables in seed*/<condition>/superb.md).",
+        "",
+        "| condition | seed | " + " | ".join(TASK_HEADERS[t] for t in shown_labels) + " | problems |",
+        "|---|---:|" + "---|" * len(shown_labels) + "---|",
+    ]
     for arm in sorted(arms, key=lambda a: (conditions.index(a.condition) if a.condition in conditions else 99, a.seed)):
         cells = [arm.cells.get(t) or (f"{arm.scores[t]:.2f}" if t in arm.scores else "missing") for t in shown_labels]
         problems = "; ".join(arm.failed).replace("|", "/")
-        parts.append(f"| {labels.get(arm.condition, arm.condition)} | {arm.seed} | " + " | ".join(cells)
-                     + f" | {problems} |")
+        parts.append(
+            f"| {labels.get(arm.condition, arm.condition)} | {arm.seed} | " + " | ".join(cells) + f" | {problems} |"
+        )
     return parts
 
 
@@ -261,22 +306,46 @@ def write_report(settings: StudySettings, data: Path, command: str) -> Path:
     from minisuperb import read_marker
 
     conditions = default_conditions()
-    arms = [collect_arm(settings.out, c, s) for s in settings.seeds for c in settings.conditions
-            if condition_dir(settings.out, c, s).is_dir()]
+    arms = [
+        collect_arm(settings.out, c, s)
+        for s in settings.seeds
+        for c in settings.conditions
+        if condition_dir(settings.out, c, s).is_dir()
+    ]
     marker = read_marker(data) if data.is_dir() else None
     scale = f"mini-SUPERB synthetic, scale {marker.get('scale')}" if marker else "real corpora or unknown"
     labels = {name: c.label for name, c in conditions.items()}
     first = settings.seeds[0]
     pretrain_commands = {
-        name: shown(pretrain_argv(conditions[name], first, settings.pretrain_config,
-                                  pretrain_manifest(settings.pretrain_manifest, data),
-                                  condition_dir(settings.out, name, first) / "pretrain", settings.steps,
-                                  data if settings.abx_monitor else None))
-        for name in settings.conditions if conditions[name].source == "pretrain"}
-    meta = StudyMeta(command, list(settings.seeds), list(settings.conditions), labels,
-                     {name: c.about for name, c in conditions.items()}, repo_relative(data), scale, settings.steps,
-                     settings.task_steps, list(settings.er_folds), pretrain_commands, settings.profile,
-                     list(settings.tasks))
+        name: shown(
+            pretrain_argv(
+                conditions[name],
+                first,
+                settings.pretrain_config,
+                pretrain_manifest(settings.pretrain_manifest, data),
+                condition_dir(settings.out, name, first) / "pretrain",
+                settings.steps,
+                data if settings.abx_monitor else None,
+            )
+        )
+        for name in settings.conditions
+        if conditions[name].source == "pretrain"
+    }
+    meta = StudyMeta(
+        command,
+        list(settings.seeds),
+        list(settings.conditions),
+        labels,
+        {name: c.about for name, c in conditions.items()},
+        repo_relative(data),
+        scale,
+        settings.steps,
+        settings.task_steps,
+        list(settings.er_folds),
+        pretrain_commands,
+        settings.profile,
+        list(settings.tasks),
+    )
     settings.out.mkdir(parents=True, exist_ok=True)
     plot_training(arms, settings.conditions, labels, settings.out / "training_curves.png")
     plot_layerwise_curves(arms, settings.conditions, labels, settings.out / "layerwise_curves.png")

@@ -1,6 +1,7 @@
 """Running the study's arms: pretrain (or export) each arm's upstream, run its downstream tasks on a pool of
 workers, probe its layers, and leave everything under OUT/seed<k>/<condition>/. `python -m results.study` is the
 command line; below it every function takes typed arguments."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class Condition:
     about: str = ""
 
 
-def baseline_overrides(baseline: Path, reference: Path,
-                       sections: Sequence[str] = ("mask", "curriculum", "loss", "teacher", "heads")) -> tuple[str, ...]:
+def baseline_overrides(
+    baseline: Path, reference: Path, sections: Sequence[str] = ("mask", "curriculum", "loss", "teacher", "heads")
+) -> tuple[str, ...]:
     """The method settings in which `baseline` (e.g. pretrain/random_mask.yaml) differs from `reference`
     (pretrain/ehmam.yaml), as `--set section.key=value` strings; model size, optimisation, data and run
     settings are left out, so every arm keeps the study's own size, updates and batch size."""
@@ -62,16 +64,28 @@ def baseline_overrides(baseline: Path, reference: Path,
 
 def default_conditions() -> dict[str, Condition]:
     random_mask = baseline_overrides(REPO / "pretrain" / "random_mask.yaml", REPO / "pretrain" / "ehmam.yaml")
-    return {c.name: c for c in (
-        Condition("ehmam", "EH-MAM", "pretrain", (), "the pretraining config as is"),
-        Condition("random_mask", "random masking", "pretrain", random_mask,
-                  "pretrain/random_mask.yaml's changes relative to ehmam.yaml: " + ", ".join(random_mask)),
-        Condition("no_aux", "EH-MAM w/o aux loss", "pretrain", ("loss.aux_weight=0.0",),
-                  "curriculum kept, ranking loss off (its predictor is never trained)"),
-        Condition("random_init", "random init", "random_init", (), "a freshly initialised encoder, no pretraining"),
-        Condition("fbank", "FBANK", "fbank", (), "s3prl's fbank upstream (-u fbank)"),
-    )}
-
+    return {
+        c.name: c
+        for c in (
+            Condition("ehmam", "EH-MAM", "pretrain", (), "the pretraining config as is"),
+            Condition(
+                "random_mask",
+                "random masking",
+                "pretrain",
+                random_mask,
+                "pretrain/random_mask.yaml's changes relative to ehmam.yaml: " + ", ".join(random_mask),
+            ),
+            Condition(
+                "no_aux",
+                "EH-MAM w/o aux loss",
+                "pretrain",
+                ("loss.aux_weight=0.0",),
+                "curriculum kept, ranking loss off (its predictor is never trained)",
+            ),
+            Condition("random_init", "random init", "random_init", (), "a freshly initialised encoder, no pretraining"),
+            Condition("fbank", "FBANK", "fbank", (), "s3prl's fbank upstream (-u fbank)"),
+        )
+    }
 
 
 @dataclass
@@ -95,31 +109,58 @@ class StudySettings:
 
     def record(self, command: str, data: Path) -> dict:
         """study.json's content."""
-        return {"command": command, "seeds": self.seeds, "conditions": self.conditions, "steps": self.steps,
-                "profile": self.profile, "task_steps": self.task_steps, "er_folds": self.er_folds,
-                "data": repo_relative(data), "pretrain_config": repo_relative(self.pretrain_config),
-                "pretrain_manifest": repo_relative(pretrain_manifest(self.pretrain_manifest, data)),
-                "abx_monitor": self.abx_monitor, "tasks": self.tasks}
+        return {
+            "command": command,
+            "seeds": self.seeds,
+            "conditions": self.conditions,
+            "steps": self.steps,
+            "profile": self.profile,
+            "task_steps": self.task_steps,
+            "er_folds": self.er_folds,
+            "data": repo_relative(data),
+            "pretrain_config": repo_relative(self.pretrain_config),
+            "pretrain_manifest": repo_relative(pretrain_manifest(self.pretrain_manifest, data)),
+            "abx_monitor": self.abx_monitor,
+            "tasks": self.tasks,
+        }
 
 
 ABX_EVALUATIONS = 5  # phone ABX monitor points per pretraining run, besides update 0
 
 
-def pretrain_argv(condition: Condition, seed: int, config: Path, manifest: Path, out_dir: Path, steps: int,
-                  abx_data: Path | None = None) -> list[str]:
+def pretrain_argv(
+    condition: Condition,
+    seed: int,
+    config: Path,
+    manifest: Path,
+    out_dir: Path,
+    steps: int,
+    abx_data: Path | None = None,
+) -> list[str]:
     """pretrain/run.py's argv: the same config, updates, warm-up and batch size for every arm; only the seed and
     the arm's own overrides differ. With `abx_data` the pretrainer's ABX monitor scores the student's layers on its
     dev-clean alignments during training."""
-    monitor = [f"run.eval_data={abx_data}", f"run.eval_every={max(1, steps // ABX_EVALUATIONS)}",
-               f"run.eval_max_files={ABX_FILES}", f"run.eval_splits=[{','.join(ABX_SPLITS)}]"] \
-        if abx_data is not None else []
+    monitor = (
+        [
+            f"run.eval_data={abx_data}",
+            f"run.eval_every={max(1, steps // ABX_EVALUATIONS)}",
+            f"run.eval_max_files={ABX_FILES}",
+            f"run.eval_splits=[{','.join(ABX_SPLITS)}]",
+        ]
+        if abx_data is not None
+        else []
+    )
     return pretraining_argv(config, manifest, out_dir, steps, [f"run.seed={seed}", *condition.overrides, *monitor])
 
 
-
-
-def plan_study_runs(condition: Condition, seed: int, tasks: Sequence[str], er_folds: Sequence[int],
-                    root: Path, profile: str | None = None) -> list[DownstreamRun]:
+def plan_study_runs(
+    condition: Condition,
+    seed: int,
+    tasks: Sequence[str],
+    er_folds: Sequence[int],
+    root: Path,
+    profile: str | None = None,
+) -> list[DownstreamRun]:
     """One DownstreamRun per task (per ER fold) of an arm; s3prl's downstream seed follows the study seed."""
     upstream = ("-u", "fbank") if condition.source == "fbank" else ()
     return plan_downstream(tasks, er_folds, root, profile=profile, upstream_argv=upstream, downstream_seed=seed)
@@ -162,17 +203,29 @@ def build_upstream(condition: Condition, seed: int, settings: StudySettings, dat
     cdir.mkdir(parents=True, exist_ok=True)
     arm = ArmRun(condition, seed, cdir)
     if condition.source == "pretrain":
-        argv = pretrain_argv(condition, seed, settings.pretrain_config,
-                             pretrain_manifest(settings.pretrain_manifest, data), cdir / "pretrain", settings.steps,
-                             data if settings.abx_monitor else None)
+        argv = pretrain_argv(
+            condition,
+            seed,
+            settings.pretrain_config,
+            pretrain_manifest(settings.pretrain_manifest, data),
+            cdir / "pretrain",
+            settings.steps,
+            data if settings.abx_monitor else None,
+        )
         arm.stages.append(run_pretraining(argv, threads=1))
         arm.checkpoint = cdir / "pretrain" / "last.pt"
     elif condition.source == "random_init":
         arm.checkpoint = cdir / "random_init.pt"
-        command = (f"results.study_run.export_random_init({repo_relative(arm.checkpoint)!r}, "
-                   f"{repo_relative(settings.pretrain_config)!r}, seed={seed})")
-        arm.stages.append(timed(Stage("random init", command),
-                                lambda: export_random_init(arm.checkpoint, settings.pretrain_config, seed)))
+        command = (
+            f"results.study_run.export_random_init({repo_relative(arm.checkpoint)!r}, "
+            f"{repo_relative(settings.pretrain_config)!r}, seed={seed})"
+        )
+        arm.stages.append(
+            timed(
+                Stage("random init", command),
+                lambda: export_random_init(arm.checkpoint, settings.pretrain_config, seed),
+            )
+        )
     return arm
 
 
@@ -182,14 +235,33 @@ def probe_upstream(arm: ArmRun, data: Path, probe_utterances: int) -> None:
     if checkpoint is not None:
         from results.layerwise import run_layerwise
 
-        command = shown(["-m", "results.layerwise", "--ckpt", str(checkpoint), "--data", str(data), "--out",
-                         str(cdir / "layerwise"), "--max-utterances", str(probe_utterances),
-                         "--seed", str(arm.seed)])
-        arm.stages.append(timed(Stage("layerwise", command),
-                                lambda: run_layerwise(checkpoint, data, cdir / "layerwise",
-                                                      max_utterances=probe_utterances, seed=arm.seed)))
-    arm.stages.append(abx_stage(cdir / "abx", data, [checkpoint] if checkpoint else [],
-                                [] if checkpoint else ["fbank"]))
+        command = shown(
+            [
+                "-m",
+                "results.layerwise",
+                "--ckpt",
+                str(checkpoint),
+                "--data",
+                str(data),
+                "--out",
+                str(cdir / "layerwise"),
+                "--max-utterances",
+                str(probe_utterances),
+                "--seed",
+                str(arm.seed),
+            ]
+        )
+        arm.stages.append(
+            timed(
+                Stage("layerwise", command),
+                lambda: run_layerwise(
+                    checkpoint, data, cdir / "layerwise", max_utterances=probe_utterances, seed=arm.seed
+                ),
+            )
+        )
+    arm.stages.append(
+        abx_stage(cdir / "abx", data, [checkpoint] if checkpoint else [], [] if checkpoint else ["fbank"])
+    )
 
 
 def tabulate_arm(arm: ArmRun, data: Path) -> None:
@@ -198,8 +270,12 @@ def tabulate_arm(arm: ArmRun, data: Path) -> None:
     from minisuperb import read_marker
 
     downstream_stages = [s for run in arm.runs for s in run.stages]
-    table, _ = tabulate_stage(arm.cdir / "downstream", arm.cdir, f"{arm.condition.label}, seed {arm.seed}",
-                              synthetic=read_marker(data) is not None)
+    table, _ = tabulate_stage(
+        arm.cdir / "downstream",
+        arm.cdir,
+        f"{arm.condition.label}, seed {arm.seed}",
+        synthetic=read_marker(data) is not None,
+    )
     write_condition_json(arm, [*arm.stages, *downstream_stages, table], downstream_stages)
 
 
@@ -220,8 +296,9 @@ def run_study_arms(settings: StudySettings, data: Path) -> None:
                 write_condition_json(arm, arm.stages, [])
                 log.error("%s seed %d: no checkpoint, skipping its tasks and probes", name, seed)
                 continue
-            arm.runs = plan_study_runs(arm.condition, seed, settings.tasks, settings.er_folds,
-                                       arm.cdir / "downstream", settings.profile)
+            arm.runs = plan_study_runs(
+                arm.condition, seed, settings.tasks, settings.er_folds, arm.cdir / "downstream", settings.profile
+            )
             pool.submit(slowest_first(arm.runs), arm.checkpoint, data, settings.task_steps)
             probe_upstream(arm, data, settings.probe_utterances)
             arms.append(arm)
@@ -232,8 +309,10 @@ def run_study_arms(settings: StudySettings, data: Path) -> None:
 
 def write_condition_json(arm: ArmRun, stages: Sequence[Stage], downstream_stages: Sequence[Stage]) -> None:
     """<arm dir>/condition.json: every stage with the command that ran, and the wall time per kind of stage."""
-    walls = {"pretrain": sum(s.wall_s for s in stages if s.name in ("pretrain", "random init")),
-             "downstream": sum(s.wall_s for s in downstream_stages),
-             "layerwise": sum(s.wall_s for s in stages if s.name == "layerwise")}
+    walls = {
+        "pretrain": sum(s.wall_s for s in stages if s.name in ("pretrain", "random init")),
+        "downstream": sum(s.wall_s for s in downstream_stages),
+        "layerwise": sum(s.wall_s for s in stages if s.name == "layerwise"),
+    }
     record = {"condition": arm.condition.name, "seed": arm.seed, "wall_s": walls, "stages": stage_records(stages)}
     (arm.cdir / "condition.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@
 python -m results.tabulate <run dirs or roots> --out results/ [--name superb] [--title T] [--synthetic | --real]
 Scores are recomputed from the files the evaluate run writes (results/scores.py); nothing is guessed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,7 +83,7 @@ class Row:
 
 
 def with_interval(value_text: str, estimate: intervals.Estimate, extra: str = "") -> str:
-    """"85.00 (80.1–89.2; chance 23.1)": the score, its 95 % interval and the chance level."""
+    """ "85.00 (80.1–89.2; chance 23.1)": the score, its 95 % interval and the chance level."""
     chance = "" if estimate.chance is None else f"; chance {estimate.chance:.1f}"
     return f"{value_text} ({estimate.interval_text()}{chance}{'; ' + extra if extra else ''})"
 
@@ -124,8 +125,10 @@ def _er_cell(runs: list[RunScore]) -> tuple[str, list[str], str | None]:
     # folds of unequal size: the mean of fold accuracies is not the pooled one; worth a note when the
     # difference shows at the interval's precision
     if abs(pooled.value - float(mean_text)) >= 0.05:
-        notes.append(f"ER: the interval is around the pooled accuracy {pooled.value:.2f} of the folds' "
-                     f"{pooled.n} test utterances, not their mean")
+        notes.append(
+            f"ER: the interval is around the pooled accuracy {pooled.value:.2f} of the folds' "
+            f"{pooled.n} test utterances, not their mean"
+        )
     return text, notes, with_interval(mean_text, pooled, folds.strip("()"))
 
 
@@ -140,8 +143,9 @@ def _er_cell_text(runs: list[RunScore]) -> tuple[str, list[str]]:
             continue
         if len(fold_runs) > 1:
             statuses.append(AMBIGUOUS)
-            notes.append(f"ER {fold}: {len(fold_runs)} runs, pass only one: "
-                         + ", ".join(str(r.run.path) for r in fold_runs))
+            notes.append(
+                f"ER {fold}: {len(fold_runs)} runs, pass only one: " + ", ".join(str(r.run.path) for r in fold_runs)
+            )
             continue
         run = fold_runs[0]
         statuses.append(run.status)
@@ -185,14 +189,16 @@ def build_rows(run_scores: Sequence[RunScore], data_kind: str) -> list[Row]:
 
 def published_row(published: PublishedScores, label_suffix: str) -> Row:
     values = {
-        "PR": f"{published.pr_per:.2f}", "KS": f"{published.ks_acc:.2f}",
-        "IC": f"{published.ic_acc:.2f}", "SID": f"{published.sid_acc:.2f}",
-        "ER": f"{published.er_acc:.2f}", "ASR": f"{published.asr_wer_no_lm:.2f}",
+        "PR": f"{published.pr_per:.2f}",
+        "KS": f"{published.ks_acc:.2f}",
+        "IC": f"{published.ic_acc:.2f}",
+        "SID": f"{published.sid_acc:.2f}",
+        "ER": f"{published.er_acc:.2f}",
+        "ASR": f"{published.asr_wer_no_lm:.2f}",
         "SF": f"{published.sf_f1:.2f} / {published.sf_cer:.2f}",
     }
     lrs = {task: "sweep" for task in TASK_LABELS}  # published numbers come from a per-upstream lr sweep
-    return Row(published.name + label_suffix, ("published", published.name),
-               "published, real data", values, lrs)
+    return Row(published.name + label_suffix, ("published", published.name), "published, real data", values, lrs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +218,7 @@ def _md_escape(text: str) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(map(_md_escape, header)) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(map(_md_escape, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -221,51 +226,87 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def full_title(title: str | None, data_kind: str) -> str:
     """The title always states when the data is not the real SUPERB data."""
     if data_kind == "synthetic":
-        return (title or "mini-SUPERB results") + \
-            " (mini-SUPERB synthetic data; NOT comparable to published SUPERB numbers)"
+        return (
+            title or "mini-SUPERB results"
+        ) + " (mini-SUPERB synthetic data; NOT comparable to published SUPERB numbers)"
     if data_kind == "unstated":
-        return (title or "SUPERB results") + \
-            " (data not stated: pass --real or --synthetic; not set beside published numbers)"
+        return (
+            title or "SUPERB results"
+        ) + " (data not stated: pass --real or --synthetic; not set beside published numbers)"
     return title or "SUPERB results (real data, test sets)"
 
 
-def render_markdown(rows: Sequence[Row], runs: Sequence[RunScore], skipped: Sequence[tuple[Path, str]],
-                    title: str | None, data_kind: str,
-                    baselines: Sequence[PublishedScores] = DEFAULT_BASELINES) -> str:
+def render_markdown(
+    rows: Sequence[Row],
+    runs: Sequence[RunScore],
+    skipped: Sequence[tuple[Path, str]],
+    title: str | None,
+    data_kind: str,
+    baselines: Sequence[PublishedScores] = DEFAULT_BASELINES,
+) -> str:
     """The whole report: main table, learning rates, per-run details, published numbers, skips."""
     label_of = _labels_by_key(rows)
     parts = [f"# {full_title(title, data_kind)}", ""]
-    parts.append("Test-set scores recomputed from the s3prl evaluate-run files, in SUPERB units (%). "
-                 "ER is the mean over the IEMOCAP folds found. `missing`: no run directory; "
-                 "`unfinished`: no evaluate output yet; `error`: unreadable score files "
-                 "(see notes).")
+    parts.append(
+        "Test-set scores recomputed from the s3prl evaluate-run files, in SUPERB units (%). "
+        "ER is the mean over the IEMOCAP folds found. `missing`: no run directory; "
+        "`unfinished`: no evaluate output yet; `error`: unreadable score files "
+        "(see notes)."
+    )
     parts.append("")
-    parts.append("In brackets: the 95 % interval (Wilson for accuracies, ER over the folds' pooled test "
-                 "utterances; a seeded bootstrap over test utterances for PER, WER, F1 and CER) and the "
-                 "chance level on the same test set: the most frequent label's share for accuracies, the "
-                 "best constant hypothesis (one token repeated) for PER/WER, the best constant set of "
-                 "slot types for SF F1. A score is above chance when its interval excludes the chance level.")
+    parts.append(
+        "In brackets: the 95 % interval (Wilson for accuracies, ER over the folds' pooled test "
+        "utterances; a seeded bootstrap over test utterances for PER, WER, F1 and CER) and the "
+        "chance level on the same test set: the most frequent label's share for accuracies, the "
+        "best constant hypothesis (one token repeated) for PER/WER, the best constant set of "
+        "slot types for SF F1. A score is above chance when its interval excludes the chance level."
+    )
     if data_kind == "synthetic":
         parts.append("")
-        parts.append("> **Synthetic mini-SUPERB data.** These numbers check the pipeline and "
-                     "relative comparisons only. They are not comparable to published SUPERB "
-                     "numbers, which are listed separately at the end.")
+        parts.append(
+            "> **Synthetic mini-SUPERB data.** These numbers check the pipeline and "
+            "relative comparisons only. They are not comparable to published SUPERB "
+            "numbers, which are listed separately at the end."
+        )
     main_rows = [_main_cells(r) for r in rows]
     if data_kind == "real":
         main_rows += [_main_cells(published_row(b, " (published)")) for b in baselines]
     parts += ["", markdown_table(MAIN_COLUMNS, main_rows), ""]
-    parts += ["## Learning rates (config optimizer.lr)", "",
-              markdown_table(("model", *TASK_LABELS), [[r.label, *(r.lrs[t] for t in TASK_LABELS)] for r in rows]),
-              ""]
-    parts += ["## Runs", "", markdown_table(
-        ("model", "task", "fold", "lr", "status", "score", "evaluated checkpoint", "run dir", "notes"),
-        [[label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "?", r.status,
-          _shown(r) or r.value_text(), r.evaluated_ckpt or "", repo_relative(r.run.path), "; ".join(r.notes)]
-         for r in runs]), ""]
+    parts += [
+        "## Learning rates (config optimizer.lr)",
+        "",
+        markdown_table(("model", *TASK_LABELS), [[r.label, *(r.lrs[t] for t in TASK_LABELS)] for r in rows]),
+        "",
+    ]
+    parts += [
+        "## Runs",
+        "",
+        markdown_table(
+            ("model", "task", "fold", "lr", "status", "score", "evaluated checkpoint", "run dir", "notes"),
+            [
+                [
+                    label_of[r.run.model_key],
+                    r.run.task,
+                    r.run.fold or "",
+                    r.run.lr or "?",
+                    r.status,
+                    _shown(r) or r.value_text(),
+                    r.evaluated_ckpt or "",
+                    repo_relative(r.run.path),
+                    "; ".join(r.notes),
+                ]
+                for r in runs
+            ],
+        ),
+        "",
+    ]
     if data_kind != "real":
-        parts += ["## Published SUPERB numbers (real data, NOT comparable to the tables above)", "",
-                  markdown_table(MAIN_COLUMNS[:-1],
-                                 [_main_cells(published_row(b, ""))[:-1] for b in baselines]), ""]
+        parts += [
+            "## Published SUPERB numbers (real data, NOT comparable to the tables above)",
+            "",
+            markdown_table(MAIN_COLUMNS[:-1], [_main_cells(published_row(b, ""))[:-1] for b in baselines]),
+            "",
+        ]
     parts += ["Published-number sources and caveats:", ""]
     parts += [f"- {b.name}: {b.source}" for b in baselines]
     parts += [f"- {caveat}" for caveat in CAVEATS]
@@ -279,8 +320,7 @@ def _labels_by_key(rows: Sequence[Row]) -> dict[tuple[str, ...], str]:
     return {row.model_key: row.label for row in rows}
 
 
-def csv_text(rows: Sequence[Row], data_kind: str,
-             baselines: Sequence[PublishedScores] = DEFAULT_BASELINES) -> str:
+def csv_text(rows: Sequence[Row], data_kind: str, baselines: Sequence[PublishedScores] = DEFAULT_BASELINES) -> str:
     """The main table as CSV (same cells as the Markdown), with a data column and the lrs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -298,19 +338,53 @@ def runs_csv_text(rows: Sequence[Row], runs: Sequence[RunScore]) -> str:
     lr sweeps."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("model", "task", "fold", "lr", "status", "score", "sf_cer",
-                     "score_low", "score_high", "chance", "test_utterances",
-                     "evaluated_checkpoint", "run_dir", "notes"))
+    writer.writerow(
+        (
+            "model",
+            "task",
+            "fold",
+            "lr",
+            "status",
+            "score",
+            "sf_cer",
+            "score_low",
+            "score_high",
+            "chance",
+            "test_utterances",
+            "evaluated_checkpoint",
+            "run_dir",
+            "notes",
+        )
+    )
     label_of = _labels_by_key(rows)
     for r in runs:
         values = [f"{v:.4f}" for v in r.values] + ["", ""]
         first = r.estimates[0] if r.estimates else None
-        stats = ["", "", "", ""] if first is None else [
-            f"{first.low:.4f}", f"{first.high:.4f}", "" if first.chance is None else f"{first.chance:.4f}",
-            str(first.n)]
-        writer.writerow((label_of[r.run.model_key], r.run.task, r.run.fold or "", r.run.lr or "",
-                         r.status, values[0], values[1], *stats, r.evaluated_ckpt or "", repo_relative(r.run.path),
-                         "; ".join(r.notes)))
+        stats = (
+            ["", "", "", ""]
+            if first is None
+            else [
+                f"{first.low:.4f}",
+                f"{first.high:.4f}",
+                "" if first.chance is None else f"{first.chance:.4f}",
+                str(first.n),
+            ]
+        )
+        writer.writerow(
+            (
+                label_of[r.run.model_key],
+                r.run.task,
+                r.run.fold or "",
+                r.run.lr or "",
+                r.status,
+                values[0],
+                values[1],
+                *stats,
+                r.evaluated_ckpt or "",
+                repo_relative(r.run.path),
+                "; ".join(r.notes),
+            )
+        )
     return buffer.getvalue()
 
 
@@ -341,9 +415,14 @@ def tabulate(paths: Sequence[Path], title: str | None = None, data_kind: str = "
     runs.sort(key=lambda r: (r.model_key, order[r.task], r.fold or "", str(r.path)))
     run_scores = merge_separate_evaluations([score_run(run) for run in runs])
     rows = build_rows(run_scores, data_kind)
-    return Report(rows, run_scores, skipped,
-                  render_markdown(rows, run_scores, skipped, title, data_kind),
-                  csv_text(rows, data_kind), runs_csv_text(rows, run_scores))
+    return Report(
+        rows,
+        run_scores,
+        skipped,
+        render_markdown(rows, run_scores, skipped, title, data_kind),
+        csv_text(rows, data_kind),
+        runs_csv_text(rows, run_scores),
+    )
 
 
 def write_report(report: Report, out: Path, name: str) -> list[Path]:
@@ -358,21 +437,36 @@ def write_report(report: Report, out: Path, name: str) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m results.tabulate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m results.tabulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="*", type=Path, help="s3prl run dirs, or roots to search")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    parser.add_argument("--name", default="superb",
-                        help="file stem: <out>/<name>.md, <name>.csv, <name>_runs.csv")
+    parser.add_argument("--name", default="superb", help="file stem: <out>/<name>.md, <name>.csv, <name>_runs.csv")
     parser.add_argument("--title", default=None, help="table title")
     data = parser.add_mutually_exclusive_group()
-    data.add_argument("--synthetic", action="store_const", const="synthetic", dest="data_kind",
-                      help="runs on mini-SUPERB synthetic data: published numbers kept apart")
-    data.add_argument("--real", action="store_const", const="real", dest="data_kind",
-                      help="runs on the real SUPERB corpora: published numbers in the same table")
-    parser.add_argument("--lowresource", type=Path, default=None, metavar="RUNS",
-                        help="also write <out>/lowresource.md and .csv: the fine-tuning runs RUNS/finetune_<split> "
-                             "(decoded by finetune.decode) beside the published Base rows")
+    data.add_argument(
+        "--synthetic",
+        action="store_const",
+        const="synthetic",
+        dest="data_kind",
+        help="runs on mini-SUPERB synthetic data: published numbers kept apart",
+    )
+    data.add_argument(
+        "--real",
+        action="store_const",
+        const="real",
+        dest="data_kind",
+        help="runs on the real SUPERB corpora: published numbers in the same table",
+    )
+    parser.add_argument(
+        "--lowresource",
+        type=Path,
+        default=None,
+        metavar="RUNS",
+        help="also write <out>/lowresource.md and .csv: the fine-tuning runs RUNS/finetune_<split> "
+        "(decoded by finetune.decode) beside the published Base rows",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.paths and args.lowresource is None:
@@ -385,8 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     report = tabulate(args.paths, args.title, args.data_kind or "unstated")
     if not report.runs:
-        parser.error("no s3prl run directory could be read under: "
-                     + ", ".join(map(str, args.paths)))
+        parser.error("no s3prl run directory could be read under: " + ", ".join(map(str, args.paths)))
     written = write_report(report, args.out, args.name)
     sys.stdout.write(report.markdown)
     log.info("wrote %s", ", ".join(map(str, written)))

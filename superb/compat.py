@@ -105,8 +105,9 @@ def load_with_soundfile(
     return wav, sample_rate
 
 
-def info_with_soundfile(uri: str | Path | BinaryIO, format: str | None = None, buffer_size: int = 4096,
-                        backend: str | None = None) -> AudioInfo:
+def info_with_soundfile(
+    uri: str | Path | BinaryIO, format: str | None = None, buffer_size: int = 4096, backend: str | None = None
+) -> AudioInfo:
     """`torchaudio.info` on soundfile."""
     meta = soundfile.info(uri)
     if meta.format in ("FLAC", "MPEG"):
@@ -258,8 +259,13 @@ class DistributedSamplerWrapper(torch.utils.data.DistributedSampler):
     and the drawn indices are split across ranks by a `DistributedSampler` over their positions.
     """
 
-    def __init__(self, sampler: torch.utils.data.Sampler, num_replicas: int | None = None,
-                 rank: int | None = None, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        sampler: torch.utils.data.Sampler,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+    ) -> None:
         super().__init__(range(len(sampler)), num_replicas=num_replicas, rank=rank, shuffle=shuffle)
         self.sampler = sampler
 

@@ -27,8 +27,9 @@ def ensure_derived_paths(task: Task, paths: dict[str, PathValue]) -> tuple[dict[
 def asr_bucket_cache(libri_root: Path, notes: list[str]) -> Path:
     folder = dataset_cache_dir(libri_root) / "len_for_bucket"
     fingerprint = tree_fingerprint(libri_root, ("*.flac",))
-    made = ensure_generated(folder, fingerprint,
-                            lambda out: write_asr_bucket_csvs(libri_root, librispeech_splits(libri_root), out))
+    made = ensure_generated(
+        folder, fingerprint, lambda out: write_asr_bucket_csvs(libri_root, librispeech_splits(libri_root), out)
+    )
     state = "generated" if made else "cached"
     notes.append(f"ASR bucket CSVs: {state} in {folder} ({libri_root}/len_for_bucket does not exist)")
     return folder

@@ -106,16 +106,21 @@ class FrozenFeatureCache(nn.Module):
         size = _tensor_bytes(features)
         if self.stored_bytes + size > self.max_bytes:
             if not self._full_logged:
-                log.warning("feature cache full (%.2f GiB, %d utterances): further utterances are recomputed",
-                            self.stored_bytes / 2**30, len(self._entries))
+                log.warning(
+                    "feature cache full (%.2f GiB, %d utterances): further utterances are recomputed",
+                    self.stored_bytes / 2**30,
+                    len(self._entries),
+                )
                 self._full_logged = True
             return
         self._entries[key] = features
         self.stored_bytes += size
 
     def summary(self) -> str:
-        return (f"feature cache: {len(self._entries)} utterances, {self.stored_bytes / 2**20:.0f} MiB, "
-                f"{self.hits} hits, {self.misses} misses")
+        return (
+            f"feature cache: {len(self._entries)} utterances, {self.stored_bytes / 2**20:.0f} MiB, "
+            f"{self.hits} hits, {self.misses} misses"
+        )
 
 
 def _to(value: Any, device: torch.device | str) -> Any:

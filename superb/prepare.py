@@ -1,7 +1,7 @@
 """Files s3prl needs before training that PyPI s3prl cannot make: ASR bucket CSVs and IEMOCAP meta.
 
-    python -m superb.prepare asr-buckets <LibriSpeech root> [--splits train-clean-100 ...] [--out DIR]
-    python -m superb.prepare er-meta <IEMOCAP_full_release root> [--out DIR]
+python -m superb.prepare asr-buckets <LibriSpeech root> [--splits train-clean-100 ...] [--out DIR]
+python -m superb.prepare er-meta <IEMOCAP_full_release root> [--out DIR]
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def _session_entries(iemocap_root: Path, session: str) -> list[dict]:
                 continue
             fields = [field for field in line.split("\t") if field.strip()]
             if len(fields) < 3:
-                raise ValueError(f"{label_file}: malformed line {line!r} "
-                                 "(expected '[start - end]<TAB>utt<TAB>emotion<TAB>[v, a, d]')")
+                raise ValueError(
+                    f"{label_file}: malformed line {line!r} "
+                    "(expected '[start - end]<TAB>utt<TAB>emotion<TAB>[v, a, d]')"
+                )
             utterance, emotion = fields[1].strip(), fields[2].strip()
             emotion = ER_RELABEL.get(emotion, emotion)
             if emotion in ER_LABELS and utterance in wavs:

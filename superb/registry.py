@@ -29,13 +29,13 @@ class Metric:
 
     @property
     def short_header(self) -> str:
-        """"WER ↓ (no LM)": name, direction and qualifier."""
+        """ "WER ↓ (no LM)": name, direction and qualifier."""
         arrow = "↑" if self.higher_is_better else "↓"
         return f"{self.name} {arrow}" + (f" {self.qualifier}" if self.qualifier else "")
 
     @property
     def header(self) -> str:
-        """"ASR WER ↓ (no LM)": the column of this metric alone."""
+        """ "ASR WER ↓ (no LM)": the column of this metric alone."""
         return f"{self.task_label} {self.short_header}"
 
     def better(self, a: float, b: float) -> bool:
@@ -81,8 +81,9 @@ class Task:
         return self.metrics[0]
 
 
-def _metric(task_label: str, name: str, higher_is_better: bool, chance: str | None, key: str = "",
-            qualifier: str = "") -> Metric:
+def _metric(
+    task_label: str, name: str, higher_is_better: bool, chance: str | None, key: str = "", qualifier: str = ""
+) -> Metric:
     return Metric(key or task_label, task_label, name, higher_is_better, chance, qualifier)
 
 
@@ -93,25 +94,106 @@ def _accuracy(label: str) -> tuple[Metric, ...]:
 _ARK_FILES = ("test-hyp.ark", "test-ref.ark")
 
 # SUPERB's order: the order of every table and listing
-TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("pr", "PR", "ctc", "corpus", ("LibriSpeech",), 24, (_metric("PR", "PER", False, CONSTANT_HYPOTHESIS),),
-         "test", _ARK_FILES, False, cost_rank=2, ctc_corpus="libriphone"),
-    Task("ks", "KS", "speech_commands", "datarc", ("speech_commands_v0.01", "speech_commands_test_set_v0.01"), 8,
-         _accuracy("KS"), "test", ("test_predict.txt", "test_truth.txt", "log.log"), True, cost_rank=5),
-    Task("ic", "IC", "fluent_commands", "datarc", ("fluent_speech_commands_dataset",), 12, _accuracy("IC"),
-         "test", ("test_predict.csv", "test_truth.csv", "log.log"), True, cost_rank=4, label_fields=3),
-    Task("sid", "SID", "voxceleb1", "datarc", ("VoxCeleb1",), 12, _accuracy("SID"),
-         "test", ("test_predict.txt", "test_truth.txt", "log.log"), True, cost_rank=3),
-    Task("er", "ER", "emotion", "datarc", ("IEMOCAP_full_release",), 6, _accuracy("ER"),
-         "test", ("test_{fold}_predict.txt", "test_{fold}_truth.txt", "log.log"), True, cost_rank=6),
-    Task("asr", "ASR", "asr", "datarc", ("LibriSpeech",), 12,
-         (_metric("ASR", "WER", False, CONSTANT_HYPOTHESIS, qualifier="(no LM)"),),
-         "test-clean", ("test-clean-noLM-hyp.ark", "test-clean-noLM-ref.ark"), False, cost_rank=0,
-         best_checkpoint="dev-clean-best.ckpt"),
-    Task("sf", "SF", "ctc", "corpus", ("SNIPS",), 12,
-         (_metric("SF", "F1", True, CONSTANT_SLOT_TYPES), _metric("SF", "CER", False, None, key="SF_CER")),
-         "test", _ARK_FILES, False, cost_rank=1, ctc_corpus="snips"),
-)}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "pr",
+            "PR",
+            "ctc",
+            "corpus",
+            ("LibriSpeech",),
+            24,
+            (_metric("PR", "PER", False, CONSTANT_HYPOTHESIS),),
+            "test",
+            _ARK_FILES,
+            False,
+            cost_rank=2,
+            ctc_corpus="libriphone",
+        ),
+        Task(
+            "ks",
+            "KS",
+            "speech_commands",
+            "datarc",
+            ("speech_commands_v0.01", "speech_commands_test_set_v0.01"),
+            8,
+            _accuracy("KS"),
+            "test",
+            ("test_predict.txt", "test_truth.txt", "log.log"),
+            True,
+            cost_rank=5,
+        ),
+        Task(
+            "ic",
+            "IC",
+            "fluent_commands",
+            "datarc",
+            ("fluent_speech_commands_dataset",),
+            12,
+            _accuracy("IC"),
+            "test",
+            ("test_predict.csv", "test_truth.csv", "log.log"),
+            True,
+            cost_rank=4,
+            label_fields=3,
+        ),
+        Task(
+            "sid",
+            "SID",
+            "voxceleb1",
+            "datarc",
+            ("VoxCeleb1",),
+            12,
+            _accuracy("SID"),
+            "test",
+            ("test_predict.txt", "test_truth.txt", "log.log"),
+            True,
+            cost_rank=3,
+        ),
+        Task(
+            "er",
+            "ER",
+            "emotion",
+            "datarc",
+            ("IEMOCAP_full_release",),
+            6,
+            _accuracy("ER"),
+            "test",
+            ("test_{fold}_predict.txt", "test_{fold}_truth.txt", "log.log"),
+            True,
+            cost_rank=6,
+        ),
+        Task(
+            "asr",
+            "ASR",
+            "asr",
+            "datarc",
+            ("LibriSpeech",),
+            12,
+            (_metric("ASR", "WER", False, CONSTANT_HYPOTHESIS, qualifier="(no LM)"),),
+            "test-clean",
+            ("test-clean-noLM-hyp.ark", "test-clean-noLM-ref.ark"),
+            False,
+            cost_rank=0,
+            best_checkpoint="dev-clean-best.ckpt",
+        ),
+        Task(
+            "sf",
+            "SF",
+            "ctc",
+            "corpus",
+            ("SNIPS",),
+            12,
+            (_metric("SF", "F1", True, CONSTANT_SLOT_TYPES), _metric("SF", "CER", False, None, key="SF_CER")),
+            "test",
+            _ARK_FILES,
+            False,
+            cost_rank=1,
+            ctc_corpus="snips",
+        ),
+    )
+}
 
 TASK_NAMES = tuple(TASKS)  # "pr", "ks", ...
 TASK_LABELS = tuple(task.label for task in TASKS.values())  # "PR", "KS", ...

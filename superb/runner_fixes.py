@@ -124,8 +124,11 @@ def guard_runner() -> None:
         train_split = runner_config.get("train_dataloader", "train")
         entry.model.get_dataloader = refuse_empty_train_loader(entry.model.get_dataloader, train_split)
         if self.args.mode == "train" and runner_config.get("eval_step", 0) > runner_config.get("total_steps", 0):
-            log.warning("eval_step %s > total_steps %s: no dev evaluation and no best checkpoint will be written",
-                        runner_config.get("eval_step"), runner_config.get("total_steps"))
+            log.warning(
+                "eval_step %s > total_steps %s: no dev evaluation and no best checkpoint will be written",
+                runner_config.get("eval_step"),
+                runner_config.get("total_steps"),
+            )
         return entry
 
     setattr(_get_downstream, _MARK, True)

@@ -54,16 +54,20 @@ def data_paths(task: Task, root: Path) -> dict[str, PathValue]:
         },
         "ic": {"datarc.file_path": root / "fluent_speech_commands_dataset"},
         "sid": {"datarc.file_path": root / "VoxCeleb1", "datarc.meta_data": root / "VoxCeleb1" / "iden_split.txt"},
-        "er": {"datarc.root": root / "IEMOCAP_full_release",
-               "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data"},
+        "er": {
+            "datarc.root": root / "IEMOCAP_full_release",
+            "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data",
+        },
         "sf": {"corpus.path": root / "SNIPS", "text.slots_file": root / "SNIPS" / "slots.txt"},
     }[task.name]
 
 
 # files a user must supply inside a corpus folder, per task: key -> what to do when missing
 REQUIRED_FILES = {
-    "pr": {"corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) "
-                             "into the LibriSpeech folder"},
+    "pr": {
+        "corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) "
+        "into the LibriSpeech folder"
+    },
     "sid": {"datarc.meta_data": "put VoxCeleb1's identification split file iden_split.txt into the VoxCeleb1 folder"},
     "sf": {"text.slots_file": "the SNIPS folder needs slots.txt (one slot name per line, 'O' first)"},
 }
@@ -115,8 +119,11 @@ PROFILE_SECTIONS = ("runner", "optimizer", "downstream_expert", "specaug")
 # Keys a profile may add although the official config lacks them: the optional parts of s3prl's heads
 # (e.g. UtteranceLevel's pre_net) and further keyword arguments of the torch optimizer (weight_decay).
 # Everything else must exist in the official config, so a typo is an error.
-PROFILE_NEW_KEY_PREFIXES = ("downstream_expert.modelrc.UtteranceLevel.", "downstream_expert.model.FrameLevel.",
-                            "optimizer.")
+PROFILE_NEW_KEY_PREFIXES = (
+    "downstream_expert.modelrc.UtteranceLevel.",
+    "downstream_expert.model.FrameLevel.",
+    "optimizer.",
+)
 
 
 def available_profiles() -> list[str]:
@@ -155,8 +162,10 @@ def profile_overrides(name: str, task: Task) -> dict[str, str]:
     """`config.<key>` -> value text for `task` from profile `name`, checked against our official config."""
     path = PROFILE_DIR / f"{name}.yaml"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
-        raise ValueError(f"--profile {name!r}: no such profile; "
-                         f"choose from {', '.join(available_profiles()) or 'none'} ({PROFILE_DIR})")
+        raise ValueError(
+            f"--profile {name!r}: no such profile; "
+            f"choose from {', '.join(available_profiles()) or 'none'} ({PROFILE_DIR})"
+        )
     try:
         profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
@@ -166,8 +175,10 @@ def profile_overrides(name: str, task: Task) -> dict[str, str]:
     # top-level keys starting with "_" only hold YAML anchors shared by several tasks
     unknown = sorted(k for k in set(profile) - set(TASKS) if not str(k).startswith("_"))
     if unknown:
-        raise ValueError(f"{path}: unknown task(s) {', '.join(map(str, unknown))}; tasks are {', '.join(TASKS)} "
-                         f"(keys starting with '_' may hold shared YAML anchors)")
+        raise ValueError(
+            f"{path}: unknown task(s) {', '.join(map(str, unknown))}; tasks are {', '.join(TASKS)} "
+            f"(keys starting with '_' may hold shared YAML anchors)"
+        )
     section = profile.get(task.name)
     if not isinstance(section, dict) or not section:
         raise ValueError(f"{path}: profile {name!r} has no settings for task {task.name!r}")
@@ -225,18 +236,33 @@ def our_parser() -> argparse.ArgumentParser:
         "options added by this project (everything else goes to s3prl)",
         f"-d also takes the SUPERB task names {' '.join(TASKS)} (our configs in downstream_configs/)",
     )
-    group.add_argument("--data-root", "--data_root", dest="data_root", type=Path,
-                       help=f"folder holding every corpus in its canonical folder (default: ${DATA_ROOT_ENV})")
-    group.add_argument("--workers", type=_workers,
-                       help="num_workers for every dataloader (default: min(official value, CPU count))")
+    group.add_argument(
+        "--data-root",
+        "--data_root",
+        dest="data_root",
+        type=Path,
+        help=f"folder holding every corpus in its canonical folder (default: ${DATA_ROOT_ENV})",
+    )
+    group.add_argument(
+        "--workers", type=_workers, help="num_workers for every dataloader (default: min(official value, CPU count))"
+    )
     group.add_argument("--fold", type=_fold, help="ER test fold 1..5 (same as -o ...datarc.test_fold='foldK')")
-    group.add_argument("--profile", help="train with the task's settings from downstream_configs/profiles/NAME.yaml "
-                                         "on top of the official config (e.g. cpu: small heads and short "
-                                         "schedules for mini-SUPERB on a CPU); -o entries still win")
-    group.add_argument("--cache-features", dest="cache_features_gib", type=_gibibytes, nargs="?",
-                       const=DEFAULT_CACHE_GIB, metavar="GIB",
-                       help="run the frozen upstream once per utterance and reuse its features in later epochs "
-                            f"(keeps at most GIB GiB on the CPU, default {DEFAULT_CACHE_GIB:g}); not with -f")
+    group.add_argument(
+        "--profile",
+        help="train with the task's settings from downstream_configs/profiles/NAME.yaml "
+        "on top of the official config (e.g. cpu: small heads and short "
+        "schedules for mini-SUPERB on a CPU); -o entries still win",
+    )
+    group.add_argument(
+        "--cache-features",
+        dest="cache_features_gib",
+        type=_gibibytes,
+        nargs="?",
+        const=DEFAULT_CACHE_GIB,
+        metavar="GIB",
+        help="run the frozen upstream once per utterance and reuse its features in later epochs "
+        f"(keeps at most GIB GiB on the CPU, default {DEFAULT_CACHE_GIB:g}); not with -f",
+    )
     return parser
 
 
@@ -312,15 +338,17 @@ def plan_argv(
         s3.downstream = TASKS[s3.downstream].downstream
     if task and not s3.past_exp and s3.config is None:
         if not task.config.is_file():
-            raise FileNotFoundError(f"{task.config}: our {task.name} config is missing "
-                                    "(downstream_configs/ not installed?)")
+            raise FileNotFoundError(
+                f"{task.config}: our {task.name} config is missing (downstream_configs/ not installed?)"
+            )
         s3.config = str(task.config)
     config_is_ours = bool(task and s3.config and Path(s3.config).resolve() == task.config.resolve())
 
     overrides: dict[str, str] = {}
     if task:
-        overrides, notes = _task_overrides(task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count,
-                                           derive)
+        overrides, notes = _task_overrides(
+            task, ours, {k for k, _ in user_overrides}, config_is_ours, cpu_count, derive
+        )
     if ours.profile is not None:
         profiled = _checked_profile_overrides(ours.profile, task, s3.past_exp, s3.config, config_is_ours)
         overrides.update(profiled)
@@ -330,8 +358,9 @@ def plan_argv(
         overrides[f"{EXPERT}.datarc.test_fold"] = format_override_value(er_fold_name(fold))
 
     if not (s3.past_exp or s3.expname or s3.expdir) and s3.upstream:
-        s3.expname = default_expname(s3.upstream, task.name if task else s3.downstream,
-                                     fold or _config_fold(task, s3.config))
+        s3.expname = default_expname(
+            s3.upstream, task.name if task else s3.downstream, fold or _config_fold(task, s3.config)
+        )
         _refuse_stale_default_expdir(s3.expname, s3.mode, s3.auto_resume)
         notes.append(f"experiment name: {s3.expname} (result/downstream/{s3.expname}; set -n or -p to choose)")
     if task and s3.mode == "evaluate" and s3.evaluate_split is None and task.test_split != "test":
@@ -339,24 +368,34 @@ def plan_argv(
     if s3.device is None and not cuda_available:
         s3.device = "cpu"
 
-    return Plan(_s3prl_argv(s3, passthrough, join_overrides(overrides, user_overrides)), task, notes,
-                ours.cache_features_gib)
+    return Plan(
+        _s3prl_argv(s3, passthrough, join_overrides(overrides, user_overrides)), task, notes, ours.cache_features_gib
+    )
 
 
 def _s3prl_argv(s3: argparse.Namespace, passthrough: Sequence[str], overrides: str | None) -> list[str]:
     out = list(passthrough) + (["-a"] if s3.auto_resume else [])
     for flag, value in (
-        ("-m", s3.mode), ("-t", s3.evaluate_split), ("-e", s3.past_exp), ("-c", s3.config),
-        ("-d", s3.downstream), ("-v", s3.downstream_variant), ("-u", s3.upstream),
-        ("-n", s3.expname), ("-p", s3.expdir), ("--device", s3.device), ("-o", overrides),
+        ("-m", s3.mode),
+        ("-t", s3.evaluate_split),
+        ("-e", s3.past_exp),
+        ("-c", s3.config),
+        ("-d", s3.downstream),
+        ("-v", s3.downstream_variant),
+        ("-u", s3.upstream),
+        ("-n", s3.expname),
+        ("-p", s3.expdir),
+        ("--device", s3.device),
+        ("-o", overrides),
     ):
         if value is not None:
             out += [flag, value]
     return out
 
 
-def _checked_profile_overrides(profile: str, task: Task | None, past_exp: str | None, config: str | None,
-                               config_is_ours: bool) -> dict[str, str]:
+def _checked_profile_overrides(
+    profile: str, task: Task | None, past_exp: str | None, config: str | None, config_is_ours: bool
+) -> dict[str, str]:
     if past_exp:
         raise ValueError("--profile sets training settings; with -e the run takes them from the checkpoint")
     if task is None:
@@ -367,7 +406,11 @@ def _checked_profile_overrides(profile: str, task: Task | None, past_exp: str | 
 
 
 def _task_overrides(
-    task: Task, ours: OurOptions, user_keys: set[str], config_is_ours: bool, cpu_count: int,
+    task: Task,
+    ours: OurOptions,
+    user_keys: set[str],
+    config_is_ours: bool,
+    cpu_count: int,
     derive: Callable[[Task, dict[str, PathValue]], tuple[dict[str, PathValue], list[str]]] | None,
 ) -> tuple[dict[str, str], list[str]]:
     """Our `-o` entries for a task: resource files (our config only), data paths, num_workers."""
@@ -480,8 +523,9 @@ def _resolve_fold(
 def _config_fold(task: Task | None, config: str | None) -> int | None:
     if task is None or task.name != "er" or config is None:
         return None
-    fold = str((_read_yaml(Path(config)).get("downstream_expert") or {})
-               .get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0]))
+    fold = str(
+        (_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0])
+    )
     return er_fold_number(fold)
 
 

@@ -7,6 +7,7 @@ empty or missing folder, or an older mini-SUPERB output, is (re)generated in pla
 content is left alone and the corpus is generated under pytest's temporary directory instead.
 Tests must treat the corpus as read-only: it is shared by every test file.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ import torch
 
 
 def _reusable(info: dict | None, version: str, source: str) -> bool:
-    return bool(info and info.get("complete") and info.get("version") == version
-                and info.get("source") == source and info.get("scale") == "ci" and info.get("seed") == 0)
+    return bool(
+        info
+        and info.get("complete")
+        and info.get("version") == version
+        and info.get("source") == source
+        and info.get("scale") == "ci"
+        and info.get("seed") == 0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +88,15 @@ def harmonic_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def data_root(tmp_path) -> Path:
     """Every canonical corpus folder (empty apart from the files the rewrite checks for)."""
-    for folder in ("LibriSpeech/len_for_bucket", "speech_commands_v0.01", "speech_commands_test_set_v0.01",
-                   "fluent_speech_commands_dataset", "VoxCeleb1", "IEMOCAP_full_release/meta_data", "SNIPS"):
+    for folder in (
+        "LibriSpeech/len_for_bucket",
+        "speech_commands_v0.01",
+        "speech_commands_test_set_v0.01",
+        "fluent_speech_commands_dataset",
+        "VoxCeleb1",
+        "IEMOCAP_full_release/meta_data",
+        "SNIPS",
+    ):
         (tmp_path / folder).mkdir(parents=True)
     for file in ("LibriSpeech/librispeech-lexicon.txt", "VoxCeleb1/iden_split.txt", "SNIPS/slots.txt"):
         (tmp_path / file).write_text("")

@@ -31,8 +31,9 @@ def write_noise(path: Path, num_samples: int, seed: int, channels: int = 1) -> n
     return pcm.astype(np.float32) / 32768.0
 
 
-def make_librispeech(root: Path, utterances: dict[str, int],
-                     lexicon: dict[str, str] = LEXICON) -> dict[str, list[Path]]:
+def make_librispeech(
+    root: Path, utterances: dict[str, int], lexicon: dict[str, str] = LEXICON
+) -> dict[str, list[Path]]:
     """`root/<split>/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac` + transcripts + lexicon.
 
     `utterances` maps split -> count; lengths vary (0.3 s steps) so bucket order is testable.

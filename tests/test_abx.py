@@ -1,5 +1,6 @@
 """Phone ABX: DTW, triples against a brute-force oracle, features with known answers, item building from
 alignments and .item files, and `python -m results.abx` end to end on mini-SUPERB ci."""
+
 import csv
 import itertools
 import json
@@ -48,8 +49,9 @@ def dtw_oracle(cost: np.ndarray) -> float:
             if i == 0 and j == 0:
                 acc[i, j] = cost[0, 0]
                 continue
-            best = min(acc[i - 1, j - 1] if i and j else np.inf, acc[i, j - 1] if j else np.inf,
-                       acc[i - 1, j] if i else np.inf)
+            best = min(
+                acc[i - 1, j - 1] if i and j else np.inf, acc[i, j - 1] if j else np.inf, acc[i - 1, j] if i else np.inf
+            )
             acc[i, j] = cost[i, j] + best
     i, j, steps = n - 1, m - 1, 1
     while i > 0 or j > 0:
@@ -76,12 +78,18 @@ def abx_oracle(feats: list[np.ndarray], phone, context, speaker, condition: str)
         if len({a, b, x}) < 3 and x == a:
             continue
         if condition == "within":
-            ok = (context[a] == context[b] == context[x] and speaker[a] == speaker[b] == speaker[x]
-                  and phone[a] == phone[x] != phone[b])
+            ok = (
+                context[a] == context[b] == context[x]
+                and speaker[a] == speaker[b] == speaker[x]
+                and phone[a] == phone[x] != phone[b]
+            )
             key = (context[a], speaker[a], phone[a], phone[b])
         else:  # across
-            ok = (context[a] == context[b] == context[x] and speaker[a] == speaker[b] != speaker[x]
-                  and phone[a] == phone[x] != phone[b])
+            ok = (
+                context[a] == context[b] == context[x]
+                and speaker[a] == speaker[b] != speaker[x]
+                and phone[a] == phone[x] != phone[b]
+            )
             key = (context[a], (speaker[a], speaker[x]), phone[a], phone[b])
         if ok and x != a:
             err = 1.0 if d[a, x] > d[b, x] else 0.5 if d[a, x] == d[b, x] else 0.0
@@ -104,10 +112,18 @@ def synthetic_items(phone, prev, nxt, speaker, frames_per_item) -> tuple[ItemTab
     samples = [(k - 1) * GEOMETRY.rate + GEOMETRY.field for k in frames_per_item]
     files = [AudioFile(f"u{i}", Path(f"u{i}.flac"), str(speaker[i]), samples[i]) for i in range(n)]
     labels = sorted({*phone, *prev, *nxt})
-    table = ItemTable(files, np.arange(n), np.zeros(n), np.asarray(samples, dtype=float),
-                      np.asarray([labels.index(p) for p in phone]), np.asarray([labels.index(p) for p in prev]),
-                      np.asarray([labels.index(p) for p in nxt]), np.asarray(speaker), labels,
-                      [str(s) for s in sorted(set(speaker))])
+    table = ItemTable(
+        files,
+        np.arange(n),
+        np.zeros(n),
+        np.asarray(samples, dtype=float),
+        np.asarray([labels.index(p) for p in phone]),
+        np.asarray([labels.index(p) for p in prev]),
+        np.asarray([labels.index(p) for p in nxt]),
+        np.asarray(speaker),
+        labels,
+        [str(s) for s in sorted(set(speaker))],
+    )
     counts = [GEOMETRY.frames_for(s) for s in samples]
     first, length = table.frame_spans(GEOMETRY, counts)
     offsets = np.r_[0, np.cumsum(counts)][:-1]
@@ -168,8 +184,8 @@ def test_pair_distances_equal_one_by_one_in_every_layout(monkeypatch, chunk_cell
         assert "_BlockChunk" in kinds and (len(chunks) == 1 if chunk_cells > 12000 else len(chunks) > 1)
     got = pair_distances(frames, chunks, len(pairs))
     for (i, j), d in zip(pairs.tolist(), got.tolist()):
-        x = frames[first[i]:first[i] + lengths[i]].double().numpy()
-        y = frames[first[j]:first[j] + lengths[j]].double().numpy()
+        x = frames[first[i] : first[i] + lengths[i]].double().numpy()
+        y = frames[first[j] : first[j] + lengths[j]].double().numpy()
         assert d == pytest.approx(item_distance(x, y), abs=1e-5)
     with pytest.raises(ValueError, match="one context group"):
         plan_pairs(np.array([[0, 1]]), np.array([0, 1]), first, lengths)
@@ -250,13 +266,23 @@ def _write_alignment(root: Path, records: list[dict], split: str = "dev-clean") 
 
 
 def test_items_from_alignments_are_triphones_without_silent_centres(tmp_path):
-    record = {"id": "11-22-0000", "phones": ["SIL", "HH", "AH0", "SIL", "L", "OW1", "SIL"],
-              "starts": [0, 1000, 2000, 3000, 4000, 5000, 6000], "num_samples": 7000}
+    record = {
+        "id": "11-22-0000",
+        "phones": ["SIL", "HH", "AH0", "SIL", "L", "OW1", "SIL"],
+        "starts": [0, 1000, 2000, 3000, 4000, 5000, 6000],
+        "num_samples": 7000,
+    }
     table = items_from_alignments(_write_alignment(tmp_path, [record]), ["dev-clean"])
-    got = [(table.phones[p], table.phones[a], table.phones[b], on, off) for p, a, b, on, off in
-           zip(table.phone, table.prev, table.next, table.onset, table.offset)]
-    assert got == [("HH", "SIL", "AH", 0, 3000), ("AH", "HH", "SIL", 1000, 4000), ("L", "SIL", "OW", 3000, 6000),
-                   ("OW", "L", "SIL", 4000, 7000)]
+    got = [
+        (table.phones[p], table.phones[a], table.phones[b], on, off)
+        for p, a, b, on, off in zip(table.phone, table.prev, table.next, table.onset, table.offset)
+    ]
+    assert got == [
+        ("HH", "SIL", "AH", 0, 3000),
+        ("AH", "HH", "SIL", 1000, 4000),
+        ("L", "SIL", "OW", 3000, 6000),
+        ("OW", "L", "SIL", 4000, 7000),
+    ]
     assert table.speakers == ["11"] and table.files[0].path.name == "11-22-0000.flac"
 
 
@@ -265,9 +291,18 @@ def test_frame_spans_use_the_model_frame_centres_and_drop_items_under_a_frame():
     files = [AudioFile("u", Path("u.flac"), "s", 16000)]
     onset = np.array([200.0, 201.0, 0.0, 700.0])
     offset = np.array([520.0, 840.0, 199.0, 800.0])
-    table = ItemTable(files, np.zeros(4, dtype=np.int64), onset, offset, np.zeros(4, dtype=np.int64),
-                      np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64),
-                      ["a"], ["s"])
+    table = ItemTable(
+        files,
+        np.zeros(4, dtype=np.int64),
+        onset,
+        offset,
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        ["a"],
+        ["s"],
+    )
     first, length = table.frame_spans(GEOMETRY, [GEOMETRY.frames_for(16000)])
     assert first.tolist()[:2] == [0, 1] and length.tolist() == [2, 2, 0, 0]
     kept = sample_items(table, [length], max_per_group=10, seed=0)
@@ -289,8 +324,10 @@ def test_item_files_are_read_and_their_errors_name_the_line(tmp_path):
     audio.mkdir(parents=True)
     soundfile.write(audio / "utt1.flac", np.zeros(8000, dtype=np.float32), 16000)
     item = tmp_path / "dev.item"
-    item.write_text("#file onset offset #phone prev-phone next-phone speaker\n"
-                    "utt1 0.0100 0.2000 AH B C spk1\nutt1 0.2 0.3 SIL AH C spk1\n")
+    item.write_text(
+        "#file onset offset #phone prev-phone next-phone speaker\n"
+        "utt1 0.0100 0.2000 AH B C spk1\nutt1 0.2 0.3 SIL AH C spk1\n"
+    )
     table = items_from_item_file(item, tmp_path / "audio")
     assert len(table) == 1 and table.onset[0] == pytest.approx(160.0) and table.files[0].path == audio / "utt1.flac"
     item.write_text("#file onset offset #phone prev-phone next-phone speaker\nutt2 0.0 0.2 AH B C spk1\n")
@@ -322,8 +359,18 @@ def tiny_encoder_file(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_results_abx_end_to_end(minisuperb_ci, tiny_encoder_file, tmp_path, capsys):
     out = tmp_path / "abx"
-    code = abx_cli.main(["--ckpt", str(tiny_encoder_file), "--data", str(minisuperb_ci), "--out", str(out),
-                         "--splits", "dev-clean,test-clean"])
+    code = abx_cli.main(
+        [
+            "--ckpt",
+            str(tiny_encoder_file),
+            "--data",
+            str(minisuperb_ci),
+            "--out",
+            str(out),
+            "--splits",
+            "dev-clean,test-clean",
+        ]
+    )
     assert code == 0
     with (out / "abx.csv").open() as f:
         rows = list(csv.DictReader(f))

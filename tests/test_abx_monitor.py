@@ -1,5 +1,6 @@
 """The pretraining ABX monitor: scores every student layer on schedule, logs it everywhere, and a resumed run
 logs the same values as an uninterrupted one."""
+
 import json
 import shutil
 from pathlib import Path
@@ -16,11 +17,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _config(corpus: Path, out_dir: Path, *extra: str):
-    return load_config(ROOT / "pretrain" / "tiny.yaml", [
-        f"data.manifest={corpus / 'pretrain' / 'train.tsv'}", f"run.out_dir={out_dir}", "optim.max_steps=6",
-        "optim.warmup_steps=2", "run.log_every=1", "run.save_every=3", "run.keep_checkpoints=5",
-        "data.max_samples=32000", "data.max_batch_samples=64000", f"run.eval_data={corpus}",
-        "run.eval_every=3", "run.eval_max_files=6", *extra])
+    return load_config(
+        ROOT / "pretrain" / "tiny.yaml",
+        [
+            f"data.manifest={corpus / 'pretrain' / 'train.tsv'}",
+            f"run.out_dir={out_dir}",
+            "optim.max_steps=6",
+            "optim.warmup_steps=2",
+            "run.log_every=1",
+            "run.save_every=3",
+            "run.keep_checkpoints=5",
+            "data.max_samples=32000",
+            "data.max_batch_samples=64000",
+            f"run.eval_data={corpus}",
+            "run.eval_every=3",
+            "run.eval_max_files=6",
+            *extra,
+        ],
+    )
 
 
 def test_monitor_logs_every_layer_on_schedule_and_resumes_identically(minisuperb_ci, tmp_path):
@@ -34,8 +48,11 @@ def test_monitor_logs_every_layer_on_schedule_and_resumes_identically(minisuperb
         assert abx["best_across"] == min(abx["across"]) == abx["across"][abx["best_layer"]]
     assert records[0]["abx"]["across"] != records[-1]["abx"]["across"]  # training moved the layers
     curve = (full / CURVE).read_text().splitlines()
-    assert curve[0] == "step\tbest_layer\twithin\tacross" and [line.split("\t")[0] for line in curve[1:]] == \
-        ["0", "3", "6"]
+    assert curve[0] == "step\tbest_layer\twithin\tacross" and [line.split("\t")[0] for line in curve[1:]] == [
+        "0",
+        "3",
+        "6",
+    ]
     losses = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert sum("loss" in r for r in losses) == 6  # the dense records are all still there
 
@@ -54,8 +71,9 @@ def test_monitor_logs_every_layer_on_schedule_and_resumes_identically(minisuperb
     again = abx_records(resumed / "metrics.jsonl")
     assert [r["step"] for r in again] == [0, 3, 6]
     for a, b in zip(records, again):
-        np.testing.assert_allclose(a["abx"]["within"] + a["abx"]["across"], b["abx"]["within"] + b["abx"]["across"],
-                                   rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            a["abx"]["within"] + a["abx"]["across"], b["abx"]["within"] + b["abx"]["across"], rtol=0, atol=1e-6
+        )
     assert (resumed / CURVE).read_text() == (full / CURVE).read_text()
 
 

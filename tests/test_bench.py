@@ -3,6 +3,7 @@ as the training loop), FLOPs are counted (attention included) and grow with audi
 warm-up, run_all writes every section and survives a failing one; and SDPA with our ALiBi + padding bias equals an
 explicit float64 softmax(QK^T / sqrt(d) + bias) V.
 """
+
 import json
 import math
 import time
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ---------------------------------------------------------------- timing helper
 
+
 def test_median_ignores_warmup():
     """Slow first calls are reported as warm-up and do not reach the median of the timed repeats."""
     calls = []
@@ -50,6 +52,7 @@ def test_median_ignores_warmup():
 
 
 # ---------------------------------------------------------------- FLOP counting
+
 
 def test_attention_flops_are_counted_on_cpu():
     """torch's counter has no formula for the CPU SDPA kernel; ours counts QK^T + AV (and 4 matmuls backward)."""
@@ -71,8 +74,7 @@ def test_inference_flops_equal_the_encoder_arithmetic():
     encoder = EHMAMEncoder(cfg).eval()
     samples = 16_000
     with torch.no_grad():
-        counted, _ = count_flops(lambda: encoder.extract_features(seeded_audio(1, samples, 0),
-                                                                  torch.tensor([samples])))
+        counted, _ = count_flops(lambda: encoder.extract_features(seeded_audio(1, samples, 0), torch.tensor([samples])))
     expected, length, channels = 0, samples, 1
     for out_channels, kernel, stride in cfg.conv_layers:
         length = (length - kernel) // stride + 1
@@ -102,6 +104,7 @@ def test_step_flops_positive_and_roughly_linear_in_audio_length():
 
 # ---------------------------------------------------------------- the bench step is the real step
 
+
 def _speech_like(rng: np.random.Generator, seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * 16000)) / 16000
     out = sum(rng.uniform(0, 1) / k * np.sin(2 * np.pi * rng.uniform(90, 250) * k * t) for k in range(1, 6))
@@ -118,17 +121,35 @@ def test_bench_step_equals_the_training_loop(tmp_path):
     for i in range(6):
         sf.write(audio / f"utt{i}.flac", _speech_like(rng, rng.uniform(2.2, 3.0)), 16000, subtype="PCM_16")
     write_manifest(audio, audio / "train.tsv")
-    config = load_config(ROOT / "pretrain" / "tiny.yaml", [
-        f"data.manifest={audio / 'train.tsv'}", f"run.out_dir={tmp_path / 'run'}", "optim.max_steps=3",
-        "optim.warmup_steps=1", "run.log_every=1", "run.save_every=100", "data.max_samples=32000",
-        "data.max_batch_samples=64000", "run.device=cpu", "data.num_workers=0", "model.layerdrop=0.1"])
+    config = load_config(
+        ROOT / "pretrain" / "tiny.yaml",
+        [
+            f"data.manifest={audio / 'train.tsv'}",
+            f"run.out_dir={tmp_path / 'run'}",
+            "optim.max_steps=3",
+            "optim.warmup_steps=1",
+            "run.log_every=1",
+            "run.save_every=100",
+            "data.max_samples=32000",
+            "data.max_batch_samples=64000",
+            "run.device=cpu",
+            "data.num_workers=0",
+            "model.layerdrop=0.1",
+        ],
+    )
     run_dir = train(config)
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [1, 2, 3]
 
     step = EHMAMStep(config, torch.device("cpu"), None, start_update=0)
-    loader, sampler = build_loader(Path(config.data.manifest), config.data.max_batch_samples, config.data.min_samples,
-                                   config.data.max_samples, config.run.seed, 0)
+    loader, sampler = build_loader(
+        Path(config.data.manifest),
+        config.data.max_batch_samples,
+        config.data.min_samples,
+        config.data.max_samples,
+        config.run.seed,
+        0,
+    )
     sampler.set_epoch(1)
     batches = iter(loader)
     for record in logged:
@@ -147,20 +168,45 @@ def test_bench_step_equals_the_training_loop(tmp_path):
 
 # ---------------------------------------------------------------- run_all
 
+
 def test_run_all_quick_writes_every_section(tmp_path):
     """--quick on CPU: one Markdown file with the environment, every section's header and table header."""
     out = tmp_path / "RESULTS.md"
-    status = run_all.main(["--device", "cpu", "--quick", "--threads", "1", "--in-process", "--out", str(out),
-                           "--json", str(tmp_path / "all.json")])
+    status = run_all.main(
+        [
+            "--device",
+            "cpu",
+            "--quick",
+            "--threads",
+            "1",
+            "--in-process",
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "all.json"),
+        ]
+    )
     text = out.read_text()
     assert status == 0, text
-    for expected in ("| torch | 2.", "| transformers |", "| threads (torch intra-op) | 1 |", "| command |",
-                     "## Training step throughput", "| model | crop s x batch | M | ms/step (median) | audio-s/s",
-                     "| EH-MAM step (ours) |", "| HF Wav2Vec2Model |", "| HF Data2VecAudioModel |",
-                     "## Inference (feature extraction)", "| model | shape | batch x input | ms/call (median)",
-                     "| model | batch | GEMM rate (TFLOP/s) | GEMM shape | FLOP floor ms |",
-                     "## Data loading (FLAC decode + crop + collate)", "| path | workers | batches/epoch",
-                     "## Profile of one training step", "| part | ms/step (median", "| op | calls/step"):
+    for expected in (
+        "| torch | 2.",
+        "| transformers |",
+        "| threads (torch intra-op) | 1 |",
+        "| command |",
+        "## Training step throughput",
+        "| model | crop s x batch | M | ms/step (median) | audio-s/s",
+        "| EH-MAM step (ours) |",
+        "| HF Wav2Vec2Model |",
+        "| HF Data2VecAudioModel |",
+        "## Inference (feature extraction)",
+        "| model | shape | batch x input | ms/call (median)",
+        "| model | batch | GEMM rate (TFLOP/s) | GEMM shape | FLOP floor ms |",
+        "## Data loading (FLAC decode + crop + collate)",
+        "| path | workers | batches/epoch",
+        "## Profile of one training step",
+        "| part | ms/step (median",
+        "| op | calls/step",
+    ):
         assert expected in text, expected
     payload = json.loads((tmp_path / "all.json").read_text())
     assert set(payload["sections"]) == {"train_step", "inference", "data_loading", "profile_step"}
@@ -178,8 +224,14 @@ def test_run_all_quick_writes_every_section(tmp_path):
 
 def test_run_all_reports_a_failing_section_and_runs_the_others(tmp_path, monkeypatch):
     """Subprocess mode: a section that crashes is written as FAILED with its error, the next one still runs."""
-    monkeypatch.setattr(run_all, "SECTIONS", [("broken", "bench.no_such_benchmark", "Broken section"),
-                                              *[s for s in run_all.SECTIONS if s[0] == "data_loading"]])
+    monkeypatch.setattr(
+        run_all,
+        "SECTIONS",
+        [
+            ("broken", "bench.no_such_benchmark", "Broken section"),
+            *[s for s in run_all.SECTIONS if s[0] == "data_loading"],
+        ],
+    )
     out = tmp_path / "RESULTS.md"
     status = run_all.main(["--device", "cpu", "--quick", "--threads", "1", "--out", str(out)])
     text = out.read_text()
@@ -190,6 +242,7 @@ def test_run_all_reports_a_failing_section_and_runs_the_others(tmp_path, monkeyp
 
 # ---------------------------------------------------------------- attention correctness
 
+
 def test_sdpa_with_alibi_and_padding_matches_float64_reference():
     """TransformerBlock.attention (SDPA, additive float mask) equals softmax(QK^T/sqrt(d) + bias)V in float64, for
     the student's case: non-contiguous original positions and padded keys."""
@@ -198,8 +251,9 @@ def test_sdpa_with_alibi_and_padding_matches_float64_reference():
     block = TransformerBlock(cfg).eval()
     B, T, D, H = 2, 11, 64, 4
     x = torch.randn(B, T, D)
-    positions = torch.stack([torch.tensor([0, 1, 4, 5, 6, 9, 10, 14, 15, 16, 20]),
-                             torch.tensor([2, 3, 4, 8, 9, 10, 11, 12, 17, 18, 19])])  # (B, T) original frames
+    positions = torch.stack(
+        [torch.tensor([0, 1, 4, 5, 6, 9, 10, 14, 15, 16, 20]), torch.tensor([2, 3, 4, 8, 9, 10, 11, 12, 17, 18, 19])]
+    )  # (B, T) original frames
     key_valid = torch.ones(B, T, dtype=torch.bool)
     key_valid[1, 8:] = False  # utterance 1 is padded after 8 frames
     scales = alibi_slopes(H) * torch.tensor([1.0, 0.5, 2.0, 1.5])
@@ -236,8 +290,12 @@ def test_compiled_blocks_step_matches_the_eager_step():
     step's losses and weights within float32 tolerance over updates whose visible lengths differ, and leaves the
     parameter names (what checkpoints and the EMA use) unchanged."""
     # compiled dropout draws from inductor's own RNG, so the blocks' dropouts are off for an exact comparison
-    no_dropout = ["model.layerdrop=0.0", "model.dropout=0.0", "model.attention_dropout=0.0",
-                  "model.activation_dropout=0.0"]
+    no_dropout = [
+        "model.layerdrop=0.0",
+        "model.dropout=0.0",
+        "model.attention_dropout=0.0",
+        "model.activation_dropout=0.0",
+    ]
     config = load_bench_config("tiny", 1, 0, no_dropout)
     compiled_config = load_bench_config("tiny", 1, 0, [*no_dropout, "run.compile_blocks=true"])
     eager = EHMAMStep(config, torch.device("cpu"), None, start_update=config.optim.max_steps // 2)

@@ -1,5 +1,6 @@
 """Checkpoint format (upstream_ehmam.checkpoint): round trips, weights_only loading, student/teacher
 selection, atomic saving, and a ValueError naming the problem for every kind of bad file."""
+
 import os
 
 import pytest
@@ -33,9 +34,15 @@ def pretrain_checkpoint(seed: int = 0) -> dict:
     student = tiny_encoder(seed)
     torch.manual_seed(seed + 100)
     teacher = ContextEncoder(student.config)
-    return {"format_version": FORMAT_VERSION, "kind": "ehmam-pretrain", "model_config": student.config.to_dict(),
-            "encoder": student.state_dict(), "teacher_context": teacher.state_dict(), "step": 7,
-            "optimizer": {"state": {}, "param_groups": []}}
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "ehmam-pretrain",
+        "model_config": student.config.to_dict(),
+        "encoder": student.state_dict(),
+        "teacher_context": teacher.state_dict(),
+        "step": 7,
+        "optimizer": {"state": {}, "param_groups": []},
+    }
 
 
 def features(model: EHMAMEncoder, seed: int = 0) -> list[torch.Tensor]:
@@ -135,17 +142,20 @@ def test_unreadable_files(tmp_path):
         load_checkpoint(pickled)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: [1, 2], "expected a checkpoint dict, found list"),
-    (lambda c: {k: v for k, v in c.items() if k != "format_version"}, "missing key 'format_version'"),
-    (lambda c: {**c, "format_version": 2}, "format_version 2 is not supported; supported versions: 1"),
-    (lambda c: {k: v for k, v in c.items() if k != "encoder"}, "missing key 'encoder'"),
-    (lambda c: {k: v for k, v in c.items() if k != "model_config"}, "missing key 'model_config'"),
-    (lambda c: {**c, "kind": "wav2vec2"}, "unknown kind 'wav2vec2'"),
-    (lambda c: {k: v for k, v in c.items() if k != "teacher_context"}, "missing key 'teacher_context'"),
-    (lambda c: {**c, "model_config": {**c["model_config"], "num_heads": 3}}, r"model_config\.num_heads"),
-    (lambda c: {**c, "model_config": {**c["model_config"], "depth": 3}}, r"model_config\.depth: unknown key"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: [1, 2], "expected a checkpoint dict, found list"),
+        (lambda c: {k: v for k, v in c.items() if k != "format_version"}, "missing key 'format_version'"),
+        (lambda c: {**c, "format_version": 2}, "format_version 2 is not supported; supported versions: 1"),
+        (lambda c: {k: v for k, v in c.items() if k != "encoder"}, "missing key 'encoder'"),
+        (lambda c: {k: v for k, v in c.items() if k != "model_config"}, "missing key 'model_config'"),
+        (lambda c: {**c, "kind": "wav2vec2"}, "unknown kind 'wav2vec2'"),
+        (lambda c: {k: v for k, v in c.items() if k != "teacher_context"}, "missing key 'teacher_context'"),
+        (lambda c: {**c, "model_config": {**c["model_config"], "num_heads": 3}}, r"model_config\.num_heads"),
+        (lambda c: {**c, "model_config": {**c["model_config"], "depth": 3}}, r"model_config\.depth: unknown key"),
+    ],
+)
 def test_bad_checkpoint_contents(tmp_path, edit, message):
     """Wrong content types, missing keys, versions, kinds and configs are ValueErrors naming the file."""
     path = write(tmp_path, edit(pretrain_checkpoint()))
@@ -158,8 +168,11 @@ def test_state_mismatches_name_key_and_shapes(tmp_path):
     ckpt = pretrain_checkpoint()
     enc = dict(ckpt["encoder"])
     enc["context.blocks.0.fc1.weight"] = torch.zeros(100, 64)
-    with pytest.raises(ValueError, match=r"x\.pt: encoder key 'context\.blocks\.0\.fc1\.weight' has shape "
-                                         r"\(100, 64\), expected \(128, 64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x\.pt: encoder key 'context\.blocks\.0\.fc1\.weight' has shape "
+        r"\(100, 64\), expected \(128, 64\)",
+    ):
         build_encoder({**ckpt, "encoder": enc}, source="x.pt")
     enc = {k: v for k, v in ckpt["encoder"].items() if k != "local.proj.bias"}
     with pytest.raises(ValueError, match="missing key 'local.proj.bias'"):

@@ -1,4 +1,5 @@
 """The shared flag vocabulary: every old spelling is refused with a message naming the flag that replaced it."""
+
 import importlib
 
 import pytest
@@ -6,14 +7,17 @@ import pytest
 from trainkit.cli import RENAMED_FLAGS, comma_list
 
 
-@pytest.mark.parametrize("module, argv, old", [
-    ("finetune.run", ["--config", "finetune/tiny_cpu.yaml", "--init", "a.pt"], "--init"),
-    ("finetune.decode", ["--ckpt", "best.pt", "--data", "manifests"], "--data"),
-    ("results.abx.__main__", ["--out", "abx", "--max-files", "3"], "--max-files"),
-    ("results.demo", ["--checkpoint", "last.pt"], "--checkpoint"),
-    ("results.study", ["--probe-utterances", "100"], "--probe-utterances"),
-    ("pretrain.mel_stats", ["train.tsv", "--max-files", "3"], "--max-files"),
-])
+@pytest.mark.parametrize(
+    "module, argv, old",
+    [
+        ("finetune.run", ["--config", "finetune/tiny_cpu.yaml", "--init", "a.pt"], "--init"),
+        ("finetune.decode", ["--ckpt", "best.pt", "--data", "manifests"], "--data"),
+        ("results.abx.__main__", ["--out", "abx", "--max-files", "3"], "--max-files"),
+        ("results.demo", ["--checkpoint", "last.pt"], "--checkpoint"),
+        ("results.study", ["--probe-utterances", "100"], "--probe-utterances"),
+        ("pretrain.mel_stats", ["train.tsv", "--max-files", "3"], "--max-files"),
+    ],
+)
 def test_old_spellings_name_their_replacement(module, argv, old, capsys):
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(module).main(argv)

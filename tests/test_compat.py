@@ -25,8 +25,10 @@ def restore_globals():
     torchaudio = compat.import_torchaudio()
     saved = {
         "torch.load": torch.load,
-        "ta": {name: getattr(torchaudio, name, None)
-               for name in ("load", "info", "set_audio_backend", "get_audio_backend", "sox_effects")},
+        "ta": {
+            name: getattr(torchaudio, name, None)
+            for name in ("load", "info", "set_audio_backend", "get_audio_backend", "sox_effects")
+        },
         "hf": {name: vars(huggingface_hub).get(name) for name in ("HfFolder", "Repository")},
         "sox_module": sys.modules.get("torchaudio.sox_effects"),
     }
@@ -116,8 +118,9 @@ def test_sox_effects_channels_rate_gain(tmp_path):
     torch.testing.assert_close(from_file, from_tensor)
 
 
-@pytest.mark.parametrize("effect", [["reverb"], ["gain", "-n"], ["channels", "2"], ["rate", "-v", "16000"],
-                                    ["speed", "1.1"]])
+@pytest.mark.parametrize(
+    "effect", [["reverb"], ["gain", "-n"], ["channels", "2"], ["rate", "-v", "16000"], ["speed", "1.1"]]
+)
 def test_sox_effects_reject_anything_else_loudly(effect):
     """An effect outside channels 1 / rate N / gain dB raises a ValueError naming it."""
     with pytest.raises(ValueError, match=effect[0]):
@@ -176,8 +179,9 @@ def test_torchaudio_imports_and_its_python_paths_run():
     assert torchaudio.compliance.kaldi.fbank(wav, num_mel_bins=40).shape[1] == 40
     assert torchaudio.transforms.MelSpectrogram(n_mels=16)(wav).shape[1] == 16
     b, a = torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0])
-    torch.testing.assert_close(torchaudio.functional.lfilter(wav, a, b, clamp=False)[0, 1:],
-                               (wav[0, 1:] + wav[0, :-1]) / 2)
+    torch.testing.assert_close(
+        torchaudio.functional.lfilter(wav, a, b, clamp=False)[0, 1:], (wav[0, 1:] + wav[0, :-1]) / 2
+    )
 
 
 def test_apply_compat_installs_everything_s3prl_imports(restore_globals, tmp_path):

@@ -1,4 +1,5 @@
 """Config loading: every shipped YAML resolves; unknown keys, wrong types and impossible values name the key."""
+
 import re
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from trainkit.config import save_config
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return apply_section_overrides(values, overrides, SECTIONS)
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["ehmam.yaml", "tiny.yaml", "random_mask.yaml", "mel.yaml", "tiny_mel.yaml",
-                                  "cpu_recipe.yaml"])
+@pytest.mark.parametrize(
+    "name", ["ehmam.yaml", "tiny.yaml", "random_mask.yaml", "mel.yaml", "tiny_mel.yaml", "cpu_recipe.yaml"]
+)
 def test_shipped_configs_load(name):
     """Each shipped config resolves to a valid PretrainConfig."""
     config = load_config(ROOT / "pretrain" / name)
@@ -41,48 +44,54 @@ def test_random_mask_baseline_switches_off_the_method():
     assert not c.uses_loss_predictor
 
 
-@pytest.mark.parametrize("values, key", [
-    ({"optim": {"max_stepz": 3}}, "optim.max_stepz"),
-    ({"optim": {"max_steps": "many"}}, "optim.max_steps"),
-    ({"mask": {"mask_prob": 1.5}}, "mask.mask_prob"),
-    ({"data": {"min_samples": 64000, "max_samples": 32000}}, "data.min_samples"),
-    ({"model": {"embed_dim": 100, "num_heads": 12}}, "model.num_heads"),
-    ({"curriculum": {"mode": "hard"}}, "curriculum.mode"),
-    ({"loss": {"top_k_layers": 13}}, "loss.top_k_layers"),
-    ({"optimizer": {}}, "optimizer"),
-    ({"run": {"precision": "fp16"}}, "run.precision"),
-    ({"optim": {"max_steps": 10, "warmup_steps": 10}}, "optim.warmup_steps"),
-    ({"mask": {"mask_prob": 0.0}}, "mask.mask_prob"),
-    ({"curriculum": {"plateau": 1.2}}, "curriculum.plateau"),
-    ({"curriculum": {"threshold": -0.1}}, "curriculum.threshold"),
-    ({"model": {"embed_dim": 128, "num_heads": 3}}, "model.num_heads"),
-    ({"heads": {"decoder_dim": 64, "groups": 5}}, "heads.groups"),
-    ({"model": {"embed_dim": 120, "num_heads": 4, "pos_conv_groups": 8}}, "heads.groups"),
-    ({"model": {"layerdrop": 1.0}}, "model.layerdrop"),
-    ({"data": {"bad_audio": "ignore"}}, "data.bad_audio"),
-    ({"data": {"bad_audio": 1}}, "data.bad_audio"),
-    ({"run": {"max_nonfinite_skips": 0}}, "run.max_nonfinite_skips"),
-    ({"run": {"save_every": True}}, "run.save_every"),
-    ({"optim": {"eps": 0.0}}, "optim.eps"),
-    ({"optim": {"weight_decay": -0.01}}, "optim.weight_decay"),
-    ({"data": {"min_samples": 4000, "max_samples": 32000}}, "data.min_samples"),
-    ({"release": {"span_sampler": True}, "data": {"min_samples": 1700, "max_samples": 32000}}, "data.min_samples"),
-    ({"release": {"aux_norm": "mean"}}, "release.aux_norm"),
-    ({"release": {"epoch_curriculum": -1}}, "release.epoch_curriculum"),
-    ({"release": {"epoch_curriculum": 150}, "curriculum": {"mode": "none"}}, "release.epoch_curriculum"),
-])
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"optim": {"max_stepz": 3}}, "optim.max_stepz"),
+        ({"optim": {"max_steps": "many"}}, "optim.max_steps"),
+        ({"mask": {"mask_prob": 1.5}}, "mask.mask_prob"),
+        ({"data": {"min_samples": 64000, "max_samples": 32000}}, "data.min_samples"),
+        ({"model": {"embed_dim": 100, "num_heads": 12}}, "model.num_heads"),
+        ({"curriculum": {"mode": "hard"}}, "curriculum.mode"),
+        ({"loss": {"top_k_layers": 13}}, "loss.top_k_layers"),
+        ({"optimizer": {}}, "optimizer"),
+        ({"run": {"precision": "fp16"}}, "run.precision"),
+        ({"optim": {"max_steps": 10, "warmup_steps": 10}}, "optim.warmup_steps"),
+        ({"mask": {"mask_prob": 0.0}}, "mask.mask_prob"),
+        ({"curriculum": {"plateau": 1.2}}, "curriculum.plateau"),
+        ({"curriculum": {"threshold": -0.1}}, "curriculum.threshold"),
+        ({"model": {"embed_dim": 128, "num_heads": 3}}, "model.num_heads"),
+        ({"heads": {"decoder_dim": 64, "groups": 5}}, "heads.groups"),
+        ({"model": {"embed_dim": 120, "num_heads": 4, "pos_conv_groups": 8}}, "heads.groups"),
+        ({"model": {"layerdrop": 1.0}}, "model.layerdrop"),
+        ({"data": {"bad_audio": "ignore"}}, "data.bad_audio"),
+        ({"data": {"bad_audio": 1}}, "data.bad_audio"),
+        ({"run": {"max_nonfinite_skips": 0}}, "run.max_nonfinite_skips"),
+        ({"run": {"save_every": True}}, "run.save_every"),
+        ({"optim": {"eps": 0.0}}, "optim.eps"),
+        ({"optim": {"weight_decay": -0.01}}, "optim.weight_decay"),
+        ({"data": {"min_samples": 4000, "max_samples": 32000}}, "data.min_samples"),
+        ({"release": {"span_sampler": True}, "data": {"min_samples": 1700, "max_samples": 32000}}, "data.min_samples"),
+        ({"release": {"aux_norm": "mean"}}, "release.aux_norm"),
+        ({"release": {"epoch_curriculum": -1}}, "release.epoch_curriculum"),
+        ({"release": {"epoch_curriculum": 150}, "curriculum": {"mode": "none"}}, "release.epoch_curriculum"),
+    ],
+)
 def test_bad_config_names_the_key(values, key):
     """Bad values raise a ValueError whose message names the offending key."""
     with pytest.raises(ValueError, match=re.escape(key)):
         config_from_dict(values)
 
 
-@pytest.mark.parametrize("values, new_place", [
-    ({"mask": {"mode": "release"}}, "release.span_sampler"),
-    ({"curriculum": {"mode": "epoch"}}, "release.epoch_curriculum"),
-    ({"curriculum": {"e_ref": 150}}, "release.epoch_curriculum"),
-    ({"loss": {"aux_norm": "sum"}}, "release.aux_norm"),
-])
+@pytest.mark.parametrize(
+    "values, new_place",
+    [
+        ({"mask": {"mode": "release"}}, "release.span_sampler"),
+        ({"curriculum": {"mode": "epoch"}}, "release.epoch_curriculum"),
+        ({"curriculum": {"e_ref": 150}}, "release.epoch_curriculum"),
+        ({"loss": {"aux_norm": "sum"}}, "release.aux_norm"),
+    ],
+)
 def test_moved_release_keys_name_their_new_place(values, new_place):
     """A key that moved into the release section is refused with its new name, not as an unknown key."""
     with pytest.raises(ValueError, match=re.escape(new_place)):
@@ -99,8 +108,9 @@ def test_release_section_reaches_the_crop_check():
 
 def test_overrides_are_type_checked_and_applied():
     """--set section.key=value parses YAML values and goes through the same checks."""
-    values = apply_overrides({}, ["optim.max_steps=12", "optim.warmup_steps=2", "release.span_sampler=true",
-                                  "optim.betas=[0.9, 0.95]"])
+    values = apply_overrides(
+        {}, ["optim.max_steps=12", "optim.warmup_steps=2", "release.span_sampler=true", "optim.betas=[0.9, 0.95]"]
+    )
     c = config_from_dict(values)
     assert c.optim.max_steps == 12 and c.release.span_sampler and c.optim.betas == [0.9, 0.95]
     with pytest.raises(ValueError, match="optim.max_steps"):
@@ -159,6 +169,10 @@ def test_shipped_presets_state_only_what_differs_from_their_base(folder):
         if base is None:
             continue
         inherited = read_config_file(path.parent / base)
-        repeated = [f"{section}.{key}" for section, keys in own.items() for key, value in keys.items()
-                    if (inherited.get(section) or {}).get(key) == value]
+        repeated = [
+            f"{section}.{key}"
+            for section, keys in own.items()
+            for key, value in keys.items()
+            if (inherited.get(section) or {}).get(key) == value
+        ]
         assert not repeated, f"{path.name} repeats its base's {repeated}"

@@ -1,4 +1,5 @@
 """results.csv_rows: formats on the way out, types on the way back, and an error naming a foreign file."""
+
 import pytest
 
 from results.abx.report import read_csv as read_abx_csv
@@ -10,7 +11,8 @@ def test_rows_round_trip_with_formats_and_types(tmp_path):
     write_rows([{"name": "a", "layer": 2, "error": 0.12345}], path, ["name", "layer", "error"], {"error": ".3f"})
     assert path.read_text() == "name,layer,error\na,2,0.123\n"
     assert read_rows(path, ["name", "layer", "error"], {"layer": int, "error": float}, "an x.csv") == [
-        {"name": "a", "layer": 2, "error": 0.123}]
+        {"name": "a", "layer": 2, "error": 0.123}
+    ]
 
 
 def test_a_file_without_the_columns_is_refused_by_name(tmp_path):

@@ -1,4 +1,5 @@
 """Tests for pretrain/schedules.py: alpha, learning rate and EMA decay at chosen steps."""
+
 import math
 
 import pytest
@@ -56,8 +57,8 @@ def test_lr_warmup_and_cosine_endpoints():
     assert lr_at(quarter, peak, warm, total) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi / 4)))
     lrs = [lr_at(u, peak, warm, total) for u in range(0, total, 997)]
     top = lrs.index(max(lrs))
-    assert all(a <= b for a, b in zip(lrs[:top], lrs[1:top + 1]))  # rises, then never rises again
-    assert all(a >= b for a, b in zip(lrs[top:], lrs[top + 1:]))
+    assert all(a <= b for a, b in zip(lrs[:top], lrs[1 : top + 1]))  # rises, then never rises again
+    assert all(a >= b for a, b in zip(lrs[top:], lrs[top + 1 :]))
     assert lr_at(0, peak, 0, total) == pytest.approx(peak)  # no warm-up
 
 

@@ -1,4 +1,5 @@
 """Tests of pretrain.data: bucketed crop batches, resume, multi-rank splits, the dataset and the loader."""
+
 from __future__ import annotations
 
 import logging
@@ -92,7 +93,7 @@ def test_batch_order_is_shuffled_but_each_batch_is_length_sorted() -> None:
     crops = [b[0].crop_length for b in sampler.batches_for_epoch(0)]
     assert crops != sorted(crops) and crops != sorted(crops, reverse=True)
     ties = [[r.index for r in b] for e in (0, 1) for b in sampler.batches_for_epoch(e) if b[0].crop_length == 5_000]
-    assert ties[: len(ties) // 2] != ties[len(ties) // 2:]
+    assert ties[: len(ties) // 2] != ties[len(ties) // 2 :]
 
 
 def test_resume_skips_the_first_batches_of_the_epoch() -> None:
@@ -150,6 +151,7 @@ def test_sampler_refuses_a_corpus_without_one_long_enough_utterance() -> None:
 
 
 # ---- dataset and loader ----
+
 
 def _write_corpus(root: Path, lengths: list[int], seed: int = 0) -> None:
     rng = np.random.default_rng(seed)

@@ -1,5 +1,6 @@
 """DDP computes the single-process function (docs/design.md "Distributed training"): two gloo processes
 started by torchrun match one process that sees the same global batches, update for update."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,29 @@ CROP = 32_000  # every utterance is longer, so each global batch of 4 holds 4 cr
 # Exact equivalence needs the draws that are per rank by design switched off: dropout and mask-token noise.
 # Adam's eps is raised from 1e-6 so that fp32 rounding of near-zero gradients (the ranks sum 2 + 2 rows, the
 # single process 4) is not amplified up to lr / eps = 1000 times into the parameters.
-DETERMINISTIC = ["model.dropout=0", "model.attention_dropout=0", "model.prenet_dropout=0", "heads.input_dropout=0",
-                 "mask.noise_std=0", "optim.eps=1.0e-4"]
+DETERMINISTIC = [
+    "model.dropout=0",
+    "model.attention_dropout=0",
+    "model.prenet_dropout=0",
+    "heads.input_dropout=0",
+    "mask.noise_std=0",
+    "optim.eps=1.0e-4",
+]
 # Layerdrop (the same blocks skipped on every rank), two clones per utterance and gradient accumulation are on,
 # so their DDP paths are part of the comparison.
-RUN = ["optim.max_steps=3", "optim.warmup_steps=1", "optim.grad_accum=2", "mask.clone_batch=2",
-       "model.layerdrop=0.3", "run.log_every=1", "run.save_every=3", "run.device=cpu", f"data.max_samples={CROP}",
-       "data.num_workers=0", "run.collapse_check_after=100000"]
+RUN = [
+    "optim.max_steps=3",
+    "optim.warmup_steps=1",
+    "optim.grad_accum=2",
+    "mask.clone_batch=2",
+    "model.layerdrop=0.3",
+    "run.log_every=1",
+    "run.save_every=3",
+    "run.device=cpu",
+    f"data.max_samples={CROP}",
+    "data.num_workers=0",
+    "run.collapse_check_after=100000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +65,13 @@ def manifest(tmp_path_factory) -> Path:
 
 
 def _overrides(manifest: Path, out_dir: Path, max_batch_samples: int) -> list[str]:
-    return [f"data.manifest={manifest}", f"run.out_dir={out_dir}", f"data.max_batch_samples={max_batch_samples}",
-            *RUN, *DETERMINISTIC]
+    return [
+        f"data.manifest={manifest}",
+        f"run.out_dir={out_dir}",
+        f"data.max_batch_samples={max_batch_samples}",
+        *RUN,
+        *DETERMINISTIC,
+    ]
 
 
 def test_ranks_take_their_rows_of_the_global_mask_plan(manifest):
@@ -60,7 +82,7 @@ def test_ranks_take_their_rows_of_the_global_mask_plan(manifest):
     loader, sampler = build_loader(manifest, 4 * CROP, CROP, CROP, seed=0, num_workers=0)
     sampler.set_epoch(1)
     single = mask_plan_for(config, frames, next(iter(loader))["position"].tolist(), 0.5, world_size=1, seed=11)
-    assert single.offsets.shape == (8, ) and single.num_hard == single.num_spans - int(single.num_spans * 0.5)
+    assert single.offsets.shape == (8,) and single.num_hard == single.num_spans - int(single.num_spans * 0.5)
     for rank in (0, 1):
         loader, sampler = build_loader(manifest, 4 * CROP, CROP, CROP, seed=0, num_workers=0, rank=rank, world_size=2)
         sampler.set_epoch(1)
@@ -70,8 +92,11 @@ def test_ranks_take_their_rows_of_the_global_mask_plan(manifest):
         rows = [2 * p + c for p in (rank, rank + 2) for c in (0, 1)]
         assert torch.equal(local.offsets, single.offsets[rows])
         assert torch.equal(local.cell_scores, single.cell_scores[rows])
-        assert (local.num_spans, local.num_hard, local.num_cells) == (single.num_spans, single.num_hard,
-                                                                     single.num_cells)
+        assert (local.num_spans, local.num_hard, local.num_cells) == (
+            single.num_spans,
+            single.num_hard,
+            single.num_cells,
+        )
 
 
 def test_two_gloo_processes_match_one_process(manifest, tmp_path):
@@ -80,8 +105,17 @@ def test_two_gloo_processes_match_one_process(manifest, tmp_path):
     3 updates of 2 micro-batches each."""
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "pretrain" / "run.py"), "--config", str(ROOT / "pretrain" / "tiny.yaml")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "pretrain" / "run.py"),
+        "--config",
+        str(ROOT / "pretrain" / "tiny.yaml"),
+    ]
     for item in _overrides(manifest, ddp_dir, 2 * CROP):  # data.max_batch_samples is per process
         command += ["--set", item]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -95,8 +129,9 @@ def test_two_gloo_processes_match_one_process(manifest, tmp_path):
     finally:
         torch.set_num_threads(before)
 
-    records = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-               for d in (ddp_dir, single_dir)]
+    records = [
+        [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (ddp_dir, single_dir)
+    ]
     assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == [1, 2, 3]
     # losses of ~8 in float32 summed in another order: 1e-6 relative is a few ulps
     np.testing.assert_allclose([r["loss"] for r in records[0]], [r["loss"] for r in records[1]], rtol=1e-6, atol=0)

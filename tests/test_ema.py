@@ -1,4 +1,5 @@
 """Tests for pretrain/ehmam.py ema_update_: the fused EMA update against the plain loop and the float64 formula."""
+
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
 """The s3prl UpstreamExpert contract (docs/design.md "The s3prl upstream") for upstream_ehmam, probed like
 s3prl's own upstream test but without importing s3prl: layer count and shapes, short inputs, padding invariance,
 options, bad inputs."""
+
 import ast
 import importlib
 import shutil
@@ -23,8 +24,9 @@ DIM = 64
 
 def tiny_config() -> EncoderConfig:
     conv = [[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2
-    return EncoderConfig(conv_layers=conv, embed_dim=DIM, num_layers=NUM_LAYERS, num_heads=4, ffn_dim=128,
-                         pos_conv_depth=2)
+    return EncoderConfig(
+        conv_layers=conv, embed_dim=DIM, num_layers=NUM_LAYERS, num_heads=4, ffn_dim=128, pos_conv_depth=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +36,16 @@ def ckpt_path(tmp_path_factory):
     student = EHMAMEncoder(tiny_config())
     teacher = ContextEncoder(student.config)
     path = tmp_path_factory.mktemp("ckpt") / "pretrain.pt"
-    save_atomic({"format_version": FORMAT_VERSION, "kind": "ehmam-pretrain",
-                 "model_config": student.config.to_dict(), "encoder": student.state_dict(),
-                 "teacher_context": teacher.state_dict()}, path)
+    save_atomic(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "ehmam-pretrain",
+            "model_config": student.config.to_dict(),
+            "encoder": student.state_dict(),
+            "teacher_context": teacher.state_dict(),
+        },
+        path,
+    )
     return path
 
 
@@ -161,12 +170,17 @@ def test_student_and_teacher_selection(ckpt_path, expert, tmp_path):
     with torch.no_grad():
         student = expert(ws)["last_hidden_state"]
         ref, _ = build_encoder(ckpt, "teacher").extract_features(*normalize_waveforms(ws))
-        for up in (hubconf.ehmam_teacher(ckpt=str(ckpt_path)), hubconf.ehmam(str(ckpt_path), "teacher"),
-                   hubconf.ehmam(str(ckpt_path), "num_layers=3,teacher")):
+        for up in (
+            hubconf.ehmam_teacher(ckpt=str(ckpt_path)),
+            hubconf.ehmam(str(ckpt_path), "teacher"),
+            hubconf.ehmam(str(ckpt_path), "num_layers=3,teacher"),
+        ):
             teacher = up.eval()(ws)["last_hidden_state"]
             torch.testing.assert_close(teacher, ref[-1], atol=0, rtol=0)
-        for up in (hubconf.ehmam(str(ckpt_path), "teacher,num_layers=2"),
-                   hubconf.ehmam_teacher(ckpt=str(ckpt_path), model_config=str(yaml_path))):
+        for up in (
+            hubconf.ehmam(str(ckpt_path), "teacher,num_layers=2"),
+            hubconf.ehmam_teacher(ckpt=str(ckpt_path), model_config=str(yaml_path)),
+        ):
             torch.testing.assert_close(up.eval()(ws)["last_hidden_state"], ref[2], atol=0, rtol=0)
     assert (student - teacher).abs().max() > 1e-3
 
@@ -207,15 +221,21 @@ def test_option_errors(ckpt_path, tmp_path):
         hubconf.ehmam(ckpt=str(tmp_path / "nope.pt"))
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([], "non-empty list"),
-    ([torch.zeros(0)], "waveform 0: zero-length"),
-    ([torch.randn(800), torch.randn(2, 800)], r"waveform 1: expected a 1-D tensor.*\(2, 800\)"),
-    ([torch.zeros(800, dtype=torch.int16)], r"int16 is not floating point; convert the samples to float in \[-1, 1\]"),
-    ([torch.randn(800), torch.tensor([0.1, float("nan")] * 400)], r"waveform\(s\) \[1\]: non-finite"),
-    ([torch.tensor([float("inf")] * 500)], "non-finite"),
-    ([[0.1] * 800], "expected a torch.Tensor, found list"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "non-empty list"),
+        ([torch.zeros(0)], "waveform 0: zero-length"),
+        ([torch.randn(800), torch.randn(2, 800)], r"waveform 1: expected a 1-D tensor.*\(2, 800\)"),
+        (
+            [torch.zeros(800, dtype=torch.int16)],
+            r"int16 is not floating point; convert the samples to float in \[-1, 1\]",
+        ),
+        ([torch.randn(800), torch.tensor([0.1, float("nan")] * 400)], r"waveform\(s\) \[1\]: non-finite"),
+        ([torch.tensor([float("inf")] * 500)], "non-finite"),
+        ([[0.1] * 800], "expected a torch.Tensor, found list"),
+    ],
+)
 def test_bad_inputs(expert, bad, message):
     """Bad waveforms fail with a ValueError that says what is wrong."""
     with pytest.raises(ValueError, match=message):

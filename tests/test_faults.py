@@ -2,6 +2,7 @@
 updates, bad audio in training, bad checkpoints on resume, and the stop-signal and metrics bookkeeping.
 (Bad audio per case: tests/test_data.py; bad checkpoint files: tests/test_checkpoint.py; odd upstream input:
 tests/test_expert.py; bad config values: tests/test_config.py; soak test with 20 random kills: bench/soak.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,15 @@ from upstream_ehmam.checkpoint import export_encoder, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "pretrain" / "tiny.yaml"
-BASE = ["optim.warmup_steps=2", "run.log_every=1", "data.max_samples=32000", "data.max_batch_samples=64000",
-        "run.device=cpu", "run.collapse_check_after=100000", "run.keep_checkpoints=10"]
+BASE = [
+    "optim.warmup_steps=2",
+    "run.log_every=1",
+    "data.max_samples=32000",
+    "data.max_batch_samples=64000",
+    "run.device=cpu",
+    "run.collapse_check_after=100000",
+    "run.keep_checkpoints=10",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -150,10 +158,14 @@ def test_sigterm_sigkill_and_rerun_continue_exactly(manifest, tmp_path):
     train(load_config(TINY, overrides), resume=True)
     assert [m["step"] for m in _metrics(run_dir)] == list(range(1, 11))
     assert [m["loss"] for m in _metrics(run_dir)] == [m["loss"] for m in _metrics(reference)]
-    _assert_same_checkpoint_weights(torch.load(reference / "last.pt", weights_only=True),
-                                    torch.load(run_dir / "last.pt", weights_only=True))
-    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["checkpoint_00000008.pt", "checkpoint_00000010.pt",
-                                                             "last.pt"]
+    _assert_same_checkpoint_weights(
+        torch.load(reference / "last.pt", weights_only=True), torch.load(run_dir / "last.pt", weights_only=True)
+    )
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == [
+        "checkpoint_00000008.pt",
+        "checkpoint_00000010.pt",
+        "last.pt",
+    ]
     assert not list(run_dir.glob(".*"))  # the partial file is gone
 
 
@@ -168,6 +180,7 @@ def _poisoning_collate(poisoned_calls: set[int]):
             batch["wav"][0, 100] = float("nan")
         calls.append(1)
         return batch
+
     return collate
 
 
@@ -178,12 +191,17 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run(manifest, tmp_pa
     # batches: 0 1 -> updates 1 2 (saved) | 2 NaN, skipped | 3 4 -> updates 3 4 (saved) | 5 -> update 5 | 6 7 8 NaN
     monkeypatch.setattr(pretrain.data, "collate_batch", _poisoning_collate({2, 6, 7, 8, 9}))
     run_dir = tmp_path / "run"
-    config = load_config(TINY, _overrides(manifest, run_dir, "optim.max_steps=10", "run.save_every=2",
-                                          "run.max_nonfinite_skips=3"))
+    config = load_config(
+        TINY, _overrides(manifest, run_dir, "optim.max_steps=10", "run.save_every=2", "run.max_nonfinite_skips=3")
+    )
     with caplog.at_level(logging.WARNING, logger="trainkit"):
-        with pytest.raises(TrainingAborted, match=(
+        with pytest.raises(
+            TrainingAborted,
+            match=(
                 r"3 updates in a row were skipped \(non-finite loss or gradient norm; run\.max_nonfinite_skips=3\), "
-                r"stopping before update 6; the last checkpoint .*last\.pt \(update 4\) is intact")):
+                r"stopping before update 6; the last checkpoint .*last\.pt \(update 4\) is intact"
+            ),
+        ):
             train(config)
     assert "update 3 skipped: non-finite loss or gradient norm (1 in a row, 1 in all" in caplog.text
     assert "update 6 skipped: non-finite loss or gradient norm (3 in a row, 4 in all" in caplog.text
@@ -225,8 +243,9 @@ def test_bad_audio_skip_policy_trains_and_reports(manifest_with_bad_audio, tmp_p
     counted, summarised at the end, and kept in the checkpoint."""
     manifest, bad = manifest_with_bad_audio
     run_dir = tmp_path / "run"
-    config = load_config(TINY, _overrides(manifest, run_dir, "optim.max_steps=5", "run.save_every=5",
-                                          "data.bad_audio=skip"))
+    config = load_config(
+        TINY, _overrides(manifest, run_dir, "optim.max_steps=5", "run.save_every=5", "data.bad_audio=skip")
+    )
     with caplog.at_level(logging.WARNING):
         train(config)
     for path in bad:
@@ -243,13 +262,16 @@ def test_bad_audio_error_policy_stops_naming_the_file(manifest_with_bad_audio, t
     (exit 2), also when a loader worker process read the file."""
     manifest, bad = manifest_with_bad_audio
     args = ["--config", str(TINY)]
-    for item in _overrides(manifest, tmp_path / "run", "optim.max_steps=5", "data.bad_audio=error",
-                           "data.num_workers=1"):
+    for item in _overrides(
+        manifest, tmp_path / "run", "optim.max_steps=5", "data.bad_audio=error", "data.num_workers=1"
+    ):
         args += ["--set", item]
     assert run_main(args) == 2
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert (last_line.startswith(f"error: {bad[0]}: cannot decode audio")
-            or last_line == f"error: {bad[1]}: contains NaN or infinite samples"), last_line
+    assert (
+        last_line.startswith(f"error: {bad[0]}: cannot decode audio")
+        or last_line == f"error: {bad[1]}: contains NaN or infinite samples"
+    ), last_line
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
@@ -272,17 +294,26 @@ def good_checkpoint(manifest) -> dict:
     return checkpoint_dict(model, optimizer, TrainState(update=3), config)
 
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("code", [], r"last\.pt: holds pickled Python objects"),
-    ("no_optimizer", [], r"last\.pt: missing key 'optimizer' needed to resume training"),
-    ("encoder_export", [], r"last\.pt: kind 'ehmam-encoder' is not a pretraining checkpoint"),
-    ("architecture", ["model.embed_dim=64", "heads.decoder_dim=32"],
-     r"last\.pt: was trained with model\.embed_dim=128, but the config says model\.embed_dim=64"),
-    ("predictor_missing", [], r"last\.pt: missing key 'heads\.predictor'"),
-    ("shape", [], r"last\.pt: heads\.decoder key 'proj\.weight' has shape \(3, 3\)"),
-    ("predictor_switched_off", ["curriculum.mode=none", "loss.aux_weight=0"],
-     r"last\.pt: the optimizer state does not match the configured model"),
-])
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("code", [], r"last\.pt: holds pickled Python objects"),
+        ("no_optimizer", [], r"last\.pt: missing key 'optimizer' needed to resume training"),
+        ("encoder_export", [], r"last\.pt: kind 'ehmam-encoder' is not a pretraining checkpoint"),
+        (
+            "architecture",
+            ["model.embed_dim=64", "heads.decoder_dim=32"],
+            r"last\.pt: was trained with model\.embed_dim=128, but the config says model\.embed_dim=64",
+        ),
+        ("predictor_missing", [], r"last\.pt: missing key 'heads\.predictor'"),
+        ("shape", [], r"last\.pt: heads\.decoder key 'proj\.weight' has shape \(3, 3\)"),
+        (
+            "predictor_switched_off",
+            ["curriculum.mode=none", "loss.aux_weight=0"],
+            r"last\.pt: the optimizer state does not match the configured model",
+        ),
+    ],
+)
 def test_resume_refuses_bad_checkpoints(manifest, good_checkpoint, tmp_path, case, extra, message):
     """A last.pt that pickles code, lacks a key, is an encoder export, or does not fit the configured model
     (architecture, heads, shapes, optimiser groups) stops the run before any update with a ValueError naming the
@@ -303,8 +334,9 @@ def test_resume_refuses_bad_checkpoints(manifest, good_checkpoint, tmp_path, cas
     torch.save(ckpt, run_dir / "last.pt")
     if case == "encoder_export":
         torch.manual_seed(0)
-        export_encoder(EHMAMPretrainModel(load_config(TINY, _overrides(manifest, run_dir))).encoder,
-                       run_dir / "last.pt")
+        export_encoder(
+            EHMAMPretrainModel(load_config(TINY, _overrides(manifest, run_dir))).encoder, run_dir / "last.pt"
+        )
     config = load_config(TINY, _overrides(manifest, run_dir, "optim.max_steps=4", *extra))
     with pytest.raises(ValueError, match=message):
         train(config, resume=True)

@@ -1,5 +1,6 @@
 """run_downstream.py --cache-features: a frozen upstream runs once per utterance, and the cached batch
 equals what the upstream itself returns for the same utterances."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,9 @@ class FramewiseUpstream(nn.Module):
     def forward(self, wavs: list[torch.Tensor]) -> dict:
         self.calls += 1
         length = max(len(w) for w in wavs) // 80
-        frames = torch.stack([nn.functional.pad(w, (0, length * 80 - len(w)))[: length * 80].view(length, 80)
-                              for w in wavs])
+        frames = torch.stack(
+            [nn.functional.pad(w, (0, length * 80 - len(w)))[: length * 80].view(length, 80) for w in wavs]
+        )
         first = self.proj(frames)
         hidden = [first, first.tanh(), 2 * first]
         return {"hidden_states": hidden, "last_hidden_state": hidden[-1], "tag": "toy"}
@@ -54,8 +56,9 @@ def test_cached_batch_equals_the_upstream_on_valid_frames_and_runs_it_once_per_u
         for layer in range(3):
             for row, index in enumerate(order):
                 valid = len(wavs[index]) // 80
-                torch.testing.assert_close(out["hidden_states"][layer][row, :valid],
-                                           direct["hidden_states"][layer][index, :valid])
+                torch.testing.assert_close(
+                    out["hidden_states"][layer][row, :valid], direct["hidden_states"][layer][index, :valid]
+                )
                 assert torch.all(out["hidden_states"][layer][row, valid:] == 0)
 
 
@@ -95,8 +98,9 @@ def test_collate_pads_plain_tensors_and_tuples_along_time():
     assert merged["x"][0, 2:].abs().sum() == 0 and merged["n"] == 7
 
 
-@pytest.mark.parametrize("argv, expected", [([], None), (["--cache-features"], DEFAULT_CACHE_GIB),
-                                            (["--cache-features", "1.5"], 1.5)])
+@pytest.mark.parametrize(
+    "argv, expected", [([], None), (["--cache-features"], DEFAULT_CACHE_GIB), (["--cache-features", "1.5"], 1.5)]
+)
 def test_run_downstream_takes_the_cache_option(argv, expected):
     plan = plan_argv(["-m", "train", "-u", "fbank", "-n", "x", *argv], {}, cuda_available=False, cpu_count=2)
     assert plan.cache_features_gib == expected
@@ -106,6 +110,7 @@ def test_run_downstream_takes_the_cache_option(argv, expected):
 @pytest.mark.parametrize("size", ["0", "-1", "lots"])
 def test_a_bad_cache_size_is_refused(size, capsys):
     with pytest.raises(SystemExit):
-        plan_argv(["-m", "train", "-u", "fbank", "-n", "x", "--cache-features", size], {}, cuda_available=False,
-                  cpu_count=2)
+        plan_argv(
+            ["-m", "train", "-u", "fbank", "-n", "x", "--cache-features", size], {}, cuda_available=False, cpu_count=2
+        )
     assert "cache size" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """CTC fine-tuning parts: schedule, slot split, masks, Viterbi, letters, ARPA model, LM decoding, config errors."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,20 @@ from upstream_ehmam.model import random_init_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = symbols_of(LETTERS)
-TINY = dict(frontend="mel", embed_dim=32, num_layers=2, num_heads=2, ffn_dim=64, pos_conv_depth=1, pos_conv_kernel=5,
-            pos_conv_groups=4, layerdrop=0.0, dropout=0.0, attention_dropout=0.0, prenet_dropout=0.0)
+TINY = dict(
+    frontend="mel",
+    embed_dim=32,
+    num_layers=2,
+    num_heads=2,
+    ffn_dim=64,
+    pos_conv_depth=1,
+    pos_conv_kernel=5,
+    pos_conv_groups=4,
+    layerdrop=0.0,
+    dropout=0.0,
+    attention_dropout=0.0,
+    prenet_dropout=0.0,
+)
 
 
 def test_tri_stage_lr_at_every_phase_boundary():
@@ -82,8 +95,13 @@ def test_evaluation_applies_no_mask_and_equals_the_full_sequence_encoder():
 
 def test_draw_masks_zeroes_whole_channels_in_training():
     """Channel masks are one (B, D) draw: a masked channel is masked on every frame of its row."""
-    masks = draw_masks([40, 20], 40, 32, type("M", (), dict(mask_prob=0.65, span_length=10, channel_prob=0.5,
-                                                           channel_length=8))(), torch.Generator().manual_seed(1))
+    masks = draw_masks(
+        [40, 20],
+        40,
+        32,
+        type("M", (), dict(mask_prob=0.65, span_length=10, channel_prob=0.5, channel_length=8))(),
+        torch.Generator().manual_seed(1),
+    )
     assert masks.time.shape == (2, 40) and masks.channels.shape == (2, 32) and masks.channels.any()
     assert not masks.time[1, 20:].any()
 
@@ -174,13 +192,21 @@ def test_config_errors_name_the_key_and_floats_accept_exponents(tmp_path):
 
 def test_recipe_configs_hold_the_recipe_values():
     """base_{10m,1h,10h,100h}.yaml: lr, updates, freeze, channel mask, layerdrop of the published recipe."""
-    expected = {"10m": (5e-5, 13000, 10000, 0.25, 0.1), "1h": (5e-5, 13000, 10000, 0.25, 0.1),
-                "10h": (5e-5, 20000, 10000, 0.5, 0.05), "100h": (3e-5, 80000, 0, 0.5, 0.1)}
+    expected = {
+        "10m": (5e-5, 13000, 10000, 0.25, 0.1),
+        "1h": (5e-5, 13000, 10000, 0.25, 0.1),
+        "10h": (5e-5, 20000, 10000, 0.5, 0.05),
+        "100h": (3e-5, 80000, 0, 0.5, 0.1),
+    }
     for split, values in expected.items():
         c = load_config(ROOT / "finetune" / f"base_{split}.yaml")
         assert (c.optim.lr, c.optim.max_steps, c.model.freeze_updates, c.mask.channel_prob, c.model.layerdrop) == values
-        assert (c.mask.mask_prob, c.mask.span_length, c.mask.channel_length,
-                c.data.train_subset) == (0.65, 10, 64, split)
+        assert (c.mask.mask_prob, c.mask.span_length, c.mask.channel_length, c.data.train_subset) == (
+            0.65,
+            10,
+            64,
+            split,
+        )
         assert c.optim.micro_batches * c.data.max_batch_samples == 25_600_000  # 1,600 s per update
 
 

@@ -1,5 +1,6 @@
 """The fine-tuning loop: frozen parts stay bit-identical, resume equals an uninterrupted run, bad audio is skipped,
 a pretraining checkpoint's teacher weights load, and two gloo processes compute what one does (slow)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.model import random_init_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(frontend="mel", embed_dim=32, num_layers=2, num_heads=2, ffn_dim=64, pos_conv_depth=1, pos_conv_kernel=5,
-            pos_conv_groups=4)
+TINY = dict(
+    frontend="mel",
+    embed_dim=32,
+    num_layers=2,
+    num_heads=2,
+    ffn_dim=64,
+    pos_conv_depth=1,
+    pos_conv_kernel=5,
+    pos_conv_groups=4,
+)
 WORDS = ("CAT", "DOG", "SAT", "RAN", "THE", "A")
 
 
@@ -50,17 +59,33 @@ def data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, out: Path, *extra: str):
-    return load_config(ROOT / "finetune" / "tiny_cpu.yaml", [
-        f"model.init={data / 'encoder.pt'}", f"data.manifest_dir={data}", f"run.out_dir={out}", "data.train_subset=10m",
-        "data.max_batch_samples=50000", "optim.micro_batches=2", "optim.max_steps=4", "model.freeze_updates=2",
-        "run.device=cpu", "run.valid_every=2", "run.save_every=100", "run.log_every=1", "mask.channel_length=4",
-        *extra])
+    return load_config(
+        ROOT / "finetune" / "tiny_cpu.yaml",
+        [
+            f"model.init={data / 'encoder.pt'}",
+            f"data.manifest_dir={data}",
+            f"run.out_dir={out}",
+            "data.train_subset=10m",
+            "data.max_batch_samples=50000",
+            "optim.micro_batches=2",
+            "optim.max_steps=4",
+            "model.freeze_updates=2",
+            "run.device=cpu",
+            "run.valid_every=2",
+            "run.save_every=100",
+            "run.log_every=1",
+            "mask.channel_length=4",
+            *extra,
+        ],
+    )
 
 
 def _states(path: Path) -> dict:
     ckpt = torch.load(path, weights_only=True)
-    return {**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()},
-            **{f"head.{k}": v for k, v in ckpt["ctc"]["head"].items()}}
+    return {
+        **{f"encoder.{k}": v for k, v in ckpt["encoder"].items()},
+        **{f"head.{k}": v for k, v in ckpt["ctc"]["head"].items()},
+    }
 
 
 def test_front_end_never_trains_and_the_encoder_only_after_the_freeze(data, tmp_path, one_torch_thread):
@@ -103,8 +128,10 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path, monkeypatch, one_tor
     resumed = finetune(_config(data, tmp_path / "split"))
     for key, value in _states(whole / "last.pt").items():
         assert torch.equal(_states(resumed / "last.pt")[key], value), key
-    losses = [[r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
-              for d in (whole, resumed)]
+    losses = [
+        [r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+        for d in (whole, resumed)
+    ]
     assert losses[0] == losses[1] and len(losses[0]) == 4
 
 
@@ -146,10 +173,13 @@ def test_teacher_weights_of_a_pretraining_checkpoint_and_the_finetuning_dropouts
     ckpt = checkpoint_dict(model, torch.optim.AdamW(model.parameters()), TrainState(), config)
     ckpt["teacher_context"] = {k: v + 1.0 for k, v in ckpt["teacher_context"].items()}
     torch.save(ckpt, tmp_path / "last.pt")
-    for weights, source in (("student", {k[len("context."):]: v for k, v in ckpt["encoder"].items()
-                                         if k.startswith("context.")}), ("teacher", ckpt["teacher_context"])):
-        encoder = encoder_for_finetuning(ModelConfig(init=str(tmp_path / "last.pt"), weights=weights,
-                                                     layerdrop=0.2), seed=0)
+    for weights, source in (
+        ("student", {k[len("context.") :]: v for k, v in ckpt["encoder"].items() if k.startswith("context.")}),
+        ("teacher", ckpt["teacher_context"]),
+    ):
+        encoder = encoder_for_finetuning(
+            ModelConfig(init=str(tmp_path / "last.pt"), weights=weights, layerdrop=0.2), seed=0
+        )
         for key, value in encoder.context.state_dict().items():
             assert torch.equal(value, source[key]), (weights, key)
         assert (encoder.config.activation_dropout, encoder.config.layerdrop, encoder.config.dropout) == (0.1, 0.2, 0.0)
@@ -161,18 +191,48 @@ def test_two_gloo_processes_match_one_process(data, tmp_path, one_torch_thread):
     batches: the same logged losses and weights to 1e-6 after 4 updates, 2 of them past the freeze."""
     deterministic = ["optim.eps=1.0e-4", "model.layerdrop=0.3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "finetune.run", "--config", str(ROOT / "finetune" / "tiny_cpu.yaml")]
-    overrides = [f"model.init={data / 'encoder.pt'}", f"data.manifest_dir={data}", f"run.out_dir={tmp_path / 'ddp'}",
-                 "data.train_subset=10m", "data.max_batch_samples=50000", "optim.micro_batches=2",
-                 "optim.max_steps=4", "model.freeze_updates=2", "run.device=cpu", "run.valid_every=2",
-                 "run.save_every=100", "run.log_every=1", "mask.channel_length=4", *deterministic]
-    done = subprocess.run(command + [a for o in overrides for a in ("--set", o)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "finetune.run",
+        "--config",
+        str(ROOT / "finetune" / "tiny_cpu.yaml"),
+    ]
+    overrides = [
+        f"model.init={data / 'encoder.pt'}",
+        f"data.manifest_dir={data}",
+        f"run.out_dir={tmp_path / 'ddp'}",
+        "data.train_subset=10m",
+        "data.max_batch_samples=50000",
+        "optim.micro_batches=2",
+        "optim.max_steps=4",
+        "model.freeze_updates=2",
+        "run.device=cpu",
+        "run.valid_every=2",
+        "run.save_every=100",
+        "run.log_every=1",
+        "mask.channel_length=4",
+        *deterministic,
+    ]
+    done = subprocess.run(
+        command + [a for o in overrides for a in ("--set", o)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     single = finetune(_config(data, tmp_path / "single", *deterministic))
-    records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
-               for d in (tmp_path / "ddp", single)]
+    records = [
+        [r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+        for d in (tmp_path / "ddp", single)
+    ]
     np.testing.assert_allclose([r["loss"] for r in records[0]], [r["loss"] for r in records[1]], rtol=1e-6)
     assert [r["sentences"] for r in records[0]] == [r["sentences"] for r in records[1]]
     ddp, one = _states(tmp_path / "ddp" / "last.pt"), _states(single / "last.pt")

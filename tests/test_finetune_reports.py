@@ -1,4 +1,5 @@
 """The low-resource table (results.lowresource) and the synthetic LibriLight tree through finetune.prepare."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,17 @@ from results import lowresource
 def _decoded_10m_run(root: Path) -> None:
     decode = root / "finetune_10m" / "decode"
     decode.mkdir(parents=True)
-    decode.joinpath("wer.json").write_text(json.dumps({"splits": {
-        "test-clean": {"viterbi": {"wer": 40.04}, "lm": {"wer": 12.0}},
-        "test-other": {"viterbi": {"wer": 50.0}, "lm": {"wer": 20.55}}}, "lm": {"lm_weight": 2.0}}))
+    decode.joinpath("wer.json").write_text(
+        json.dumps(
+            {
+                "splits": {
+                    "test-clean": {"viterbi": {"wer": 40.04}, "lm": {"wer": 12.0}},
+                    "test-other": {"viterbi": {"wer": 50.0}, "lm": {"wer": 20.55}},
+                },
+                "lm": {"lm_weight": 2.0},
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("command", ["lowresource", "tabulate"])
@@ -48,13 +57,18 @@ def test_minisuperb_librilight_tree_prepares_every_split(minisuperb_ci, tmp_path
     sizes = split_sizes(root)
     assert sorted(sizes) == [f"1h/{k}" for k in range(6)] + ["9h"]
     assert (minisuperb_ci / "LibriSpeech" / "librispeech-lm-norm.txt").read_text().strip()
-    counts = prepare(minisuperb_ci / "LibriSpeech", root, tmp_path, ["10m", "1h", "10h", "100h", "dev-clean",
-                                                                    "dev-other", "test-clean", "test-other"])
+    counts = prepare(
+        minisuperb_ci / "LibriSpeech",
+        root,
+        tmp_path,
+        ["10m", "1h", "10h", "100h", "dev-clean", "dev-other", "test-clean", "test-other"],
+    )
     assert counts["10m"] == sizes["1h/0"] < counts["1h"] < counts["10h"] == counts["1h"] + sizes["9h"]
     assert read_dictionary(tmp_path / "dict.ltr.txt") == list(LETTERS)
     lexicon = dict(line.split("\t") for line in (tmp_path / "lexicon.txt").read_text().splitlines())
-    words = {w for split in counts for line in (tmp_path / f"{split}.wrd").read_text().splitlines()
-             for w in line.split()}
+    words = {
+        w for split in counts for line in (tmp_path / f"{split}.wrd").read_text().splitlines() for w in line.split()
+    }
     assert set(lexicon) == words and lexicon[min(words)].endswith(" |")
     tsv = (tmp_path / "10h.tsv").read_text().splitlines()
     assert Path(tsv[0]) == root.absolute() and any(line.startswith("9h/other/") for line in tsv[1:])

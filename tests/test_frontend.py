@@ -1,5 +1,6 @@
 """The log-mel front end (`model.frontend: mel`): frame geometry, padding, the filterbank, config,
 checkpoints, the s3prl expert contract, pretraining, resume, layer-wise probes and the real SUPERB runner."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,15 @@ DIM, NUM_LAYERS = 32, 2
 
 
 def mel_config(**overrides) -> EncoderConfig:
-    values = dict(frontend="mel", embed_dim=DIM, num_layers=NUM_LAYERS, num_heads=4, ffn_dim=64, pos_conv_depth=2,
-                  pos_conv_groups=8)
+    values = dict(
+        frontend="mel",
+        embed_dim=DIM,
+        num_layers=NUM_LAYERS,
+        num_heads=4,
+        ffn_dim=64,
+        pos_conv_depth=2,
+        pos_conv_groups=8,
+    )
     return EncoderConfig(**{**values, **overrides})
 
 
@@ -51,8 +59,17 @@ def mel_local():
 def test_geometry_is_320x_with_a_560_sample_field():
     cfg = mel_config()
     assert cfg.downsample_rate == 320 and cfg.receptive_field == 560
-    assert [cfg.frames_for_samples(n) for n in (0, 399, 400, 559, 560, 879, 880, 16000, 320000)] == \
-        [0, 0, 0, 0, 1, 1, 2, 49, 999]
+    assert [cfg.frames_for_samples(n) for n in (0, 399, 400, 559, 560, 879, 880, 16000, 320000)] == [
+        0,
+        0,
+        0,
+        0,
+        1,
+        1,
+        2,
+        49,
+        999,
+    ]
     lengths = torch.arange(0, 20000)
     expected = ((lengths - 560).div(320, rounding_mode="floor") + 1).clamp(min=0)
     assert torch.equal(cfg.frames_for_samples(lengths), expected)
@@ -127,9 +144,11 @@ def test_log_mel_matches_torchaudio_melspectrogram():
 
     import_torchaudio()  # this machine's torchaudio cannot load its compiled extension without the stub
     import torchaudio.transforms as transforms
+
     wav = torch.randn(2, 4000, generator=torch.Generator().manual_seed(4))
-    reference = transforms.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80, center=False, power=2.0,
-                                          norm=None, mel_scale="htk")(wav)  # (B, n_mels, M)
+    reference = transforms.MelSpectrogram(
+        16000, n_fft=400, hop_length=160, n_mels=80, center=False, power=2.0, norm=None, mel_scale="htk"
+    )(wav)  # (B, n_mels, M)
     ours = frontend.log_mel(wav, frontend.mel_filterbank(80), torch.hann_window(400))
     torch.testing.assert_close(ours, torch.log(reference.transpose(1, 2) + frontend.LOG_FLOOR), atol=1e-4, rtol=1e-4)
 
@@ -143,9 +162,11 @@ def test_filterbank_is_torchaudios_and_builds_without_torchaudio():
     for n_mels, n_fft in ((80, 400), (40, 512), (64, 400)):
         reference = functional.melscale_fbanks(n_fft // 2 + 1, 0.0, 8000.0, n_mels, 16000, norm=None, mel_scale="htk")
         assert torch.equal(frontend.mel_filterbank(n_mels, n_fft=n_fft), reference)
-    code = ("import sys, torch; from upstream_ehmam.frontend import mel_filterbank; fb = mel_filterbank(80); "
-            "assert not {'superb', 'superb.compat', 'torchaudio'} & set(sys.modules); "
-            "print(fb.shape[0], fb.shape[1], float(fb.sum()))")
+    code = (
+        "import sys, torch; from upstream_ehmam.frontend import mel_filterbank; fb = mel_filterbank(80); "
+        "assert not {'superb', 'superb.compat', 'torchaudio'} & set(sys.modules); "
+        "print(fb.shape[0], fb.shape[1], float(fb.sum()))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     rows, cols, total = done.stdout.split()
@@ -158,16 +179,19 @@ def test_filterbank_is_torchaudios_and_builds_without_torchaudio():
 # --- config -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"frontend": "fbank"}, "model.frontend: must be one of cnn, mel"),
-    ({"frontend": "mel", "mel_norm": "batch"}, "model.mel_norm"),
-    ({"frontend": "mel", "mel_bins": 0}, "model.mel_bins"),
-    ({"frontend": "mel", "mel_bins": "80"}, "model.mel_bins"),
-    ({"frontend": "mel", "mel_mean": [0.0] * 3}, "model.mel_mean: a list must have mel_bins=80"),
-    ({"frontend": "mel", "mel_std": 0.0}, "model.mel_std: must be positive"),
-    ({"frontend": "mel", "mel_std": "one"}, "model.mel_std"),
-    ({"frontend": "mel", "mel_window": 400}, "model.mel_window: unknown key"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"frontend": "fbank"}, "model.frontend: must be one of cnn, mel"),
+        ({"frontend": "mel", "mel_norm": "batch"}, "model.mel_norm"),
+        ({"frontend": "mel", "mel_bins": 0}, "model.mel_bins"),
+        ({"frontend": "mel", "mel_bins": "80"}, "model.mel_bins"),
+        ({"frontend": "mel", "mel_mean": [0.0] * 3}, "model.mel_mean: a list must have mel_bins=80"),
+        ({"frontend": "mel", "mel_std": 0.0}, "model.mel_std: must be positive"),
+        ({"frontend": "mel", "mel_std": "one"}, "model.mel_std"),
+        ({"frontend": "mel", "mel_window": 400}, "model.mel_window: unknown key"),
+    ],
+)
 def test_bad_frontend_settings_are_named(values, message):
     with pytest.raises(ValueError, match=message):
         EncoderConfig.from_dict(values)
@@ -185,6 +209,7 @@ def test_old_configs_without_frontend_are_cnn_and_mel_round_trips():
 
 def test_pretrain_config_rejects_crops_too_short_for_a_mel_frame():
     from pretrain.config import load_config
+
     with pytest.raises(ValueError, match="data.min_samples: 500 samples give no frame with model.frontend=mel"):
         load_config(REPO / "pretrain" / "tiny_mel.yaml", ["data.min_samples=500", "mask.mask_prob=0.01"])
     base = load_config(REPO / "pretrain" / "mel.yaml")
@@ -196,8 +221,16 @@ def test_pretrain_config_rejects_crops_too_short_for_a_mel_frame():
 
 def _pretrain_ckpt(encoder: EHMAMEncoder, path: Path) -> Path:
     teacher = ContextEncoder(encoder.config)
-    save_atomic({"format_version": FORMAT_VERSION, "kind": "ehmam-pretrain", "model_config": encoder.config.to_dict(),
-                 "encoder": encoder.state_dict(), "teacher_context": teacher.state_dict()}, path)
+    save_atomic(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "ehmam-pretrain",
+            "model_config": encoder.config.to_dict(),
+            "encoder": encoder.state_dict(),
+            "teacher_context": teacher.state_dict(),
+        },
+        path,
+    )
     return path
 
 
@@ -220,8 +253,9 @@ def test_checkpoint_and_export_round_trip(mel_ckpt, tmp_path):
         assert torch.equal(a, b)
     teacher = load_encoder(mel_ckpt, weights="teacher")
     assert torch.equal(teacher.local.proj.weight, student.local.proj.weight)
-    assert not torch.allclose(teacher.extract_features(wav, lengths)[0][-1],
-                              student.extract_features(wav, lengths)[0][-1])
+    assert not torch.allclose(
+        teacher.extract_features(wav, lengths)[0][-1], student.extract_features(wav, lengths)[0][-1]
+    )
 
 
 def test_the_other_front_ends_weights_are_a_clear_error(mel_ckpt, tmp_path):
@@ -270,10 +304,23 @@ def manifest(harmonic_manifest: Path) -> Path:
 
 def _config(manifest: Path, out_dir: Path, *extra: str, yaml: str = "tiny_mel.yaml"):
     from pretrain.config import load_config
-    return load_config(REPO / "pretrain" / yaml, [
-        f"data.manifest={manifest}", f"run.out_dir={out_dir}", "optim.max_steps=12", "optim.warmup_steps=3",
-        "run.log_every=1", "run.save_every=6", "run.keep_checkpoints=5", "data.max_samples=32000",
-        "data.max_batch_samples=128000", "run.collapse_check_after=100000", *extra])
+
+    return load_config(
+        REPO / "pretrain" / yaml,
+        [
+            f"data.manifest={manifest}",
+            f"run.out_dir={out_dir}",
+            "optim.max_steps=12",
+            "optim.warmup_steps=3",
+            "run.log_every=1",
+            "run.save_every=6",
+            "run.keep_checkpoints=5",
+            "data.max_samples=32000",
+            "data.max_batch_samples=128000",
+            "run.collapse_check_after=100000",
+            *extra,
+        ],
+    )
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -285,6 +332,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 def test_tiny_mel_pretraining_learns_and_its_checkpoint_is_an_upstream(manifest, tmp_path):
     from pretrain.mask_budget import overlapping_share
     from pretrain.train import train
+
     config = _config(manifest, tmp_path / "run", "optim.max_steps=20", "run.save_every=20")
     run_dir = train(config)
     metrics = _metrics(run_dir)
@@ -309,6 +357,7 @@ def test_mel_resume_continues_exactly_and_refuses_a_cnn_config(manifest, tmp_pat
     from pretrain.checkpointing import restore_training_checkpoint
     from pretrain.ehmam import EHMAMPretrainModel
     from pretrain.train import train
+
     steps = ("optim.max_steps=8", "run.save_every=4")
     full = train(_config(manifest, tmp_path / "full", *steps))
     resumed_dir = tmp_path / "resumed"
@@ -320,8 +369,9 @@ def test_mel_resume_continues_exactly_and_refuses_a_cnn_config(manifest, tmp_pat
     b = torch.load(resumed / "last.pt", weights_only=True)["encoder"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the same run's checkpoint into a cnn model of the same width: an error naming both front ends
-    cnn = _config(manifest, tmp_path / "cnn", *steps, "model.frontend=cnn",
-                  f"model.conv_layers={EncoderConfig().conv_layers}")
+    cnn = _config(
+        manifest, tmp_path / "cnn", *steps, "model.frontend=cnn", f"model.conv_layers={EncoderConfig().conv_layers}"
+    )
     model = EHMAMPretrainModel(cnn)
     optimizer = torch.optim.AdamW(model.parameters())
     with pytest.raises(ValueError, match="trained with model.frontend='mel', but the config says model.frontend='cnn'"):
@@ -338,9 +388,26 @@ def test_mel_resume_continues_exactly_and_refuses_a_cnn_config(manifest, tmp_pat
 @pytest.mark.slow
 def test_layerwise_probes_run_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_path):
     from results.layerwise import main
-    assert main(["--ckpt", str(mel_ckpt), "--data", str(minisuperb_ci), "--out", str(tmp_path),
-                 "--max-utterances", "24", "--device", "cpu"]) == 0
+
+    assert (
+        main(
+            [
+                "--ckpt",
+                str(mel_ckpt),
+                "--data",
+                str(minisuperb_ci),
+                "--out",
+                str(tmp_path),
+                "--max-utterances",
+                "24",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     import csv
+
     rows = list(csv.DictReader(open(tmp_path / "layerwise.csv")))
     assert {int(r["layer"]) for r in rows} == set(range(NUM_LAYERS + 1))
     assert all(np.isfinite(float(r["value"])) for r in rows)
@@ -350,13 +417,37 @@ def test_layerwise_probes_run_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_p
 def test_real_runner_trains_ks_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_path):
     """`run_downstream.py -m train -u ehmam -k <mel checkpoint> -d ks` through s3prl's own runner."""
     from results.demo import short_run_override
+
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("SUPERB_DATA", None)
     expdir = tmp_path / "ks"
-    done = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), "-m", "train", "-u", "ehmam", "-k",
-                           str(mel_ckpt), "-d", "ks", "--data-root", str(minisuperb_ci), "--workers", "0", "-p",
-                           str(expdir), "-o", short_run_override("ks", 3)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run_downstream.py"),
+            "-m",
+            "train",
+            "-u",
+            "ehmam",
+            "-k",
+            str(mel_ckpt),
+            "-d",
+            "ks",
+            "--data-root",
+            str(minisuperb_ci),
+            "--workers",
+            "0",
+            "-p",
+            str(expdir),
+            "-o",
+            short_run_override("ks", 3),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert (expdir / "states-3.ckpt").is_file()
 
@@ -364,6 +455,7 @@ def test_real_runner_trains_ks_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_
 def test_bench_quick_counts_fewer_flops_for_mel(capsys):
     """bench/frontend.py --quick: both tiny front ends counted and timed; the mel step needs fewer FLOPs."""
     from bench import frontend as bench
+
     assert bench.main(["--quick", "--threads", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| tiny |")]
@@ -382,21 +474,24 @@ def test_mel_stats_cli_gives_a_valid_global_config(manifest, tmp_path, capsys):
 
     from pretrain.config import load_config
     from pretrain.mel_stats import main
+
     assert main([str(manifest), "--max-utterances", "3", "--out", str(tmp_path / "stats.yaml")]) == 0
     stats = yaml.safe_load((tmp_path / "stats.yaml").read_text())
     assert len(stats["mel_mean"]) == len(stats["mel_std"]) == 80 and min(stats["mel_std"]) > 0
-    cfg = load_config(REPO / "pretrain" / "tiny_mel.yaml", ["model.mel_norm=global",
-                                                          f"model.mel_mean={stats['mel_mean']}",
-                                                          f"model.mel_std={stats['mel_std']}"]).model
+    cfg = load_config(
+        REPO / "pretrain" / "tiny_mel.yaml",
+        ["model.mel_norm=global", f"model.mel_mean={stats['mel_mean']}", f"model.mel_std={stats['mel_std']}"],
+    ).model
     local = EHMAMEncoder(cfg).local.eval()
     from pretrain.data import read_audio
     from pretrain.manifest import read_manifest
     from upstream_ehmam.model import normalize_waveform
+
     root, entries = read_manifest(manifest)
     wavs = [normalize_waveform(torch.from_numpy(read_audio(root / rel)[0])) for rel, _ in entries[:3]]
     padded, lengths = normalize_waveforms(wavs)
     with torch.inference_mode():
         mel, frames = local.normalized_log_mel(padded, lengths)
-    valid = torch.cat([mel[b, :2 * int(frames[b])] for b in range(len(wavs))])
+    valid = torch.cat([mel[b, : 2 * int(frames[b])] for b in range(len(wavs))])
     assert valid.mean(0).abs().max() < 1e-2 and (valid.std(0) - 1).abs().max() < 1e-2
     assert main([str(tmp_path / "missing.tsv")]) == 2 and "missing.tsv" in capsys.readouterr().err

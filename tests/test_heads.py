@@ -1,4 +1,5 @@
 """Tests for pretrain/heads.py: sizes, residual structure, dropout draws, mask tokens."""
+
 import math
 
 import pytest

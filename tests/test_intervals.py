@@ -1,4 +1,5 @@
 """results.intervals on hand-computed cases, and the intervals and chance levels the table prints."""
+
 from __future__ import annotations
 
 import random
@@ -14,6 +15,7 @@ ROW = "ehmam (ehmam_base.pt)"
 
 # --- Wilson --------------------------------------------------------------------------------------
 
+
 def test_wilson_at_zero_all_and_midway():
     """z = 1.96: at 0/10 the upper bound is z²/(n+z²) = 3.8415/13.8415; at 10/10 the lower bound is
     n/(n+z²); 11/20 worked through the formula by hand: centre 0.5419, half-width 0.1999."""
@@ -21,7 +23,7 @@ def test_wilson_at_zero_all_and_midway():
     assert intervals.wilson(10, 10) == pytest.approx((72.247, 100.0), abs=1e-3)
     assert intervals.wilson(11, 20) == pytest.approx((34.209, 74.180), abs=1e-3)
     low, high = intervals.wilson(1, 1)
-    assert high == 100.0 and low == pytest.approx(100 / (1 + 1.959964 ** 2), abs=1e-4)
+    assert high == 100.0 and low == pytest.approx(100 / (1 + 1.959964**2), abs=1e-4)
 
 
 def test_wilson_width_shrinks_with_n_and_bad_counts_are_refused():
@@ -34,6 +36,7 @@ def test_wilson_width_shrinks_with_n_and_bad_counts_are_refused():
 
 
 # --- bootstrap -----------------------------------------------------------------------------------
+
 
 def test_bootstrap_is_reproducible_by_seed_and_brackets_the_ratio():
     rng = random.Random(3)
@@ -59,6 +62,7 @@ def test_bootstrap_of_identical_utterances_has_no_width():
 
 
 # --- chance levels -------------------------------------------------------------------------------
+
 
 def test_majority_rate_counts_the_most_frequent_label():
     assert intervals.majority_rate(["a", "b", "a", "c"]) == 50.0
@@ -89,6 +93,7 @@ def test_constant_slot_types_by_hand():
 
 
 # --- what the table prints -----------------------------------------------------------------------
+
 
 def test_accuracy_cells_carry_wilson_interval_and_majority_chance(tmp_path):
     """KS 3/4 right with truth labels yes, no, up, up: Wilson(3, 4) and chance 2/4."""

@@ -1,5 +1,6 @@
 """results.layerwise (probes with known answers, labels, end to end on mini-SUPERB), the expert's layer dropping
 and inline -g options, and results.layer_weights on a checkpoint from a short real s3prl run."""
+
 import csv
 import logging
 import subprocess
@@ -23,8 +24,9 @@ NUM_LAYERS = 3
 
 def tiny_config() -> EncoderConfig:
     conv = [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2  # small enough for CPU tests in seconds
-    return EncoderConfig(conv_layers=conv, embed_dim=32, num_layers=NUM_LAYERS, num_heads=4, ffn_dim=64,
-                         pos_conv_depth=2)
+    return EncoderConfig(
+        conv_layers=conv, embed_dim=32, num_layers=NUM_LAYERS, num_heads=4, ffn_dim=64, pos_conv_depth=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +156,15 @@ def test_alignment_errors_name_the_file(tmp_path):
 
 def test_layerwise_end_to_end(minisuperb_ci, tiny_export, tmp_path):
     """On mini-SUPERB with a random-init encoder: every layer x every probe in the CSV, values in range, PNG."""
-    rows = layerwise.run_layerwise(tiny_export, minisuperb_ci, tmp_path, max_utterances=6, max_frames=600, seed=0,
-                                   device="cpu")
+    rows = layerwise.run_layerwise(
+        tiny_export, minisuperb_ci, tmp_path, max_utterances=6, max_frames=600, seed=0, device="cpu"
+    )
     with open(tmp_path / "layerwise.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == list(layerwise.CSV_COLUMNS)
     assert {(int(r["layer"]), r["probe"]) for r in table} == {
-        (layer, probe) for layer in range(NUM_LAYERS + 1) for probe in layerwise.PROBES}
+        (layer, probe) for layer in range(NUM_LAYERS + 1) for probe in layerwise.PROBES
+    }
     assert len(rows) == len(table) == (NUM_LAYERS + 1) * 4
     for row in rows:
         assert row["metric"] == layerwise.PROBES[row["probe"]]
@@ -204,11 +208,12 @@ def test_num_layers_returns_first_k_plus_one_states(tiny_export):
         for k in (1, 2):
             cut = hubconf.ehmam(ckpt=str(tiny_export), model_config=f"num_layers={k}").eval()(wavs)["hidden_states"]
             assert len(cut) == k + 1
-            for a, b in zip(cut, full[:k + 1]):
+            for a, b in zip(cut, full[: k + 1]):
                 torch.testing.assert_close(a, b, atol=0, rtol=0)
         teacher_full = hubconf.ehmam(ckpt=str(tiny_export), model_config="teacher").eval()(wavs)["hidden_states"]
-        teacher_cut = hubconf.ehmam(ckpt=str(tiny_export),
-                                    model_config=" teacher , num_layers=2").eval()(wavs)["hidden_states"]
+        teacher_cut = hubconf.ehmam(ckpt=str(tiny_export), model_config=" teacher , num_layers=2").eval()(wavs)[
+            "hidden_states"
+        ]
     assert len(teacher_cut) == 3
     for a, b in zip(teacher_cut, teacher_full[:3]):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
@@ -221,12 +226,14 @@ def test_inline_options_parse_and_validate(tiny_export):
     assert _read_options("teacher,num_layers=8") == {"teacher": True, "num_layers": 8}
     assert _read_options("num_layers=2") == {"teacher": None, "num_layers": 2}
     assert _read_options("student") == {"teacher": False, "num_layers": None}
-    for text, message in (("num_layers=", "num_layers must be an integer, found ''"),
-                          ("num_layers=2,", "unknown entry ''"),
-                          ("layers=2", "unknown entry 'layers=2'"),
-                          ("num_layers=2,num_layers=3", "'num_layers' is given twice"),
-                          ("num_layers=two", "num_layers must be an integer, found 'two'"),
-                          ("weights=ema", "weights=ema is no longer an option: choose the teacher with -g teacher")):
+    for text, message in (
+        ("num_layers=", "num_layers must be an integer, found ''"),
+        ("num_layers=2,", "unknown entry ''"),
+        ("layers=2", "unknown entry 'layers=2'"),
+        ("num_layers=2,num_layers=3", "'num_layers' is given twice"),
+        ("num_layers=two", "num_layers must be an integer, found 'two'"),
+        ("weights=ema", "weights=ema is no longer an option: choose the teacher with -g teacher"),
+    ):
         with pytest.raises(ValueError, match=f"model_config '{text}'.*{message}"):
             _read_options(text)
     with pytest.raises(ValueError, match="no such file"):
@@ -242,11 +249,36 @@ def test_layer_weights_from_a_short_real_run(minisuperb_ci, tiny_export, tmp_pat
     """A 2-update KS run through s3prl's runner: its checkpoint's Featurizer weights are read, softmaxed (L+1
     of them, summing to 1), labelled KS from the run dir, plotted and written to CSV."""
     expdir = tmp_path / "ks_run"
-    override = ("config.runner.total_steps=2,,config.runner.eval_step=2,,config.runner.save_step=2,,"
-                "config.runner.log_step=2,,config.downstream_expert.datarc.batch_size=4")
-    done = subprocess.run([sys.executable, "run_downstream.py", "-m", "train", "-u", "ehmam", "-k", str(tiny_export),
-                           "-d", "ks", "--data-root", str(minisuperb_ci), "--workers", "0", "-p", str(expdir),
-                           "-o", override], cwd=REPO, capture_output=True, text=True, timeout=300)
+    override = (
+        "config.runner.total_steps=2,,config.runner.eval_step=2,,config.runner.save_step=2,,"
+        "config.runner.log_step=2,,config.downstream_expert.datarc.batch_size=4"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "run_downstream.py",
+            "-m",
+            "train",
+            "-u",
+            "ehmam",
+            "-k",
+            str(tiny_export),
+            "-d",
+            "ks",
+            "--data-root",
+            str(minisuperb_ci),
+            "--workers",
+            "0",
+            "-p",
+            str(expdir),
+            "-o",
+            override,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = layer_weights.read_run_weights(expdir)
     assert run.task == "KS" and run.fold is None and run.checkpoint.name in ("dev-best.ckpt", "states-2.ckpt")
@@ -283,8 +315,10 @@ def test_layer_weights_from_a_short_real_run(minisuperb_ci, tiny_export, tmp_pat
 
 def test_plot_curves_average_er_folds():
     """ER folds become one averaged curve; a task seen once keeps its own name."""
-    runs = [layer_weights.RunWeights(Path(f"er{k}"), "ER", f"fold{k}", Path("x"), 1, w)
-            for k, w in ((1, [0.2, 0.8]), (2, [0.4, 0.6]))]
+    runs = [
+        layer_weights.RunWeights(Path(f"er{k}"), "ER", f"fold{k}", Path("x"), 1, w)
+        for k, w in ((1, [0.2, 0.8]), (2, [0.4, 0.6]))
+    ]
     runs.append(layer_weights.RunWeights(Path("ks"), "KS", None, Path("x"), 1, [0.5, 0.5]))
     curves = layer_weights.plot_curves(runs)
     assert curves["ER (mean of 2)"] == pytest.approx([0.3, 0.7]) and curves["KS"] == [0.5, 0.5]

@@ -1,4 +1,5 @@
 """Tests for pretrain/losses.py: regression loss, ranking loss vs a brute-force loop, and Spearman rho."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Tests of pretrain.manifest: the fairseq manifest format, skipped-file reporting, and read errors."""
+
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,7 @@
 """Tests for pretrain/mask_budget.py and the grid's `overlapping` budget: the exact union distribution against
 enumeration, the expected share against an independent simulation of the overlapping sampler, and the grid's
 realised share and per-row count."""
+
 import itertools
 
 import numpy as np
@@ -13,8 +14,9 @@ from pretrain.masking import draw_mask_plan, grid_mask, plan_grid_mask
 P, L = 0.5, 5
 
 
-def simulate_overlapping_sampler(num_frames: int, mask_prob: float, span_length: int, rows: int, batches: int,
-                                 seed: int) -> float:
+def simulate_overlapping_sampler(
+    num_frames: int, mask_prob: float, span_length: int, rows: int, batches: int, seed: int
+) -> float:
     """Mean masked share of data2vec 2.0's sampler, row by row as it is specified: N = max(1, floor(P T / L + U))
     distinct starts from 0..T-L-1, L frames from each, then every row trimmed to the batch's smallest count."""
     rng = np.random.default_rng(seed)
@@ -78,8 +80,10 @@ def test_grid_with_the_overlapping_budget_masks_the_samplers_share(frames):
 
 
 def test_exact_budget_keeps_the_share_p():
-    shares = [plan_grid_mask([999], P, L, 0.0, torch.Generator().manual_seed(s), budget="exact").num_masked / 999
-              for s in range(300)]
+    shares = [
+        plan_grid_mask([999], P, L, 0.0, torch.Generator().manual_seed(s), budget="exact").num_masked / 999
+        for s in range(300)
+    ]
     assert abs(float(np.mean(shares)) - P) < 0.01
     with pytest.raises(ValueError, match="mask.budget"):
         plan_grid_mask([999], P, L, 0.0, torch.Generator().manual_seed(0), budget="fairseq")

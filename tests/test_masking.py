@@ -1,4 +1,5 @@
 """Tests for pretrain/masking.py: grid-mask invariants, the release sampler, and index helpers."""
+
 import pytest
 import torch
 
@@ -51,7 +52,7 @@ def test_grid_mask_invariants(alpha):
             assert len(cells) == plan.num_spans, "spans must not overlap"
             assert min(cells) >= 0 and max(cells) < plan.num_cells
             for c in cells:  # each chosen cell is fully masked, i.e. spans sit on the row's grid
-                assert mask[b, phi + c * L: phi + (c + 1) * L].all()
+                assert mask[b, phi + c * L : phi + (c + 1) * L].all()
             hard = _top_cells_naive(loss[b], phi, plan.num_cells, plan.num_hard)
             assert hard <= set(cells), "the top-N_hard cells by mean predicted loss must be masked"
 
@@ -112,8 +113,10 @@ def test_grid_mask_needs_no_data_dependent_shapes():
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(1)).to("meta")
     mask = grid_mask(torch.empty(len(LENGTHS), plan.num_frames, device="meta"), plan)
     assert mask.shape == (len(LENGTHS), plan.num_frames)
-    assert (visible_indices(mask, plan.num_frames - plan.num_masked).shape
-            == (len(LENGTHS), plan.num_frames - plan.num_masked))
+    assert visible_indices(mask, plan.num_frames - plan.num_masked).shape == (
+        len(LENGTHS),
+        plan.num_frames - plan.num_masked,
+    )
     assert masked_indices(mask, plan.num_masked).shape == (len(LENGTHS), plan.num_masked)
 
 
@@ -136,7 +139,7 @@ def test_grid_mask_bad_input_raises():
 def _spans_from_starts(starts: torch.Tensor, length: int, t_pad: int) -> torch.Tensor:
     covered = torch.zeros(t_pad, dtype=torch.bool)
     for s in starts.tolist():
-        covered[s: min(s + L, length)] = True
+        covered[s : min(s + L, length)] = True
     return covered
 
 
@@ -185,8 +188,10 @@ def test_visible_and_masked_indices_are_complementary_and_sorted():
     plan = plan_grid_mask(LENGTHS, P, L, 0.5, _gen(11))
     mask = grid_mask(torch.randn(len(LENGTHS), plan.num_frames, generator=_gen(12)), plan)
     vis, msk = visible_indices(mask, plan.num_frames - plan.num_masked), masked_indices(mask, plan.num_masked)
-    assert (vis.shape == (len(LENGTHS), plan.num_frames - plan.num_masked)
-            and msk.shape == (len(LENGTHS), plan.num_masked))
+    assert vis.shape == (len(LENGTHS), plan.num_frames - plan.num_masked) and msk.shape == (
+        len(LENGTHS),
+        plan.num_masked,
+    )
     assert (vis.diff(dim=1) > 0).all() and (msk.diff(dim=1) > 0).all()
     assert not mask.gather(1, vis).any() and mask.gather(1, msk).all()
     together = torch.cat([vis, msk], dim=1).sort(dim=1).values
@@ -215,7 +220,11 @@ def test_select_rows_keeps_the_global_span_count():
     part = plan.select_rows([4, 1])
     assert torch.equal(part.offsets, plan.offsets[[4, 1]]) and torch.equal(part.cell_scores, plan.cell_scores[[4, 1]])
     assert (part.num_spans, part.num_hard, part.num_cells, part.num_frames) == (
-        plan.num_spans, plan.num_hard, plan.num_cells, plan.num_frames)
+        plan.num_spans,
+        plan.num_hard,
+        plan.num_cells,
+        plan.num_frames,
+    )
     loss = torch.randn(6, 150, generator=_gen(14))
     assert torch.equal(grid_mask(loss[[4, 1]], part), grid_mask(loss, plan)[[4, 1]])
 

@@ -1,6 +1,7 @@
 """mini-SUPERB: the invariants s3prl's seven SUPERB loaders rely on (docs/design.md
 "s3prl compatibility layer"), checked on the shared ci corpus with independent re-implementations of the loaders'
 rules, plus determinism and errors."""
+
 from __future__ import annotations
 
 import csv
@@ -22,20 +23,37 @@ from minisuperb.text import PHONE_VOCAB, align_to_lexicon, arpabet_to_espeak, es
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 FSC_VALUES = {
     "action": {"activate", "bring", "change language", "deactivate", "decrease", "increase"},
-    "object": {"none", "music", "lights", "volume", "heat", "lamp", "newspaper", "juice", "socks", "shoes",
-               "Chinese", "Korean", "English", "German"},
+    "object": {
+        "none",
+        "music",
+        "lights",
+        "volume",
+        "heat",
+        "lamp",
+        "newspaper",
+        "juice",
+        "socks",
+        "shoes",
+        "Chinese",
+        "Korean",
+        "English",
+        "German",
+    },
     "location": {"none", "kitchen", "bedroom", "washroom"},
 }
-SNIPS_SPEAKERS = {"train": ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"],
-                  "valid": ["Aditi", "Amy", "Geraint", "Nicole"], "test": ["Brian", "Emma", "Raveena", "Russell"]}
+SNIPS_SPEAKERS = {
+    "train": ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"],
+    "valid": ["Aditi", "Amy", "Geraint", "Nicole"],
+    "test": ["Brian", "Emma", "Raveena", "Russell"],
+}
 LIBRI_SPLITS = ["train-clean-100", "dev-clean", "test-clean"]
 
 
 def ks_role(file_name: str) -> str:
     """s3prl's Speech Commands split rule, written from its documented form (independent of minisuperb)."""
     speaker = file_name.split("_nohash_")[0]
-    value = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2 ** 27
-    percent = value * 100.0 / (2 ** 27 - 1)
+    value = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2**27
+    percent = value * 100.0 / (2**27 - 1)
     return "dev" if percent < 10 else "discarded" if percent < 20 else "train"
 
 
@@ -57,6 +75,7 @@ def read_transcripts(root: Path, split: str) -> dict[str, list[str]]:
 
 
 # --- pure units -------------------------------------------------------------------------------------
+
 
 def test_phone_vocabulary_is_the_71_token_stress_marked_set():
     assert len(PHONE_VOCAB) == 71 and PHONE_VOCAB[:2] == ("SIL", "SPN")
@@ -81,12 +100,14 @@ def test_alignment_keeps_lexicon_phones_and_splits_unmatched_spans():
     assert phones[0] == "SIL" and starts[0] == 0 and phones[-1] == "SIL" and starts[-1] == 1200
     assert starts == sorted(starts) and starts[phones.index("AE1")] == 700  # half of K's span
     # espeak reports a post-vocalic R at the next phone's sample: R gets part of the vowel instead
-    phones, starts = align_to_lexicon(["Y", "AO1", "R", "M"], [("j", 0), ("'O:", 200), ("r", 800),
-                                                                ("m", 800), ("_", 1000)], 1000)
+    phones, starts = align_to_lexicon(
+        ["Y", "AO1", "R", "M"], [("j", 0), ("'O:", 200), ("r", 800), ("m", 800), ("_", 1000)], 1000
+    )
     assert phones == ["Y", "AO1", "R", "M"] and starts == [0, 200, 500, 800]
 
 
 # --- PR / ASR ---------------------------------------------------------------------------------------
+
 
 def test_every_transcript_word_is_in_the_lexicon_and_every_phone_in_the_vocabulary(minisuperb_ci):
     lexicon = read_lexicon(minisuperb_ci)
@@ -147,6 +168,7 @@ def test_alignments_cover_each_utterance_with_the_lexicon_label(minisuperb_ci):
 
 # --- KS ---------------------------------------------------------------------------------------------
 
+
 def test_speech_commands_hash_split_keeps_every_keyword_in_train(minisuperb_ci):
     assert [ks_role(f"{i:08x}_nohash_0.wav") for i in (0, 7, 0xB, 0xF, 0x19, 0x1A)] == ["dev"] * 6
     assert [ks_role(f"{i:08x}_nohash_0.wav") for i in (2, 0x18, 0x26)] == ["discarded"] * 3
@@ -168,6 +190,7 @@ def test_speech_commands_hash_split_keeps_every_keyword_in_train(minisuperb_ci):
 
 
 # --- IC ---------------------------------------------------------------------------------------------
+
 
 def test_fluent_commands_valid_and_test_values_appear_in_train(minisuperb_ci):
     root = minisuperb_ci / "fluent_speech_commands_dataset"
@@ -193,6 +216,7 @@ def test_fluent_commands_valid_and_test_values_appear_in_train(minisuperb_ci):
 
 # --- SID --------------------------------------------------------------------------------------------
 
+
 def test_voxceleb_every_speaker_in_every_split(minisuperb_ci):
     root = minisuperb_ci / "VoxCeleb1"
     by_split: dict[str, set] = defaultdict(set)
@@ -208,6 +232,7 @@ def test_voxceleb_every_speaker_in_every_split(minisuperb_ci):
 
 
 # --- ER ---------------------------------------------------------------------------------------------
+
 
 def test_iemocap_each_fold_test_session_holds_all_four_emotions(minisuperb_ci):
     root = minisuperb_ci / "IEMOCAP_full_release"
@@ -233,6 +258,7 @@ def test_s3prl_iemocap_preprocess_reads_the_tree(minisuperb_ci, tmp_path):
     project's compatibility layer) on a copy of the tree."""
     import importlib.util
     import shutil
+
     spec = importlib.util.find_spec("s3prl")
     assert spec is not None, "s3prl is not installed: `make test` installs it (pip install -e '.[s3prl]')"
     script = Path(list(spec.submodule_search_locations)[0]) / "downstream" / "emotion" / "IEMOCAP_preprocess.py"
@@ -252,6 +278,7 @@ def test_s3prl_iemocap_preprocess_reads_the_tree(minisuperb_ci, tmp_path):
 
 # --- SF ---------------------------------------------------------------------------------------------
 
+
 def test_snips_ids_transcripts_and_slots(minisuperb_ci):
     root = minisuperb_ci / "SNIPS"
     slots = (root / "slots.txt").read_text().split("\n")
@@ -266,8 +293,10 @@ def test_snips_ids_transcripts_and_slots(minisuperb_ci):
         assert set(tag_list[1:-1]) <= set(slots) and not re.search(r"\b[BI]-", tags)
         assert all(re.fullmatch(r"[A-Z']+", w) for w in words[1:-1])
         lines[utt] = tag_list
-    texts = {line.split("\t")[0].split(maxsplit=1)[0]: line.split("\t")[0].split(maxsplit=1)[1]
-             for line in (root / "all.iob.snips.txt").read_text().splitlines()}
+    texts = {
+        line.split("\t")[0].split(maxsplit=1)[0]: line.split("\t")[0].split(maxsplit=1)[1]
+        for line in (root / "all.iob.snips.txt").read_text().splitlines()
+    }
     for split, speakers in SNIPS_SPEAKERS.items():
         ids = [p.stem for p in (root / split).glob("*.wav")]
         assert all(i in lines and re.fullmatch(rf"[A-Za-z]+-snips-{split}-\d+", i) for i in ids)
@@ -277,10 +306,10 @@ def test_snips_ids_transcripts_and_slots(minisuperb_ci):
                 by_text[i.rsplit("-", 1)[1]].add(i.split("-")[0])
         # every voice of the split says every text of it, the same words each time (the real release's layout),
         # but for train's slot-free text, said by one voice
-        assert by_text and all(voices == set(speakers) for n, voices in by_text.items()
-                               if (split, n) != ("train", "0"))
-        assert split != "train" or (by_text["0"] == {speakers[0]}
-                                    and set(lines[f"{speakers[0]}-snips-train-0"][1:-1]) == {"O"})
+        assert by_text and all(voices == set(speakers) for n, voices in by_text.items() if (split, n) != ("train", "0"))
+        assert split != "train" or (
+            by_text["0"] == {speakers[0]} and set(lines[f"{speakers[0]}-snips-train-0"][1:-1]) == {"O"}
+        )
         assert all(len({texts[f"{v}-snips-{split}-{n}"] for v in voices}) == 1 for n, voices in by_text.items())
         assert any(i.split("-")[0] not in speakers for i in ids)  # a distractor for s3prl's speaker filter
         # a slot value in every split (s3prl's slot-value CER divides by their number)
@@ -289,6 +318,7 @@ def test_snips_ids_transcripts_and_slots(minisuperb_ci):
 
 
 # --- audio, pretraining, README ---------------------------------------------------------------------
+
 
 def test_every_audio_file_is_16k_mono_16bit(minisuperb_ci):
     files = [p for p in minisuperb_ci.rglob("*") if p.suffix in (".wav", ".flac")]
@@ -322,10 +352,12 @@ def test_readme_and_marker_describe_the_run(minisuperb_ci):
     assert other  # the fine-tuning planner's LibriSpeech "other" evaluation sets
     assert info["corpora"]["LibriSpeech"]["audio_files"] == sum(1 for _ in libri.rglob("*.flac")) - len(other)
     assert info["corpora"]["librispeech_finetuning"]["audio_files"] == len(other) + sum(
-        1 for _ in (minisuperb_ci / "librispeech_finetuning").rglob("*.flac"))
+        1 for _ in (minisuperb_ci / "librispeech_finetuning").rglob("*.flac")
+    )
 
 
 # --- determinism and errors -------------------------------------------------------------------------
+
 
 def _hashes(root: Path) -> dict[str, str]:
     out = {}
@@ -368,6 +400,7 @@ def test_non_empty_or_foreign_output_folders_are_refused(tmp_path, capsys):
 
 def test_unwritable_folder_and_missing_engine_say_what_to_fix(tmp_path, monkeypatch):
     import os
+
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     with pytest.raises(PermissionError, match="cannot write to"):
@@ -382,12 +415,12 @@ def test_force_replaces_a_previous_output(tmp_path):
     first = minisuperb.generate(tmp_path / "o", "tiny", workers=2, corpora=["voxceleb1"], progress=False)
     stale = tmp_path / "o" / "VoxCeleb1" / "stale.txt"
     stale.write_text("left over")
-    second = minisuperb.generate(tmp_path / "o", "tiny", workers=2, force=True, corpora=["voxceleb1"],
-                                 progress=False)
+    second = minisuperb.generate(tmp_path / "o", "tiny", workers=2, force=True, corpora=["voxceleb1"], progress=False)
     assert not stale.exists() and first["corpora"]["voxceleb1"]["files"] == second["corpora"]["voxceleb1"]["files"]
 
 
 # --- the demo scale: test sets sized for narrow intervals ---------------------------------------------
+
 
 def test_demo_scale_test_sets_keep_accuracy_intervals_within_six_points():
     """KS, IC, SID and ER (pooled over the five folds) each have enough test utterances that the 95 % Wilson
@@ -420,8 +453,9 @@ def test_demo_dev_clean_is_small_dev_clean_and_shares_no_speaker_or_chapter():
     from minisuperb.sentences import Grammar
 
     grammar = Grammar.load()
-    base = Context(out_dir=Path("/corpus"), scale=SCALES["small"], seed=3, grammar=grammar,
-                   prons=_pronunciations(grammar))
+    base = Context(
+        out_dir=Path("/corpus"), scale=SCALES["small"], seed=3, grammar=grammar, prons=_pronunciations(grammar)
+    )
 
     def jobs(scale: str) -> dict[str, list]:
         by_split: dict[str, list] = defaultdict(list)
@@ -453,8 +487,13 @@ def test_snips_valid_and_test_voices_follow_the_scale(sf_voices):
     from minisuperb.sentences import Grammar
 
     grammar = Grammar.load()
-    ctx = Context(out_dir=Path("/corpus"), scale=replace(SCALES["ci"], sf_voices=sf_voices), seed=0,
-                  grammar=grammar, prons=_pronunciations(grammar))
+    ctx = Context(
+        out_dir=Path("/corpus"),
+        scale=replace(SCALES["ci"], sf_voices=sf_voices),
+        seed=0,
+        grammar=grammar,
+        prons=_pronunciations(grammar),
+    )
     voice = {Path(j.path).name.split("-")[0]: j.render.voice for j in snips.plan(ctx).jobs}
     assert set(voice) == {v for vs in SNIPS_SPEAKERS.values() for v in vs}
     train_variants = {voice[v].split("+")[1] for v in SNIPS_SPEAKERS["train"]}

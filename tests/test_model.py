@@ -1,5 +1,6 @@
 """Properties of the EH-MAM encoder (upstream_ehmam config/attention/model): lengths, padding invariance,
 ALiBi, the student (visible-frames) path, layerdrop, initialisation and the exact Base parameter count."""
+
 import copy
 
 import pytest
@@ -93,7 +94,7 @@ def test_normalize_waveforms_per_utterance():
     assert padded.shape == (2, 1000) and lengths.tolist() == [1000, 300]
     for b, w in enumerate(waves):
         expected = (w - w.mean()) / (w.var(unbiased=False) + 1e-5).sqrt()
-        torch.testing.assert_close(padded[b, :len(w)], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(padded[b, : len(w)], expected, atol=1e-5, rtol=1e-5)
     assert abs(padded[0].var(unbiased=False).item() - 1) < 1e-3
     assert padded[1, 300:].abs().max().item() == 0
 
@@ -103,9 +104,9 @@ def test_normalize_waveforms_per_utterance():
 
 def test_alibi_slopes():
     """12 heads: 2^-1..2^-8 then 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5; powers of two are geometric."""
-    expected_12 = [2.0 ** -e for e in [1, 2, 3, 4, 5, 6, 7, 8, 0.5, 1.5, 2.5, 3.5]]
+    expected_12 = [2.0**-e for e in [1, 2, 3, 4, 5, 6, 7, 8, 0.5, 1.5, 2.5, 3.5]]
     torch.testing.assert_close(alibi_slopes(12), torch.tensor(expected_12), atol=0, rtol=1e-7)
-    torch.testing.assert_close(alibi_slopes(4), torch.tensor([2.0 ** -2, 2.0 ** -4, 2.0 ** -6, 2.0 ** -8]))
+    torch.testing.assert_close(alibi_slopes(4), torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]))
 
 
 def test_attention_bias_values_and_padding():
@@ -217,8 +218,13 @@ def test_alibi_scale_receives_gradient_in_student_path():
     """The learned per-head ALiBi scale is trained through the student path."""
     model = tiny_encoder(**no_dropout(layerdrop=0.0)).train()
     x = torch.randn(2, 16, 64)
-    out = model.context.forward_visible(x, torch.zeros(2, 16, dtype=torch.bool), torch.arange(16).expand(2, 16),
-                                        torch.tensor([16, 16]), torch.Generator().manual_seed(0))
+    out = model.context.forward_visible(
+        x,
+        torch.zeros(2, 16, dtype=torch.bool),
+        torch.arange(16).expand(2, 16),
+        torch.tensor([16, 16]),
+        torch.Generator().manual_seed(0),
+    )
     out.square().mean().backward()
     assert model.context.alibi_scale.grad is not None and model.context.alibi_scale.grad.abs().sum() > 0
 
@@ -294,7 +300,7 @@ def test_init_weights_follows_method():
     assert block.norm1.weight.eq(1).all() and block.norm1.bias.eq(0).all()
     conv = model.local.convs[1]  # fan_in = 32 * 3
     assert abs(conv.weight.std().item() - (2 / 96) ** 0.5) < 0.02
-    bound = 1 / 32 ** 0.5  # PyTorch default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    bound = 1 / 32**0.5  # PyTorch default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert model.local.proj.weight.abs().max() <= bound and model.local.proj.weight.std() > 0.1
     assert model.context.alibi_scale.eq(1).all()
     torch.manual_seed(1)
@@ -334,22 +340,25 @@ def test_truncate_layers():
             model.truncate_layers(bad)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"foo": 1}, "model.foo: unknown key"),
-    ({"num_heads": "12"}, "model.num_heads: expected int, found str"),
-    ({"num_layers": 2.0}, "model.num_layers: expected int, found float"),
-    ({"embed_dim": True}, "model.embed_dim: expected int, found bool"),
-    ({"dropout": "0.1"}, "model.dropout: expected float, found str"),
-    ({"num_heads": 5}, "model.num_heads: must divide"),
-    ({"pos_conv_groups": 5}, "model.pos_conv_groups: must divide"),
-    ({"attention_dropout": 1.0}, "model.attention_dropout: must be in"),
-    ({"layerdrop": -0.1}, "model.layerdrop: must be in"),
-    ({"ffn_dim": 0}, "model.ffn_dim: must be positive"),
-    ({"pos_conv_kernel": 18}, "model.pos_conv_kernel: must be odd"),
-    ({"conv_layers": [[512, 10]]}, "model.conv_layers: entry 0"),
-    ({"conv_layers": []}, "model.conv_layers"),
-    ({"layer_norm_eps": 0.0}, "model.layer_norm_eps: must be positive"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"foo": 1}, "model.foo: unknown key"),
+        ({"num_heads": "12"}, "model.num_heads: expected int, found str"),
+        ({"num_layers": 2.0}, "model.num_layers: expected int, found float"),
+        ({"embed_dim": True}, "model.embed_dim: expected int, found bool"),
+        ({"dropout": "0.1"}, "model.dropout: expected float, found str"),
+        ({"num_heads": 5}, "model.num_heads: must divide"),
+        ({"pos_conv_groups": 5}, "model.pos_conv_groups: must divide"),
+        ({"attention_dropout": 1.0}, "model.attention_dropout: must be in"),
+        ({"layerdrop": -0.1}, "model.layerdrop: must be in"),
+        ({"ffn_dim": 0}, "model.ffn_dim: must be positive"),
+        ({"pos_conv_kernel": 18}, "model.pos_conv_kernel: must be odd"),
+        ({"conv_layers": [[512, 10]]}, "model.conv_layers: entry 0"),
+        ({"conv_layers": []}, "model.conv_layers"),
+        ({"layer_norm_eps": 0.0}, "model.layer_norm_eps: must be positive"),
+    ],
+)
 def test_config_errors_name_the_key(overrides, key):
     """from_dict rejects unknown keys, wrong types and impossible values with '<where>.<key>: ...'."""
     with pytest.raises(ValueError, match=key.replace(".", r"\.", 1)):

@@ -55,8 +55,9 @@ def test_s3prl_asr_dataset_reads_our_csvs_and_dictionary(tmp_path):
     write_asr_bucket_csvs(root, ["train-clean-100"], tmp_path / "len_for_bucket")
     dictionary = Dictionary.load(str(CONFIG_DIR / "asr" / "char.dict"))
     assert len(dictionary.symbols) == 4 + 28  # fairseq's 4 specials + | A-Z '
-    dataset = SequenceDataset("train", 2, dictionary, str(root), str(tmp_path / "len_for_bucket"),
-                              train=["train-clean-100"])
+    dataset = SequenceDataset(
+        "train", 2, dictionary, str(root), str(tmp_path / "len_for_bucket"), train=["train-clean-100"]
+    )
     table = pd.read_csv(tmp_path / "len_for_bucket" / "train-clean-100.csv", index_col=0)
     # buckets of 2 in CSV order, each halved (> 2000 samples); s3prl drops the trailing single utterance
     assert dataset.X == [[path] for path in table.file_path[:4]]
@@ -75,8 +76,10 @@ def test_iemocap_meta_folds_labels_and_paths(tmp_path):
         assert test["labels"] == train["labels"] == ER_LABELS
         got = [(entry["path"].split("/")[-1][:-4], entry["label"]) for entry in test["meta_data"]]
         assert got == kept[session]
-        assert all((root / entry["path"]).is_file() and entry["path"].startswith(f"{session}/sentences/wav/")
-                   for entry in test["meta_data"])
+        assert all(
+            (root / entry["path"]).is_file() and entry["path"].startswith(f"{session}/sentences/wav/")
+            for entry in test["meta_data"]
+        )
         assert sorted(e["path"] for e in train["meta_data"]) == sorted(
             e["path"] for other in kept if other != session for e in _test_entries(tmp_path / "meta", other)
         )

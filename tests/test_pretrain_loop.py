@@ -1,4 +1,5 @@
 """The pretraining loop on a tiny model and a tiny synthetic corpus: it learns, checkpoints, and resumes exactly."""
+
 import json
 import logging
 import shutil
@@ -28,10 +29,22 @@ def manifest(harmonic_manifest: Path) -> Path:
 
 
 def _config(manifest: Path, out_dir: Path, *extra: str):
-    return load_config(ROOT / "pretrain" / "tiny.yaml", [
-        f"data.manifest={manifest}", f"run.out_dir={out_dir}", "optim.max_steps=12", "optim.warmup_steps=3",
-        "run.log_every=1", "run.save_every=6", "run.keep_checkpoints=5", "data.max_samples=32000",
-        "data.max_batch_samples=128000", "run.collapse_check_after=100000", *extra])
+    return load_config(
+        ROOT / "pretrain" / "tiny.yaml",
+        [
+            f"data.manifest={manifest}",
+            f"run.out_dir={out_dir}",
+            "optim.max_steps=12",
+            "optim.warmup_steps=3",
+            "run.log_every=1",
+            "run.save_every=6",
+            "run.keep_checkpoints=5",
+            "data.max_samples=32000",
+            "data.max_batch_samples=128000",
+            "run.collapse_check_after=100000",
+            *extra,
+        ],
+    )
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -121,8 +134,14 @@ def test_a_cnn_other_than_base_gets_its_own_frame_counts(manifest, tmp_path):
     """Host frame counts (masks, padding) follow config.model.conv_layers, not the Base stack: a 6-conv
     stack with a 400x total stride trains, and its masks are planned over its own frame count."""
     conv = "[[64,10,5],[64,3,2],[64,3,2],[64,3,2],[64,3,2],[64,5,5]]"
-    config = _config(manifest, tmp_path / "run", f"model.conv_layers={conv}", "optim.max_steps=2",
-                     "optim.warmup_steps=1", "mask.budget=exact")
+    config = _config(
+        manifest,
+        tmp_path / "run",
+        f"model.conv_layers={conv}",
+        "optim.max_steps=2",
+        "optim.warmup_steps=1",
+        "mask.budget=exact",
+    )
     train(config)
     records = _metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2]
@@ -132,8 +151,11 @@ def test_a_cnn_other_than_base_gets_its_own_frame_counts(manifest, tmp_path):
 def test_config_changes_name_every_differing_key():
     saved = {"optim": {"lr": 1e-3, "max_steps": 400}, "run": {"seed": 0}, "old": {"gone": 1}}
     current = {"optim": {"lr": 1e-3, "max_steps": 200, "eps": 1e-6}, "run": {"seed": 0}}
-    assert config_changes(saved, current) == [("optim.max_steps", 400, 200), ("optim.eps", None, 1e-6),
-                                              ("old.gone", 1, None)]
+    assert config_changes(saved, current) == [
+        ("optim.max_steps", 400, 200),
+        ("optim.eps", None, 1e-6),
+        ("old.gone", 1, None),
+    ]
     assert config_changes(current, current) == []
 
 

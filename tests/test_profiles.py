@@ -1,5 +1,6 @@
 """Downstream profiles (`run_downstream.py --profile cpu`): the rewrite into -o entries, the checks on
 profile files, and one end-to-end run: FBANK beats chance on KS under the cpu profile."""
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,22 @@ def test_profile_entries_reach_s3prls_config(profile, name, data_root):
 
 
 def test_user_overrides_win_over_the_profile(data_root):
-    argv = plan(["-m", "train", "-u", "fbank", "-d", "ks", "--data-root", str(data_root), "--profile", "cpu",
-                 "-o", "config.optimizer.lr=5e-5"]).argv
+    argv = plan(
+        [
+            "-m",
+            "train",
+            "-u",
+            "fbank",
+            "-d",
+            "ks",
+            "--data-root",
+            str(data_root),
+            "--profile",
+            "cpu",
+            "-o",
+            "config.optimizer.lr=5e-5",
+        ]
+    ).argv
     entries = overrides(argv)
     assert entries["config.optimizer.lr"] == "5e-5"
     assert list(entries).index("config.optimizer.lr") == len(entries) - 1
@@ -126,11 +141,29 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
     data = tmp_path / "data"
     minisuperb.generate(data, "demo", workers=2, corpora=["speech_commands"], progress=False)
     expdir = tmp_path / "ks"
-    run_downstream(["-m", "train", "-u", "fbank", "-d", "ks", "--profile", "cpu", "--cache-features",
-                    "--data-root", str(data), "--workers", "0", "-p", str(expdir)])
+    run_downstream(
+        [
+            "-m",
+            "train",
+            "-u",
+            "fbank",
+            "-d",
+            "ks",
+            "--profile",
+            "cpu",
+            "--cache-features",
+            "--data-root",
+            str(data),
+            "--workers",
+            "0",
+            "-p",
+            str(expdir),
+        ]
+    )
     steps = yaml.safe_load((tasks.PROFILE_DIR / "cpu.yaml").read_text())["ks"]["runner"]["total_steps"]
-    run_downstream(["-m", "evaluate", "-e", str(checkpoint_to_evaluate(expdir, steps)), "--data-root", str(data),
-                    "--workers", "0"])
+    run_downstream(
+        ["-m", "evaluate", "-e", str(checkpoint_to_evaluate(expdir, steps)), "--data-root", str(data), "--workers", "0"]
+    )
 
     counts = Counter(p.parent.name for p in (data / "speech_commands_test_set_v0.01").glob("*/*.wav"))
     assert len(counts) == 12 and sum(counts.values()) >= 267  # wide enough for +-6 points
@@ -165,10 +198,13 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
     runs += fbank
     assert [s.ok for s in stages] == [True]
     assert [(r.label, r.expdir.relative_to(tmp_path / "out")) for r in runs] == [
-        ("ks", Path("downstream/ks")), ("er_fold2", Path("downstream/er_fold2")),
+        ("ks", Path("downstream/ks")),
+        ("er_fold2", Path("downstream/er_fold2")),
         ("random init ks", Path("downstream/random_init/ks")),
         ("random init er_fold2", Path("downstream/random_init/er_fold2")),
-        ("fbank ks", Path("downstream/fbank/ks")), ("fbank er_fold2", Path("downstream/fbank/er_fold2"))]
+        ("fbank ks", Path("downstream/fbank/ks")),
+        ("fbank er_fold2", Path("downstream/fbank/er_fold2")),
+    ]
     assert [r.task for r in demo.slowest_first(runs)] == ["ks", "ks", "ks", "er", "er", "er"]
     argv = runs[4].train_argv(checkpoint, tmp_path, None)
     assert argv[:3] == ["-m", "train", "-u"] and argv[3] == "fbank" and "--profile" in argv and "-o" not in argv

@@ -1,5 +1,6 @@
 """results.recipe_search: the arms file is validated with errors naming the entry, and one tiny arm runs end to end
 with the ABX monitor, its row reading the monitor's first and last evaluations."""
+
 import csv
 
 import pytest
@@ -13,8 +14,10 @@ def test_read_arms_validates_every_entry(tmp_path):
     assert recipe_search.read_arms(path)[0].overrides == ("optim.lr=1e-3",)
     for text, message in [
         ("- {name: a, config: pretrain/nope.yaml}\n", r"arm 1 \(a\): 'config' must name a config file"),
-        ("- {name: a, config: pretrain/tiny.yaml}\n- {name: a, config: pretrain/tiny.yaml}\n",
-         r"arm 2: 'name' must be a unique"),
+        (
+            "- {name: a, config: pretrain/tiny.yaml}\n- {name: a, config: pretrain/tiny.yaml}\n",
+            r"arm 2: 'name' must be a unique",
+        ),
         ("- {name: a, config: pretrain/tiny.yaml, sets: []}\n", r"arm 1: unknown key 'sets'"),
         ("- {name: a, config: pretrain/tiny.yaml, set: [lr]}\n", r"'set' must be a list of section.key=value"),
         ("{}\n", r"expected a non-empty YAML list"),
@@ -27,11 +30,25 @@ def test_read_arms_validates_every_entry(tmp_path):
 @pytest.mark.slow
 def test_one_arm_end_to_end(minisuperb_ci, tmp_path):
     arms = tmp_path / "arms.yaml"
-    arms.write_text("- name: tiny\n  config: pretrain/tiny.yaml\n  about: smoke\n  set: [optim.max_steps=4, "
-                    "optim.warmup_steps=1, data.max_samples=32000, data.max_batch_samples=64000, run.log_every=1]\n")
+    arms.write_text(
+        "- name: tiny\n  config: pretrain/tiny.yaml\n  about: smoke\n  set: [optim.max_steps=4, "
+        "optim.warmup_steps=1, data.max_samples=32000, data.max_batch_samples=64000, run.log_every=1]\n"
+    )
     out = tmp_path / "out"
-    code = recipe_search.main(["--data", str(minisuperb_ci), "--arms", str(arms), "--runs", str(tmp_path / "runs"),
-                               "--out", str(out), "--eval-every", "2"])
+    code = recipe_search.main(
+        [
+            "--data",
+            str(minisuperb_ci),
+            "--arms",
+            str(arms),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--eval-every",
+            "2",
+        ]
+    )
     assert code == 0
     with (out / "search.csv").open() as f:
         (row,) = list(csv.DictReader(f))
@@ -41,8 +58,23 @@ def test_one_arm_end_to_end(minisuperb_ci, tmp_path):
     text = (out / "search.md").read_text()
     assert "| log-mel, normalised |" in text and "| tiny | 4 |" in text
     # a rerun reports the finished arm without training it again
-    assert recipe_search.main(["--data", str(minisuperb_ci), "--arms", str(arms), "--runs", str(tmp_path / "runs"),
-                               "--out", str(out), "--eval-every", "2"]) == 0
+    assert (
+        recipe_search.main(
+            [
+                "--data",
+                str(minisuperb_ci),
+                "--arms",
+                str(arms),
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(out),
+                "--eval-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert (out / "search.md").read_text() == text
 
 
@@ -54,15 +86,27 @@ def test_selector_scalars_are_second_half_means_and_seeds_are_grouped(tmp_path):
 
     run_dir = tmp_path / "arm"
     run_dir.mkdir()
-    records = [{"step": s, "loss": 1.0, "rec_loss": 1.0, "teacher_rho": 0.0 if s <= 50 else 0.4,
-                "teacher_span_rho": 0.5, "student_rho": 0.6, "masked_fraction": 0.38,
-                "hardness_lift": math.nan if s < 80 else (1.1 if s == 80 else 1.3)} for s in (10, 50, 60, 80, 100)]
+    records = [
+        {
+            "step": s,
+            "loss": 1.0,
+            "rec_loss": 1.0,
+            "teacher_rho": 0.0 if s <= 50 else 0.4,
+            "teacher_span_rho": 0.5,
+            "student_rho": 0.6,
+            "masked_fraction": 0.38,
+            "hardness_lift": math.nan if s < 80 else (1.1 if s == 80 else 1.3),
+        }
+        for s in (10, 50, 60, 80, 100)
+    ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     log = recipe_search.read_run(run_dir)
     assert log.updates == 100
     assert log.mechanism["teacher_rho"] == pytest.approx(0.4) and log.mechanism["hardness_lift"] == pytest.approx(1.2)
-    rows = [recipe_search.arm_row(recipe_search.Arm(name, "pretrain/tiny.yaml"), log, 1.0)
-            for name in ("sel-s0", "sel-s1", "other")]
+    rows = [
+        recipe_search.arm_row(recipe_search.Arm(name, "pretrain/tiny.yaml"), log, 1.0)
+        for name in ("sel-s0", "sel-s1", "other")
+    ]
     rows[1]["hardness_lift"] = 1.0
     lines = recipe_search.seed_means_table(rows)
     sel = next(line for line in lines if line.startswith("| sel |"))
@@ -80,8 +124,18 @@ def test_curves_bin_the_selector_scalars_and_list_every_abx_evaluation(tmp_path)
 
     run_dir = tmp_path / "arm"
     run_dir.mkdir()
-    dense = [{"step": s, "loss": 1.0, "rec_loss": float(s), "teacher_rho": 0.1, "teacher_span_rho": 0.2,
-              "student_rho": 0.5, "hardness_lift": math.nan if s <= 10 else 1.5} for s in range(1, 101)]
+    dense = [
+        {
+            "step": s,
+            "loss": 1.0,
+            "rec_loss": float(s),
+            "teacher_rho": 0.1,
+            "teacher_span_rho": 0.2,
+            "student_rho": 0.5,
+            "hardness_lift": math.nan if s <= 10 else 1.5,
+        }
+        for s in range(1, 101)
+    ]
     abx = [{"step": s, "abx": {"best_layer": 2, "best_within": 7.0, "best_across": 20.0 - s / 100}} for s in (0, 100)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dense + abx))
     rows = binned_means(dense)

@@ -1,5 +1,6 @@
 """superb.registry is the one list of the SUPERB tasks: the demo, the study, the tabulator, the layer-weight
 plot and run_downstream.py read their task names, headers, metrics and ER folds from it."""
+
 import argparse
 import re
 import subprocess
@@ -17,11 +18,19 @@ def test_the_seven_tasks_in_superb_order_with_their_headers():
     assert registry.TASK_NAMES == ("pr", "ks", "ic", "sid", "er", "asr", "sf")
     assert registry.TASK_LABELS == tuple(name.upper() for name in registry.TASK_NAMES)
     assert registry.TASK_HEADERS == {
-        "PR": "PR PER ↓", "KS": "KS acc ↑", "IC": "IC acc ↑", "SID": "SID acc ↑", "ER": "ER acc ↑",
-        "ASR": "ASR WER ↓ (no LM)", "SF": "SF F1 ↑ / CER ↓"}
+        "PR": "PR PER ↓",
+        "KS": "KS acc ↑",
+        "IC": "IC acc ↑",
+        "SID": "SID acc ↑",
+        "ER": "ER acc ↑",
+        "ASR": "ASR WER ↓ (no LM)",
+        "SF": "SF F1 ↑ / CER ↓",
+    }
     assert {key: m.header for key, m in registry.METRICS.items()} == {
         **{label: header for label, header in registry.TASK_HEADERS.items() if label != "SF"},
-        "SF": "SF F1 ↑", "SF_CER": "SF CER ↓"}
+        "SF": "SF F1 ↑",
+        "SF_CER": "SF CER ↓",
+    }
     assert registry.LOWER_IS_BETTER == {"PR", "ASR", "SF_CER"}
     assert registry.METRICS["KS"].better(60.0, 50.0) and registry.METRICS["ASR"].better(50.0, 60.0)
     assert sorted(registry.SLOWEST_FIRST) == sorted(registry.TASK_NAMES)

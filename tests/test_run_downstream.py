@@ -18,8 +18,15 @@ from superb.registry import CONFIG_DIR, EXPERT, TASKS
 from superb.tasks import parse_overrides, plan_argv
 
 REPO = Path(__file__).resolve().parent.parent
-S3PRL_NAMES = {"pr": "ctc", "asr": "asr", "ks": "speech_commands", "ic": "fluent_commands", "sid": "voxceleb1",
-               "er": "emotion", "sf": "ctc"}
+S3PRL_NAMES = {
+    "pr": "ctc",
+    "asr": "asr",
+    "ks": "speech_commands",
+    "ic": "fluent_commands",
+    "sid": "voxceleb1",
+    "er": "emotion",
+    "sf": "ctc",
+}
 
 
 def plan(argv, environ=None, cuda=False, cpu_count=2, **kwargs):
@@ -64,9 +71,30 @@ def test_overrides_evaluate_to_paths_in_s3prls_own_parser(data_root):
 def test_user_overrides_win_and_other_flags_pass_through_untouched(data_root):
     """A user's -o for the same key replaces ours and comes last; unrelated flags keep their order."""
     user_path = "config.downstream_expert.corpus.path='/elsewhere'"
-    argv = plan(["-m", "train", "-u", "fbank", "-k", "/ckpt.pt", "-f", "-s", "last_hidden_state", "-l", "3",
-                 "--seed", "7", "-a", "-d", "pr", "--data-root", str(data_root),
-                 "-o", user_path + ",,config.optimizer.lr=1.0e-3"]).argv
+    argv = plan(
+        [
+            "-m",
+            "train",
+            "-u",
+            "fbank",
+            "-k",
+            "/ckpt.pt",
+            "-f",
+            "-s",
+            "last_hidden_state",
+            "-l",
+            "3",
+            "--seed",
+            "7",
+            "-a",
+            "-d",
+            "pr",
+            "--data-root",
+            str(data_root),
+            "-o",
+            user_path + ",,config.optimizer.lr=1.0e-3",
+        ]
+    ).argv
     assert argv[:10] == ["-k", "/ckpt.pt", "-f", "-s", "last_hidden_state", "-l", "3", "--seed", "7", "-a"]
     assert "-n" not in argv or argv.index("-n") > 9
     entries = parse_overrides([flag(argv, "-o")])
@@ -89,8 +117,20 @@ def test_data_root_from_environment_and_missing_corpus_errors(data_root):
     (data_root / "LibriSpeech" / "librispeech-lexicon.txt").unlink()
     with pytest.raises(FileNotFoundError, match="openslr.org/11"):
         plan(["-m", "train", "-u", "fbank", "-d", "pr", "--data-root", str(data_root)])
-    lexicon_given = plan(["-m", "train", "-u", "fbank", "-d", "pr", "--data-root", str(data_root),
-                          "-o", f"{EXPERT}.corpus.lexicon=['/my/lexicon.txt']"]).argv
+    lexicon_given = plan(
+        [
+            "-m",
+            "train",
+            "-u",
+            "fbank",
+            "-d",
+            "pr",
+            "--data-root",
+            str(data_root),
+            "-o",
+            f"{EXPERT}.corpus.lexicon=['/my/lexicon.txt']",
+        ]
+    ).argv
     assert overrides(lexicon_given)[f"{EXPERT}.corpus.lexicon"] == "['/my/lexicon.txt']"
     with pytest.raises(ValueError, match="--data-root DIR or set \\$SUPERB_DATA"):
         plan(["-m", "train", "-u", "fbank", "-d", "ks"])
@@ -107,8 +147,15 @@ def test_device_expname_and_asr_split_defaults(data_root):
     assert "-n" not in plan(base + ["-p", "/x"]).argv and flag(plan(base + ["-n", "mine"]).argv, "-n") == "mine"
     asr = plan(["-m", "evaluate", "-u", "fbank", "-d", "asr", "--data-root", str(data_root)]).argv
     assert flag(asr, "-t") == "test-clean"
-    assert flag(plan(["-m", "evaluate", "-u", "fbank", "-d", "asr", "-t", "test-other", "--data-root",
-                      str(data_root)]).argv, "-t") == "test-other"
+    assert (
+        flag(
+            plan(
+                ["-m", "evaluate", "-u", "fbank", "-d", "asr", "-t", "test-other", "--data-root", str(data_root)]
+            ).argv,
+            "-t",
+        )
+        == "test-other"
+    )
 
 
 def test_default_expdir_with_old_checkpoints_is_refused(data_root, tmp_path, monkeypatch):
@@ -131,8 +178,10 @@ def test_er_fold_shorthand_override_and_variant(data_root):
     by_flag = plan(base + ["--fold", "3"]).argv
     assert overrides(by_flag)[f"{EXPERT}.datarc.test_fold"] == "'fold3'" and flag(by_flag, "-n") == "fbank_er_fold3"
     by_override = plan(base + ["-o", f"{EXPERT}.datarc.test_fold='fold2'"]).argv
-    assert (overrides(by_override)[f"{EXPERT}.datarc.test_fold"] == "'fold2'"
-            and flag(by_override, "-n") == "fbank_er_fold2")
+    assert (
+        overrides(by_override)[f"{EXPERT}.datarc.test_fold"] == "'fold2'"
+        and flag(by_override, "-n") == "fbank_er_fold2"
+    )
     assert overrides(plan(base + ["-v", "fold5"]).argv)[f"{EXPERT}.datarc.test_fold"] == "'fold5'"
     assert flag(plan(base).argv, "-n") == "fbank_er_fold1"
     with pytest.raises(ValueError, match="contradicts"):
@@ -146,14 +195,22 @@ def test_er_fold_shorthand_override_and_variant(data_root):
 def test_workers_option_and_evaluate_from_checkpoint(data_root):
     """--workers N sets every loader's num_workers; with -e the task comes from the checkpoint,
     no config or expname is added, and data paths still follow the data root."""
-    assert overrides(plan(["-m", "train", "-u", "fbank", "-d", "sf", "--workers", "0", "--data-root",
-                           str(data_root)]).argv)[f"{EXPERT}.corpus.num_workers"] == "0"
-    argv = plan(["-m", "evaluate", "-e", "/exp/dev-best.ckpt", "--data-root", str(data_root)],
-                checkpoint_task=lambda path: TASKS["sf"]).argv
+    assert (
+        overrides(
+            plan(["-m", "train", "-u", "fbank", "-d", "sf", "--workers", "0", "--data-root", str(data_root)]).argv
+        )[f"{EXPERT}.corpus.num_workers"]
+        == "0"
+    )
+    argv = plan(
+        ["-m", "evaluate", "-e", "/exp/dev-best.ckpt", "--data-root", str(data_root)],
+        checkpoint_task=lambda path: TASKS["sf"],
+    ).argv
     assert "-c" not in argv and "-n" not in argv and flag(argv, "-e") == "/exp/dev-best.ckpt"
     entries = overrides(argv)
-    assert (entries[f"{EXPERT}.corpus.path"] == repr(str(data_root / "SNIPS"))
-            and f"{EXPERT}.text.vocab_file" not in entries)
+    assert (
+        entries[f"{EXPERT}.corpus.path"] == repr(str(data_root / "SNIPS"))
+        and f"{EXPERT}.text.vocab_file" not in entries
+    )
 
 
 def test_task_is_read_from_an_s3prl_checkpoint(tmp_path):
@@ -255,8 +312,9 @@ def test_empty_train_loader_raises_instead_of_hanging():
         return DataLoader(list(range(3)), batch_size=batch_size, drop_last=True)
 
     checked = refuse_empty_train_loader(get_dataloader, "train")
-    with pytest.raises(ValueError,
-                       match=r"'train' dataloader has no batches \(3 items, batch_size 4, drop_last True\)") as caught:
+    with pytest.raises(
+        ValueError, match=r"'train' dataloader has no batches \(3 items, batch_size 4, drop_last True\)"
+    ) as caught:
         checked("train")
     assert raised_in(caught.value, PACKAGE_DIR)  # run_downstream.py prints it without a traceback
     assert len(checked("dev")) == 0 and len(checked("train", batch_size=2)) == 1
@@ -319,8 +377,10 @@ def test_register_upstreams_sets_hubconf_functions_on_s3prl_hub(tmp_path, monkey
         hub.register_upstreams("fake_upstream_pkg.broken")
 
 
-SMOKE = ("config.runner.total_steps=4,,config.runner.eval_step=2,,config.runner.save_step=2,,"
-         "config.runner.log_step=2,,config.runner.gradient_accumulate_steps=1,,config.downstream_expert.corpus.batch_size=2")
+SMOKE = (
+    "config.runner.total_steps=4,,config.runner.eval_step=2,,config.runner.save_step=2,,"
+    "config.runner.log_step=2,,config.runner.gradient_accumulate_steps=1,,config.downstream_expert.corpus.batch_size=2"
+)
 
 
 @pytest.mark.slow
@@ -335,8 +395,14 @@ def test_real_runner_pr_smoke_train_then_evaluate(tmp_path):
     env.pop("CUDA_VISIBLE_DEVICES", None)
 
     def run(*args):
-        done = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "run_downstream.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout + done.stderr
 

@@ -1,5 +1,6 @@
 """The hard-span selector and its measures: the hardness lift and span means on hand-made batches, and each
 `teacher` option reading the predictor copy and the input it names."""
+
 import math
 from pathlib import Path
 
@@ -19,9 +20,15 @@ def test_hardness_lift_of_a_known_plan_and_known_losses():
     """One row of 20 frames cut into 4 cells of 5 (offset 0): cell 2 has the highest predicted loss and is the hard
     span; the random score picks cell 0. Realised loss 3 in cell 2 and 1.5 in cell 0: lift 2. A second row with the
     hard cell 1 (loss 1) and random cell 3 (loss 4): lift 0.25. The batch's lift is the mean of the rows', 1.125."""
-    plan = GridMaskPlan(num_frames=20, span_length=5, num_spans=2, num_hard=1, num_cells=4,
-                        offsets=torch.tensor([0, 0]), cell_scores=torch.tensor([[0.9, 0.1, 0.5, 0.2],
-                                                                               [0.1, 0.2, 0.3, 0.9]]))
+    plan = GridMaskPlan(
+        num_frames=20,
+        span_length=5,
+        num_spans=2,
+        num_hard=1,
+        num_cells=4,
+        offsets=torch.tensor([0, 0]),
+        cell_scores=torch.tensor([[0.9, 0.1, 0.5, 0.2], [0.1, 0.2, 0.3, 0.9]]),
+    )
     predicted = torch.zeros(2, 20)
     predicted[0, 10:15] = 1.0
     predicted[1, 5:10] = 1.0
@@ -72,8 +79,9 @@ def test_predictor_ema_decay_names_the_copy_the_teacher_reads(own_decay, expecte
     for t, old, s in zip(model.teacher.predictor.parameters(), predictor_before, model.predictor.parameters()):
         torch.testing.assert_close(t, expected * old + (1 - expected) * s)
     if own_decay == 0.0:
-        assert all(torch.equal(t, s)
-                   for t, s in zip(model.teacher.predictor.parameters(), model.predictor.parameters()))
+        assert all(
+            torch.equal(t, s) for t, s in zip(model.teacher.predictor.parameters(), model.predictor.parameters())
+        )
 
 
 @pytest.mark.parametrize("on_targets", [True, False])
@@ -100,12 +108,15 @@ def test_a_step_logs_the_lift_and_the_span_rho():
         assert -1 <= out.teacher_span_rho.item() <= 1 and -1 <= out.student_span_rho.item() <= 1
 
 
-@pytest.mark.parametrize("override, message", [
-    ("teacher.predictor_ema_decay=1.5", "teacher.predictor_ema_decay: must be null or in \\[0, 1\\)"),
-    ("teacher.predictor_ema_decay=fast", "teacher.predictor_ema_decay: expected float"),
-    ("mask.budget=fairseq", "mask.budget: must be one of overlapping, exact"),
-    ("teacher.predictor_input=targets", "release.predictor_on_targets: true restores"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("teacher.predictor_ema_decay=1.5", "teacher.predictor_ema_decay: must be null or in \\[0, 1\\)"),
+        ("teacher.predictor_ema_decay=fast", "teacher.predictor_ema_decay: expected float"),
+        ("mask.budget=fairseq", "mask.budget: must be one of overlapping, exact"),
+        ("teacher.predictor_input=targets", "release.predictor_on_targets: true restores"),
+    ],
+)
 def test_selector_and_budget_settings_are_checked_by_name(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(ROOT / "pretrain" / "tiny.yaml", [override])

@@ -1,5 +1,6 @@
 """results.study: the arms' commands, the numbers read from an arm's run dir, and the report built from
 fabricated per-run scores (means, spreads and the sentences derived from them)."""
+
 import json
 import math
 from pathlib import Path
@@ -35,8 +36,10 @@ def test_pretrain_argv_equal_budget_per_arm(tmp_path):
     """Every pretrained arm runs the same config, updates, warm-up and seed; only its own overrides differ."""
     conditions = study_run.default_conditions()
     config, manifest = REPO / "pretrain" / "tiny.yaml", tmp_path / "train.tsv"
-    argvs = {name: study_run.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
-             for name in ("ehmam", "random_mask", "no_aux")}
+    argvs = {
+        name: study_run.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
+        for name in ("ehmam", "random_mask", "no_aux")
+    }
 
     def sets(argv):
         return [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
@@ -45,10 +48,15 @@ def test_pretrain_argv_equal_budget_per_arm(tmp_path):
     for name, argv in argvs.items():
         assert argv[0] == str(REPO / "pretrain" / "run.py") and argv[1:3] == ["--config", str(config)]
         assert all(s in sets(argv) for s in common) and f"run.out_dir={tmp_path / name}" in sets(argv)
-    extra = {name: [s for s in sets(argv) if s not in common and not s.startswith("run.out_dir")]
-             for name, argv in argvs.items()}
-    assert extra == {"ehmam": [], "random_mask": ["curriculum.mode=none", "loss.aux_weight=0.0"],
-                     "no_aux": ["loss.aux_weight=0.0"]}
+    extra = {
+        name: [s for s in sets(argv) if s not in common and not s.startswith("run.out_dir")]
+        for name, argv in argvs.items()
+    }
+    assert extra == {
+        "ehmam": [],
+        "random_mask": ["curriculum.mode=none", "loss.aux_weight=0.0"],
+        "no_aux": ["loss.aux_weight=0.0"],
+    }
 
 
 def test_downstream_argv_per_arm(tmp_path):
@@ -59,16 +67,37 @@ def test_downstream_argv_per_arm(tmp_path):
     runs = study_run.plan_study_runs(conditions["ehmam"], 1, ["ks", "er"], [1, 3], tmp_path / "ds")
     assert [r.label for r in runs] == ["ks", "er_fold1", "er_fold3"]
     argv = runs[0].train_argv(ckpt, data, 60)
-    assert argv == ["-m", "train", "-u", "ehmam", "-k", str(ckpt), "-d", "ks", "--data-root", str(data),
-                    "--workers", "0", "--cache-features", "-p", str(tmp_path / "ds" / "ks"),
-                    "-o", short_run_override("ks", 60),
-                    "--seed", "1"]
+    assert argv == [
+        "-m",
+        "train",
+        "-u",
+        "ehmam",
+        "-k",
+        str(ckpt),
+        "-d",
+        "ks",
+        "--data-root",
+        str(data),
+        "--workers",
+        "0",
+        "--cache-features",
+        "-p",
+        str(tmp_path / "ds" / "ks"),
+        "-o",
+        short_run_override("ks", 60),
+        "--seed",
+        "1",
+    ]
     assert runs[2].train_argv(ckpt, data, 60)[-4:] == ["--fold", "3", "--seed", "1"]
     fbank = study_run.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0].train_argv(None, data, 9)
     assert fbank[:4] == ["-m", "train", "-u", "fbank"] and "-k" not in fbank and "ehmam" not in fbank
     assert fbank[fbank.index("-d") + 1] == "pr" and fbank[-2:] == ["--seed", "0"]
-    assert runs[0].evaluate_argv(tmp_path / "dev-best.ckpt", data)[:4] == ["-m", "evaluate", "-e",
-                                                                          str(tmp_path / "dev-best.ckpt")]
+    assert runs[0].evaluate_argv(tmp_path / "dev-best.ckpt", data)[:4] == [
+        "-m",
+        "evaluate",
+        "-e",
+        str(tmp_path / "dev-best.ckpt"),
+    ]
 
 
 def test_export_random_init_is_seeded_and_leaves_global_rng(tmp_path):
@@ -110,8 +139,12 @@ def test_task_steps_give_named_tasks_their_own_count():
     assert steps == {"pr": 300, "ks": 2000, "ic": 1500, "sid": 300, "er": 300, "asr": 300, "sf": 300}
     assert describe_task_steps(steps) == "300 updates per task (KS 2000, IC 1500)"
     assert describe_task_steps(steps, ["ks", "ic"]) == "1500 updates per task (KS 2000)"  # a tie: the smaller
-    for bad, message in (("ks=5", "lacks the count"), ("60,wav=3", "unknown task 'wav'"), ("60,ks=0", "'ks=0'"),
-                         ("sixty", "'sixty'")):
+    for bad, message in (
+        ("ks=5", "lacks the count"),
+        ("60,wav=3", "unknown task 'wav'"),
+        ("60,ks=0", "'ks=0'"),
+        ("sixty", "'sixty'"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse_task_steps(bad)
 
@@ -121,8 +154,10 @@ def test_task_steps_give_named_tasks_their_own_count():
 
 def test_training_totals_weight_each_record_by_its_step_gap():
     """updates = last step; audio and time sum sec_per_step x audio_sec_per_sec over the steps each record covers."""
-    records = [{"step": 1, "sec_per_step": 0.5, "audio_sec_per_sec": 20.0},
-               {"step": 11, "sec_per_step": 0.4, "audio_sec_per_sec": 25.0}]
+    records = [
+        {"step": 1, "sec_per_step": 0.5, "audio_sec_per_sec": 20.0},
+        {"step": 11, "sec_per_step": 0.4, "audio_sec_per_sec": 25.0},
+    ]
     updates, audio, seconds = study_collect.training_totals(records)
     assert updates == 11
     assert audio == pytest.approx(1 * 0.5 * 20 + 10 * 0.4 * 25)
@@ -131,13 +166,20 @@ def test_training_totals_weight_each_record_by_its_step_gap():
 
 def test_rho_measured_follows_the_config():
     """student rho needs the ranking loss; teacher rho needs the predictor (curriculum or ranking loss)."""
+
     def measured(student: bool, teacher: bool) -> dict:
-        return {"student_rho": student, "student_span_rho": student, "teacher_rho": teacher,
-                "teacher_span_rho": teacher}
+        return {
+            "student_rho": student,
+            "student_span_rho": student,
+            "teacher_rho": teacher,
+            "teacher_span_rho": teacher,
+        }
+
     assert study_collect.rho_measured({}) == measured(True, True)
     assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}}) == measured(False, True)
     assert study_collect.rho_measured({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}) == measured(
-        False, False)
+        False, False
+    )
 
 
 def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
@@ -145,15 +187,33 @@ def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
     cdir = study_run.condition_dir(tmp_path, "random_mask", 2)
     (cdir / "pretrain").mkdir(parents=True)
     (cdir / "layerwise").mkdir()
-    records = [{"step": s, "sec_per_step": 1.0, "audio_sec_per_sec": 10.0, "teacher_rho": 0.0, "student_rho": 0.0,
-                "masked_fraction": 0.48, "alpha": 0.0} for s in (1, 10)]
+    records = [
+        {
+            "step": s,
+            "sec_per_step": 1.0,
+            "audio_sec_per_sec": 10.0,
+            "teacher_rho": 0.0,
+            "student_rho": 0.0,
+            "masked_fraction": 0.48,
+            "alpha": 0.0,
+        }
+        for s in (1, 10)
+    ]
     (cdir / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (cdir / "pretrain" / "config.yaml").write_text(yaml.safe_dump(
-        {"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}}))
+    (cdir / "pretrain" / "config.yaml").write_text(
+        yaml.safe_dump({"loss": {"aux_weight": 0.0}, "curriculum": {"mode": "none"}})
+    )
     (cdir / "layerwise" / "layerwise.csv").write_text(
-        "layer,probe,metric,value,n_train,n_test\n0,phone,frame_accuracy,0.25,10,5\n1,phone,frame_accuracy,0.5,10,5\n")
-    (cdir / "condition.json").write_text(json.dumps({"wall_s": {"pretrain": 12.0, "downstream": 30.0},
-                                                     "stages": [{"name": "ks train", "ok": False, "detail": "boom"}]}))
+        "layer,probe,metric,value,n_train,n_test\n0,phone,frame_accuracy,0.25,10,5\n1,phone,frame_accuracy,0.5,10,5\n"
+    )
+    (cdir / "condition.json").write_text(
+        json.dumps(
+            {
+                "wall_s": {"pretrain": 12.0, "downstream": 30.0},
+                "stages": [{"name": "ks train", "ok": False, "detail": "boom"}],
+            }
+        )
+    )
     arm = study_collect.collect_arm(tmp_path, "random_mask", 2)
     assert (arm.updates, arm.audio_seconds, arm.train_seconds) == (10, 100.0, 10.0)
     assert not any(arm.rho_measured.values())
@@ -169,10 +229,26 @@ def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
 def arms_fixture() -> list:
     """Two seeds of EH-MAM and random masking, one of FBANK, with known scores."""
     scores = {
-        ("ehmam", 0): {"PR": 40.0, "KS": 80.0, "IC": 50.0, "SID": 20.0, "ER": 40.0, "ASR": 90.0, "SF": 30.0,
-                       "SF_CER": 60.0},
-        ("ehmam", 1): {"PR": 44.0, "KS": 90.0, "IC": 50.0, "SID": 22.0, "ER": 44.0, "ASR": 96.0, "SF": 34.0,
-                       "SF_CER": 62.0},
+        ("ehmam", 0): {
+            "PR": 40.0,
+            "KS": 80.0,
+            "IC": 50.0,
+            "SID": 20.0,
+            "ER": 40.0,
+            "ASR": 90.0,
+            "SF": 30.0,
+            "SF_CER": 60.0,
+        },
+        ("ehmam", 1): {
+            "PR": 44.0,
+            "KS": 90.0,
+            "IC": 50.0,
+            "SID": 22.0,
+            "ER": 44.0,
+            "ASR": 96.0,
+            "SF": 34.0,
+            "SF_CER": 62.0,
+        },
         ("random_mask", 0): {"PR": 50.0, "KS": 70.0, "IC": 50.0, "SID": 30.0, "ER": 41.0, "ASR": 95.0, "SF": 20.0},
         ("random_mask", 1): {"PR": 52.0, "KS": 75.0, "IC": 50.0, "SID": 34.0, "ER": 45.0, "ASR": 93.0, "SF": 22.0},
         ("fbank", 0): {"KS": 60.0},
@@ -182,15 +258,27 @@ def arms_fixture() -> list:
         arm = study_collect.ArmResult(condition, seed, scores=values)
         if condition != "fbank":
             measured = condition == "ehmam"
-            arm.rho_measured = {key: measured for key in ("student_rho", "student_span_rho", "teacher_rho",
-                                                          "teacher_span_rho")}
-            arm.training = [{"step": s, "teacher_rho": 0.1 * s / 100 + 0.1 * seed, "student_rho": 0.2,
-                             "teacher_span_rho": 0.3 if measured else math.nan, "student_span_rho": 0.25,
-                             "hardness_lift": 1.2 if measured and s > 1 else math.nan,  # NaN: alpha 0, no predictor
-                             "masked_fraction": 0.5 - 0.001 * s, "alpha": s / 100} for s in (1, 50, 100)]
+            arm.rho_measured = {
+                key: measured for key in ("student_rho", "student_span_rho", "teacher_rho", "teacher_span_rho")
+            }
+            arm.training = [
+                {
+                    "step": s,
+                    "teacher_rho": 0.1 * s / 100 + 0.1 * seed,
+                    "student_rho": 0.2,
+                    "teacher_span_rho": 0.3 if measured else math.nan,
+                    "student_span_rho": 0.25,
+                    "hardness_lift": 1.2 if measured and s > 1 else math.nan,  # NaN: alpha 0, no predictor
+                    "masked_fraction": 0.5 - 0.001 * s,
+                    "alpha": s / 100,
+                }
+                for s in (1, 50, 100)
+            ]
             arm.updates, arm.audio_seconds, arm.train_seconds = 100, 1000.0 + seed, 50.0
-            arm.layerwise = [{"layer": layer, "probe": "phone", "value": v + 0.01 * seed}
-                             for layer, v in enumerate((0.2, 0.4, 0.3) if measured else (0.2, 0.25, 0.35))]
+            arm.layerwise = [
+                {"layer": layer, "probe": "phone", "value": v + 0.01 * seed}
+                for layer, v in enumerate((0.2, 0.4, 0.3) if measured else (0.2, 0.25, 0.35))
+            ]
         arms.append(arm)
     return arms
 
@@ -216,8 +304,10 @@ def test_compare_respects_direction_and_seed_spread():
     assert result.clear_wins == ("PR", "KS", "SF") and result.clear_losses == ("SID",)
     assert result.compared == 7 and result.seeds == 2
     sentence = study_report.comparison_sentence("EH-MAM", "random masking", result)
-    assert sentence.startswith("EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF); "
-                               "random masking is better on 2 and they tie on 1.")
+    assert sentence.startswith(
+        "EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF); "
+        "random masking is better on 2 and they tie on 1."
+    )
     assert "EH-MAM on 3, random masking on 1." in sentence
     one_seed = study_report.comparison_sentence("A", "B", study_report.compare(summaries["ehmam"], summaries["fbank"]))
     assert one_seed.startswith("A beats B on 1 of 1 tasks (one seed: KS)") and "no spread" in one_seed
@@ -229,16 +319,25 @@ def test_compare_respects_direction_and_seed_spread():
 def test_build_report_states_the_numbers():
     """study.md carries the command, seeds, compute, the score table with spreads, the derived sentences,
     the training table (n/a where an arm measured nothing) and the layer-wise table."""
-    meta = study_report.StudyMeta(command="python -m results.study --seeds 0,1", seeds=[0, 1],
-                           conditions=["ehmam", "random_mask", "fbank"], labels=LABELS,
-                           about={"ehmam": "as is"}, data="/data", scale="mini-SUPERB synthetic, scale ci", steps=100,
-                           task_steps=parse_task_steps("60,ks=500"), er_folds=[1, 2],
-                           pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"})
+    meta = study_report.StudyMeta(
+        command="python -m results.study --seeds 0,1",
+        seeds=[0, 1],
+        conditions=["ehmam", "random_mask", "fbank"],
+        labels=LABELS,
+        about={"ehmam": "as is"},
+        data="/data",
+        scale="mini-SUPERB synthetic, scale ci",
+        steps=100,
+        task_steps=parse_task_steps("60,ks=500"),
+        er_folds=[1, 2],
+        pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"},
+    )
     report = study_report.build_report(meta, arms_fixture())
     assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
-    assert ("Downstream: PR, KS, IC, SID, ER, ASR, SF; official configs, 60 updates per task (KS 500) (ER: folds 1, 2 "
-            "of 5)") in report
+    assert (
+        "Downstream: PR, KS, IC, SID, ER, ASR, SF; official configs, 60 updates per task (KS 500) (ER: folds 1, 2 of 5)"
+    ) in report
     assert "- EH-MAM beats random masking on 4 of 7 tasks (mean over 2 seeds: PR, KS, ASR, SF)" in report
     assert "- EH-MAM beats FBANK on 1 of 1 tasks (one seed: KS)" in report
     assert "| EH-MAM | 42.00 ± 2.83 [40.00, 44.00] | 85.00 ± 7.07 [80.00, 90.00] |" in report
@@ -263,11 +362,14 @@ def test_report_sentences_follow_the_numbers_either_way():
             arm.condition = "random_mask"
         elif arm.condition == "random_mask":
             arm.condition = "ehmam"
-    meta = study_report.StudyMeta("cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1,
-                           parse_task_steps("1"))
+    meta = study_report.StudyMeta(
+        "cmd", [0, 1], ["ehmam", "random_mask"], LABELS, {}, "/d", "real corpora", 1, parse_task_steps("1")
+    )
     report = study_report.build_report(meta, arms)
-    assert "- EH-MAM beats random masking on 2 of 7 tasks (mean over 2 seeds: SID, ER); random masking is " \
-           "better on 4 and they tie on 1." in report
+    assert (
+        "- EH-MAM beats random masking on 2 of 7 tasks (mean over 2 seeds: SID, ER); random masking is "
+        "better on 4 and they tie on 1." in report
+    )
     assert "Synthetic" not in report
 
 
@@ -283,10 +385,21 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
     cdir = study_run.condition_dir(tmp_path, "ehmam", 0)
     (cdir / "layerwise").mkdir(parents=True)
     (cdir / "layerwise" / "layerwise.csv").write_text(
-        "layer,probe,metric,value,n_train,n_test\n0,speaker,accuracy,0.5,4,4\n1,speaker,accuracy,0.75,4,4\n")
-    (tmp_path / "study.json").write_text(json.dumps({
-        "command": "python -m results.study --seeds 0", "seeds": [0], "conditions": ["ehmam"], "steps": 5,
-        "task_steps": 2, "data": str(tmp_path / "nodata"), "pretrain_config": str(REPO / "pretrain" / "tiny.yaml")}))
+        "layer,probe,metric,value,n_train,n_test\n0,speaker,accuracy,0.5,4,4\n1,speaker,accuracy,0.75,4,4\n"
+    )
+    (tmp_path / "study.json").write_text(
+        json.dumps(
+            {
+                "command": "python -m results.study --seeds 0",
+                "seeds": [0],
+                "conditions": ["ehmam"],
+                "steps": 5,
+                "task_steps": 2,
+                "data": str(tmp_path / "nodata"),
+                "pretrain_config": str(REPO / "pretrain" / "tiny.yaml"),
+            }
+        )
+    )
     assert study.main(["--out", str(tmp_path), "--report-only"]) == 0
     report = (tmp_path / "study.md").read_text()
     assert "Command: `python -m results.study --seeds 0`" in report and "| EH-MAM | 1 (0.750) / 0.750 |" in report
@@ -296,23 +409,44 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
 
 
 def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
-    meta = study_report.StudyMeta(command="python -m results.study", seeds=[0, 1], conditions=["ehmam", "fbank"],
-                           labels=LABELS, about={}, data="runs/corpora/demo", scale="mini-SUPERB synthetic, scale demo",
-                           steps=1000, task_steps=None, er_folds=[1, 2, 3, 4, 5], profile="cpu")
+    meta = study_report.StudyMeta(
+        command="python -m results.study",
+        seeds=[0, 1],
+        conditions=["ehmam", "fbank"],
+        labels=LABELS,
+        about={},
+        data="runs/corpora/demo",
+        scale="mini-SUPERB synthetic, scale demo",
+        steps=1000,
+        task_steps=None,
+        er_folds=[1, 2, 3, 4, 5],
+        profile="cpu",
+    )
     arms = arms_fixture()
     fbank = next(a for a in arms if a.condition == "fbank")
     fbank.cells = {"KS": "60.00 (54.1–65.6; chance 21.4)"}
     report = study_report.build_report(meta, arms)
-    assert ("Downstream: PR, KS, IC, SID, ER, ASR, SF; profile cpu, the profile's schedule (ER: all five folds, "
-            "averaged)") in report
+    assert (
+        "Downstream: PR, KS, IC, SID, ER, ASR, SF; profile cpu, the profile's schedule (ER: all five folds, averaged)"
+    ) in report
     assert "| FBANK | 0 | missing | 60.00 (54.1–65.6; chance 21.4) | missing |" in report
 
 
 def test_a_study_of_some_tasks_reports_only_those():
     """A study of PR and KS: its tables have those two columns, its comparisons count two tasks, no ER text."""
-    meta = study_report.StudyMeta(command="python -m results.study --tasks pr,ks", seeds=[0, 1],
-                                  conditions=["ehmam", "random_mask"], labels=LABELS, about={}, data="d",
-                                  scale="real corpora", steps=10, task_steps=None, profile="cpu", tasks=["ks", "pr"])
+    meta = study_report.StudyMeta(
+        command="python -m results.study --tasks pr,ks",
+        seeds=[0, 1],
+        conditions=["ehmam", "random_mask"],
+        labels=LABELS,
+        about={},
+        data="d",
+        scale="real corpora",
+        steps=10,
+        task_steps=None,
+        profile="cpu",
+        tasks=["ks", "pr"],
+    )
     report = study_report.build_report(meta, arms_fixture())
     assert "| condition | PR PER ↓ | KS acc ↑ |\n" in report and "ASR WER" not in report
     assert "Downstream: PR, KS; profile cpu, the profile's schedule, s3prl" in report and "ER:" not in report

@@ -4,6 +4,7 @@ few steps and evaluated through s3prl's own runner with `-u ehmam -k <that check
 One `python -m results.demo` subprocess does the whole pipeline once for this module (about a minute on 2 cores);
 the tests below check each task's evaluation and table cell. ASR is also run exactly as a user types it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,10 +38,29 @@ def _env(tmp: Path) -> dict[str, str]:
 def demo(minisuperb_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
-        [sys.executable, "-m", "results.demo", "--out", str(out), "--data", str(minisuperb_ci),
-         "--pretrain-steps", str(PRETRAIN_STEPS), "--task-steps", str(TASK_STEPS), "--profile", "none",
-         "--baselines", "none"],
-        cwd=REPO, env=_env(out), capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "results.demo",
+            "--out",
+            str(out),
+            "--data",
+            str(minisuperb_ci),
+            "--pretrain-steps",
+            str(PRETRAIN_STEPS),
+            "--task-steps",
+            str(TASK_STEPS),
+            "--profile",
+            "none",
+            "--baselines",
+            "none",
+        ],
+        cwd=REPO,
+        env=_env(out),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     (out / "demo.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return out
@@ -67,10 +87,23 @@ def expected_test_items(corpus: Path, task: str) -> int | None:
     return None  # ER: the fold's session after label mapping; checked against its truth file instead
 
 
-PREDICTION_FILES = {"pr": "test-hyp.ark", "asr": "test-clean-noLM-hyp.ark", "sf": "test-hyp.ark",
-                    "ks": "test_predict.txt", "ic": "test_predict.csv", "sid": "test_predict.txt"}
-TABLE_COLUMNS = {"pr": "PR PER ↓", "ks": "KS acc ↑", "ic": "IC acc ↑", "sid": "SID acc ↑", "er": "ER acc ↑",
-                 "asr": "ASR WER ↓ (no LM)", "sf": "SF F1 ↑ / CER ↓"}
+PREDICTION_FILES = {
+    "pr": "test-hyp.ark",
+    "asr": "test-clean-noLM-hyp.ark",
+    "sf": "test-hyp.ark",
+    "ks": "test_predict.txt",
+    "ic": "test_predict.csv",
+    "sid": "test_predict.txt",
+}
+TABLE_COLUMNS = {
+    "pr": "PR PER ↓",
+    "ks": "KS acc ↑",
+    "ic": "IC acc ↑",
+    "sid": "SID acc ↑",
+    "er": "ER acc ↑",
+    "asr": "ASR WER ↓ (no LM)",
+    "sf": "SF F1 ↑ / CER ↓",
+}
 
 
 def read_table_row(demo: Path) -> dict[str, str]:
@@ -125,13 +158,33 @@ def test_asr_as_a_user_types_it(demo, minisuperb_ci, tmp_path):
     expdir = tmp_path / "asr"
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "run_downstream.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         return done.stdout + done.stderr
 
-    run("-m", "train", "-u", "ehmam", "-k", str(demo / "pretrain" / "last.pt"), "-d", "asr", "--workers", "0",
-        "-p", str(expdir), "-o", short_run_override("asr", TASK_STEPS))
+    run(
+        "-m",
+        "train",
+        "-u",
+        "ehmam",
+        "-k",
+        str(demo / "pretrain" / "last.pt"),
+        "-d",
+        "asr",
+        "--workers",
+        "0",
+        "-p",
+        str(expdir),
+        "-o",
+        short_run_override("asr", TASK_STEPS),
+    )
     output = run("-m", "evaluate", "-e", str(expdir / f"states-{TASK_STEPS}.ckpt"))
     assert "test-clean" in output
     hyp = _lines(expdir / "test-clean-noLM-hyp.ark")

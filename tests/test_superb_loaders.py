@@ -26,10 +26,17 @@ def libri(tmp_path_factory) -> Path:
     return root
 
 
-def libriphone(root: Path, bucket_size: int = 1, split: str = "train-clean-100", lexicon=None,
-               **extra) -> LibriPhoneDataset:
-    return LibriPhoneDataset([split], PHONES, bucket_size, path=str(root),
-                             lexicon=lexicon or [str(root / "librispeech-lexicon.txt")], **extra)
+def libriphone(
+    root: Path, bucket_size: int = 1, split: str = "train-clean-100", lexicon=None, **extra
+) -> LibriPhoneDataset:
+    return LibriPhoneDataset(
+        [split],
+        PHONES,
+        bucket_size,
+        path=str(root),
+        lexicon=lexicon or [str(root / "librispeech-lexicon.txt")],
+        **extra,
+    )
 
 
 def test_libriphone_targets_are_lexicon_phones_sorted_longest_first(libri):
@@ -115,8 +122,9 @@ def test_snips_filters_by_split_speakers_and_transcripts(tmp_path):
     """Only wavs whose id is in all.iob.snips.txt and starts with a listed voice are used."""
     make_snips(tmp_path, SNIPS_VOICES, per_speaker=2)
     write_noise(tmp_path / "train" / "Ivy-snips-train-99.wav", 800, seed=0)  # not in the transcripts
-    dataset = SnipsDataset(["train"], slot_tokenizer(tmp_path), 1, path=str(tmp_path),
-                           train_speakers=["Ivy", "Joanna"], num_workers=0)
+    dataset = SnipsDataset(
+        ["train"], slot_tokenizer(tmp_path), 1, path=str(tmp_path), train_speakers=["Ivy", "Joanna"], num_workers=0
+    )
     voices = sorted({Path(audio).stem.split("-")[0] for audio, _ in dataset.items})
     assert voices == ["Ivy", "Joanna"] and len(dataset) == 4
 
@@ -169,8 +177,14 @@ def test_ctc_num_workers_fix_keeps_the_corpus_dict(libri, monkeypatch):
     monkeypatch.setattr(torchaudio, "load", compat.load_with_soundfile)
     runner_fixes.graft_ctc_corpus()
     corpus = {
-        "name": "libriphone", "path": str(libri), "lexicon": [str(libri / "librispeech-lexicon.txt")],
-        "train": ["train-clean-100"], "dev": ["dev-clean"], "bucketing": True, "batch_size": 2, "num_workers": 0,
+        "name": "libriphone",
+        "path": str(libri),
+        "lexicon": [str(libri / "librispeech-lexicon.txt")],
+        "train": ["train-clean-100"],
+        "dev": ["dev-clean"],
+        "bucketing": True,
+        "batch_size": 2,
+        "num_workers": 0,
     }
     buggy = dict(corpus)
     data.load_dataset("dev", PHONES, buggy)

@@ -1,4 +1,5 @@
 """results.tabulate / results.scores on fake s3prl run directories whose scores are computed by hand."""
+
 from __future__ import annotations
 
 import csv
@@ -13,23 +14,48 @@ from results.baselines import DEFAULT_BASELINES, PUBLISHED
 
 TRAIN_TAG, EVAL_TAG = "2025-01-01-10-00-00", "2025-01-01-12-00-00"
 CTC_CORPUS = {"PR": "libriphone", "SF": "snips"}
-DOWNSTREAM = {"PR": "ctc", "SF": "ctc", "ASR": "asr", "KS": "speech_commands",
-              "IC": "fluent_commands", "SID": "voxceleb1", "ER": "emotion"}
+DOWNSTREAM = {
+    "PR": "ctc",
+    "SF": "ctc",
+    "ASR": "asr",
+    "KS": "speech_commands",
+    "IC": "fluent_commands",
+    "SID": "voxceleb1",
+    "ER": "emotion",
+}
 
 
 def write_yaml(path: Path, data: dict) -> None:
     path.write_text(yaml.dump(data))
 
 
-def write_invocation(run_dir: Path, task: str, mode: str, tag: str, *, upstream="ehmam",
-                     ckpt="/ckpts/ehmam_base.pt", lr=1e-4, fold=None, ckpt_name="dev-best.ckpt",
-                     trained_in: Path | None = None):
+def write_invocation(
+    run_dir: Path,
+    task: str,
+    mode: str,
+    tag: str,
+    *,
+    upstream="ehmam",
+    ckpt="/ckpts/ehmam_base.pt",
+    lr=1e-4,
+    fold=None,
+    ckpt_name="dev-best.ckpt",
+    trained_in: Path | None = None,
+):
     """args_<tag>.yaml + config_<tag>.yaml as s3prl's run_downstream writes them."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = {"mode": mode, "downstream": DOWNSTREAM[task], "upstream": upstream,
-            "upstream_ckpt": ckpt, "expdir": str(run_dir), "upstream_layer_selection": None,
-            "upstream_trainable": False, "upstream_feature_selection": "hidden_states",
-            "evaluate_split": "test-clean" if task == "ASR" else "test", "init_ckpt": None}
+    args = {
+        "mode": mode,
+        "downstream": DOWNSTREAM[task],
+        "upstream": upstream,
+        "upstream_ckpt": ckpt,
+        "expdir": str(run_dir),
+        "upstream_layer_selection": None,
+        "upstream_trainable": False,
+        "upstream_feature_selection": "hidden_states",
+        "evaluate_split": "test-clean" if task == "ASR" else "test",
+        "init_ckpt": None,
+    }
     if mode == "evaluate":
         args["init_ckpt"] = str((trained_in or run_dir) / ckpt_name)
     expert: dict = {}
@@ -37,8 +63,11 @@ def write_invocation(run_dir: Path, task: str, mode: str, tag: str, *, upstream=
         expert["corpus"] = {"name": CTC_CORPUS[task]}
     if task == "ER":
         expert["datarc"] = {"test_fold": fold}
-    config = {"runner": {"eval_dataloaders": ["dev"]},
-              "optimizer": {"name": "TorchAdam", "lr": lr}, "downstream_expert": expert}
+    config = {
+        "runner": {"eval_dataloaders": ["dev"]},
+        "optimizer": {"name": "TorchAdam", "lr": lr},
+        "downstream_expert": expert,
+    }
     write_yaml(run_dir / f"args_{tag}.yaml", args)
     write_yaml(run_dir / f"config_{tag}.yaml", config)
 
@@ -56,8 +85,9 @@ def write_ark_run(run_dir: Path, task: str, hyp: dict, ref: dict, evaluate=True,
         write_lines(run_dir / f"{prefix}-ref.ark", [f"{u} {t}" for u, t in ref.items()])
 
 
-def write_label_run(run_dir: Path, task: str, predict: list[str], truth: list[str],
-                    evaluate=True, fold=None, log_acc=None, **kw) -> None:
+def write_label_run(
+    run_dir: Path, task: str, predict: list[str], truth: list[str], evaluate=True, fold=None, log_acc=None, **kw
+) -> None:
     """KS/SID/ER (`<id> <label>`) or IC (`<id>,<a>,<o>,<l>`) predict/truth + log.log."""
     write_invocation(run_dir, task, "train", TRAIN_TAG, fold=fold, **kw)
     ext = "csv" if task == "IC" else "txt"
@@ -74,8 +104,7 @@ def write_label_run(run_dir: Path, task: str, predict: list[str], truth: list[st
 
 def label_lines(labels_pred: list[str], labels_true: list[str]) -> tuple[list[str], list[str]]:
     ids = [f"utt{i}" for i in range(len(labels_true))]
-    return ([f"{u} {p}" for u, p in zip(ids, labels_pred)],
-            [f"{u} {t}" for u, t in zip(ids, labels_true)])
+    return ([f"{u} {p}" for u, p in zip(ids, labels_pred)], [f"{u} {t}" for u, t in zip(ids, labels_true)])
 
 
 def parse_markdown_table(markdown: str, first_header: str) -> list[list[str]]:
@@ -123,15 +152,15 @@ def test_wer_deletion_and_insertion(tmp_path):
 def test_accuracies_ks_sid_and_ic_needs_all_three_slots(tmp_path):
     """KS 3/4 = 75.00, SID 1/2 = 50.00; IC counts a row right only when action, object and
     location all match: 2/4 = 50.00."""
-    write_label_run(tmp_path / "ks", "KS", *label_lines(["yes", "no", "up", "up"],
-                                                        ["yes", "no", "up", "down"]))
-    write_label_run(tmp_path / "sid", "SID", *label_lines(["id10001", "id10003"],
-                                                          ["id10001", "id10002"]))
-    truth = ["s1,activate,lights,kitchen", "s2,bring,shoes,none", "s3,increase,heat,bedroom",
-             "s4,decrease,volume,none"]
-    predict = ["s1,activate,lights,kitchen", "s2,bring,shoes,none",
-               "s3,increase,heat,kitchen",  # only the location is wrong
-               "s4,increase,volume,none"]
+    write_label_run(tmp_path / "ks", "KS", *label_lines(["yes", "no", "up", "up"], ["yes", "no", "up", "down"]))
+    write_label_run(tmp_path / "sid", "SID", *label_lines(["id10001", "id10003"], ["id10001", "id10002"]))
+    truth = ["s1,activate,lights,kitchen", "s2,bring,shoes,none", "s3,increase,heat,bedroom", "s4,decrease,volume,none"]
+    predict = [
+        "s1,activate,lights,kitchen",
+        "s2,bring,shoes,none",
+        "s3,increase,heat,kitchen",  # only the location is wrong
+        "s4,increase,volume,none",
+    ]
     write_label_run(tmp_path / "ic", "IC", predict, truth)
     report = tabulate.tabulate([tmp_path])
     label = "ehmam (ehmam_base.pt)"
@@ -159,15 +188,18 @@ def test_slot_filling_by_hand_both_implementations(tmp_path, monkeypatch):
     assert any("own implementation" in n for n in report.runs[0].notes)
 
 
-@pytest.mark.parametrize("hyp, ref", [
-    ("B-city BOSTON E-city", "B-city BOSTON E-city"),
-    ("", "B-city NEW  YORK E-city AND B-state TEXAS E-state"),
-    ("B-city NEW YORK E-city B-city BOSTN E-city", "B-city BOSTON E-city"),
-    ("B-city B-date BOS E-date TON E-city", "B-city BOSTON E-city B-date NOW E-date"),
-    ("B-album ABBEY ROAD E-album", "PLAY B-artist THE BEATLES E-artist"),
-    ("PLAY MUSIC", "PLAY MUSIC"),
-    ("B-artist THE BEATLE E-artist", "B-artist THE BEATLES E-artist B-artist ABBA E-artist"),
-])
+@pytest.mark.parametrize(
+    "hyp, ref",
+    [
+        ("B-city BOSTON E-city", "B-city BOSTON E-city"),
+        ("", "B-city NEW  YORK E-city AND B-state TEXAS E-state"),
+        ("B-city NEW YORK E-city B-city BOSTN E-city", "B-city BOSTON E-city"),
+        ("B-city B-date BOS E-date TON E-city", "B-city BOSTON E-city B-date NOW E-date"),
+        ("B-album ABBEY ROAD E-album", "PLAY B-artist THE BEATLES E-artist"),
+        ("PLAY MUSIC", "PLAY MUSIC"),
+        ("B-artist THE BEATLE E-artist", "B-artist THE BEATLES E-artist B-artist ABBA E-artist"),
+    ],
+)
 def test_own_slot_metrics_match_s3prl(hyp, ref):
     """The fallback slot_type_f1 / slot_value_cer equal s3prl's own functions, alone and pooled."""
     metric = pytest.importorskip("s3prl.downstream.ctc.metric")
@@ -275,8 +307,7 @@ def test_csv_agrees_with_markdown(tmp_path):
     write_ark_run(tmp_path / "pr", "PR", {"a": "X Y"}, {"a": "X Z"}, lr=1e-2)
     write_ark_run(tmp_path / "sf", "SF", SF_HYP, SF_REF)
     write_er_folds(tmp_path, {"fold1": 5, "fold2": 6}, lr=1e-3)
-    write_label_run(tmp_path / "ks_hubert", "KS", *label_lines(["yes"], ["no"]),
-                    upstream="hubert", ckpt=None)
+    write_label_run(tmp_path / "ks_hubert", "KS", *label_lines(["yes"], ["no"]), upstream="hubert", ckpt=None)
     report = tabulate.tabulate([tmp_path], data_kind="real")
     csv_rows = list(csv.DictReader(io.StringIO(report.csv)))
     main = parse_markdown_table(report.markdown, "model")
@@ -320,8 +351,10 @@ def test_evaluation_in_a_separate_expdir_counts_once(tmp_path):
 
 def test_unidentifiable_dir_is_skipped_with_its_path(tmp_path, caplog):
     """A run dir whose task nothing identifies is logged and listed as skipped; the rest tabulates."""
-    write_yaml((tmp_path / "odd").mkdir() or tmp_path / "odd" / f"args_{TRAIN_TAG}.yaml",
-               {"mode": "train", "upstream": "ehmam"})
+    write_yaml(
+        (tmp_path / "odd").mkdir() or tmp_path / "odd" / f"args_{TRAIN_TAG}.yaml",
+        {"mode": "train", "upstream": "ehmam"},
+    )
     write_ark_run(tmp_path / "pr", "PR", {"a": "X"}, {"a": "X"})
     report = tabulate.tabulate([tmp_path, tmp_path / "does_not_exist"])
     skipped = {p.name: reason for p, reason in report.skipped}
@@ -340,8 +373,7 @@ def test_cli_writes_markdown_and_csv(tmp_path, capsys):
     assert capsys.readouterr().out == markdown
     assert "50.00" in (out / "superb.csv").read_text()
     runs = list(csv.DictReader(io.StringIO((out / "superb_runs.csv").read_text())))
-    assert (runs[0]["task"], runs[0]["score"], runs[0]["evaluated_checkpoint"]) == \
-        ("PR", "50.0000", "dev-best.ckpt")
+    assert (runs[0]["task"], runs[0]["score"], runs[0]["evaluated_checkpoint"]) == ("PR", "50.0000", "dev-best.ckpt")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
         tabulate.main([str(tmp_path / "empty"), "--out", str(out)])

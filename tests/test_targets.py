@@ -1,4 +1,5 @@
 """Tests for pretrain/targets.py against a naive float64 loop reference."""
+
 import math
 
 import pytest

@@ -1,13 +1,19 @@
 """What every command line of the project shares: the flag vocabulary (--ckpt, --weights student|teacher, --data
 for a corpus root, --out, --max-utterances, comma lists) and the refusal of a flag's old spelling."""
+
 from __future__ import annotations
 
 import argparse
 
 # old spelling -> the flag that replaced it, refused with a message naming the new one wherever a tool lists it
-RENAMED_FLAGS = {"--init": "--ckpt", "--checkpoint": "--ckpt", "--max-files": "--max-utterances",
-                 "--probe-utterances": "--max-utterances", "--files": "--max-utterances",
-                 "--data": "--manifest-dir"}
+RENAMED_FLAGS = {
+    "--init": "--ckpt",
+    "--checkpoint": "--ckpt",
+    "--max-files": "--max-utterances",
+    "--probe-utterances": "--max-utterances",
+    "--files": "--max-utterances",
+    "--data": "--manifest-dir",
+}
 
 
 class _Renamed(argparse.Action):

@@ -1,6 +1,7 @@
 """Configs as one dataclass per section under a root dataclass, read from YAML (with `base:` files), overridden
 with `section.key=value`, checked by the field rules of upstream_ehmam/config.py (errors name the key), and compared
 on resume. pretrain.config and finetune.config call these with their own root and moved-key table."""
+
 from __future__ import annotations
 
 import typing
@@ -28,8 +29,9 @@ def section_from_dict(cls: type, values: dict | None, where: str, moved: dict[st
     return cls(**check_fields(cls, values, where, numbers_from_text=True))
 
 
-def root_from_dict(root: type[Root], values: dict, source: str = "<config>",
-                   moved: dict[str, str] | None = None) -> Root:
+def root_from_dict(
+    root: type[Root], values: dict, source: str = "<config>", moved: dict[str, str] | None = None
+) -> Root:
     """The root config from a mapping of sections; an unknown section names the allowed ones."""
     sections = sections_of(root)
     if not isinstance(values, dict):
@@ -99,8 +101,9 @@ def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     return merged
 
 
-def load_root(root: type[Root], path: str | Path, overrides: list[str] | None = None,
-              moved: dict[str, str] | None = None) -> Root:
+def load_root(
+    root: type[Root], path: str | Path, overrides: list[str] | None = None, moved: dict[str, str] | None = None
+) -> Root:
     """A root config from a YAML file (and its `base:` chain) with `section.key=value` overrides applied."""
     values = apply_overrides(read_config_file(path), overrides or [], sections_of(root))
     return root_from_dict(root, values, str(path), moved)

@@ -1,4 +1,5 @@
 """Fault counting shared by the training loops: unusable audio passed over, and a loader worker's error unwrapped."""
+
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,7 @@ from typing import Protocol, Sequence
 from .runtime import TrainingAborted
 
 log = logging.getLogger("trainkit")
+
 
 class BadAudioLog:
     """Unusable audio met under data.bad_audio=skip: each file logged once, every replacement counted. `files`
@@ -29,8 +31,10 @@ class BadAudioLog:
         """A few lines: how many files and replacements, then up to `limit` files with their problems."""
         if not self.files:
             return "bad audio: none met"
-        lines = [f"bad audio: {self.num_files} unusable file(s) skipped, replaced {self.num_replacements} time(s) "
-                 f"by the next usable utterance"]
+        lines = [
+            f"bad audio: {self.num_files} unusable file(s) skipped, replaced {self.num_replacements} time(s) "
+            f"by the next usable utterance"
+        ]
         lines += [f"  {path}: {problem} (x{count})" for path, (problem, count) in sorted(self.files.items())[:limit]]
         if self.num_files > limit:
             lines.append(f"  ... and {self.num_files - limit} more")
@@ -43,12 +47,12 @@ def unwrap_worker_error(err: Exception) -> Exception:
     text, prefix = str(err).rstrip(), f"{type(err).__name__}: "
     last = text.splitlines()[-1] if text else ""
     from_worker = text.startswith("Caught ") and "Original Traceback" in text and last.startswith(prefix)
-    return type(err)(last[len(prefix):]) if from_worker else err
+    return type(err)(last[len(prefix) :]) if from_worker else err
 
 
 class SkipCounts(Protocol):
-    update: int             # updates done
-    skipped_updates: int    # in all
+    update: int  # updates done
+    skipped_updates: int  # in all
     consecutive_skips: int  # in a row, up to now
 
 
@@ -57,9 +61,17 @@ def count_skip(state: SkipCounts, why: str, limit: int, kept: str, advice: str) 
     saying what is `kept` (the last checkpoint) and what to try (`advice`)."""
     state.skipped_updates += 1
     state.consecutive_skips += 1
-    log.warning("update %d skipped: %s (%d in a row, %d in all, stop at %d in a row)", state.update + 1, why,
-                state.consecutive_skips, state.skipped_updates, limit)
+    log.warning(
+        "update %d skipped: %s (%d in a row, %d in all, stop at %d in a row)",
+        state.update + 1,
+        why,
+        state.consecutive_skips,
+        state.skipped_updates,
+        limit,
+    )
     if state.consecutive_skips >= limit:
-        raise TrainingAborted(f"{state.consecutive_skips} updates in a row were skipped ({why}; "
-                              f"run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; {kept}. "
-                              f"{advice}")
+        raise TrainingAborted(
+            f"{state.consecutive_skips} updates in a row were skipped ({why}; "
+            f"run.max_nonfinite_skips={limit}), stopping before update {state.update + 1}; {kept}. "
+            f"{advice}"
+        )

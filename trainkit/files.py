@@ -1,5 +1,6 @@
 """Files of a run directory: atomic writes, the code version a checkpoint records, and the temporaries a killed
 save leaves."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,12 @@ from pathlib import Path
 
 LAST = "last.pt"  # the checkpoint a rerun of the same command continues from
 
+
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -19,8 +22,9 @@ def git_sha() -> str:
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     """Delete the temporary files a killed save leaves behind (never a complete checkpoint); returns them."""
-    stale = [p for p in Path(out_dir).glob(".*")
-             if p.is_file() and (p.name.endswith(".tmp") or p.name == f".{LAST}.link")]
+    stale = [
+        p for p in Path(out_dir).glob(".*") if p.is_file() and (p.name.endswith(".tmp") or p.name == f".{LAST}.link")
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -1,5 +1,6 @@
 """The process a training run lives in: device and precision, the DDP process group's lifetime, the stop signals,
 seeds derived from integers, and the error a health check raises."""
+
 from __future__ import annotations
 
 import contextlib

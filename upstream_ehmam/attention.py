@@ -1,5 +1,6 @@
 """ALiBi attention for the context encoder (docs/design.md "Encoder"): slopes, the additive bias (built once per
 forward in the compute dtype, shared by all blocks), and the post-LN block."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,9 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def attention_bias(positions: torch.Tensor, key_valid: torch.Tensor, head_scales: torch.Tensor,
-                   dtype: torch.dtype) -> torch.Tensor:
+def attention_bias(
+    positions: torch.Tensor, key_valid: torch.Tensor, head_scales: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
     """Additive float mask (B, H, T, T) for SDPA: -head_scales[h] * |p_i - p_j| from positions (B or 1, T), -inf at
     keys not in key_valid (B, T); a row without any valid key attends to all keys so it stays finite."""
     B, T = key_valid.shape

@@ -1,5 +1,6 @@
 """Checkpoint format (one versioned dict, weights_only-loadable), atomic saving, and encoder building/export.
 Read here: format_version, kind, model_config, encoder, teacher_context; the pretrainer's other keys are ignored."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,17 @@ KINDS = (KIND_PRETRAIN, KIND_ENCODER)
 WEIGHTS = ("student", "teacher")
 
 # What torch.load raises for truncated, corrupt or refused (non-weights-only) files.
-_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, ValueError, OSError, AttributeError,
-                ImportError, IndexError)
+_LOAD_ERRORS = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    KeyError,
+    ValueError,
+    OSError,
+    AttributeError,
+    ImportError,
+    IndexError,
+)
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
@@ -66,8 +76,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         else:
             reason = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
         if "Unsupported global" in reason:
-            raise ValueError(f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
-                             f"EH-MAM checkpoint holds only tensors and plain containers ({reason})") from err
+            raise ValueError(
+                f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
+                f"EH-MAM checkpoint holds only tensors and plain containers ({reason})"
+            ) from err
         raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {reason}") from err
     validate_checkpoint(ckpt, str(path))
     return ckpt
@@ -81,8 +93,10 @@ def validate_checkpoint(ckpt: object, source: str = "<checkpoint>") -> EncoderCo
         raise ValueError(f"{source}: missing key 'format_version'; not an EH-MAM checkpoint")
     version = ckpt["format_version"]
     if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"{source}: format_version {version!r} is not supported; supported versions: "
-                         f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+        raise ValueError(
+            f"{source}: format_version {version!r} is not supported; supported versions: "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}"
+        )
     for key in ("kind", "model_config", "encoder"):
         if key not in ckpt:
             raise ValueError(f"{source}: missing key '{key}'")
@@ -106,15 +120,16 @@ def check_state_dict(expected: dict, found: dict, source: str, what: str) -> Non
         raise ValueError(f"{source}: {what} is missing key '{missing[0]}' ({len(missing)} missing in all)")
     unexpected = [k for k in found if k not in expected]
     if unexpected:
-        raise ValueError(f"{source}: {what} has unexpected key '{unexpected[0]}' "
-                         f"({len(unexpected)} unexpected in all)")
+        raise ValueError(f"{source}: {what} has unexpected key '{unexpected[0]}' ({len(unexpected)} unexpected in all)")
     for key, ref in expected.items():
         value = found[key]
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{source}: {what} key '{key}' must be a tensor, found {type(value).__name__}")
         if value.shape != ref.shape:
-            raise ValueError(f"{source}: {what} key '{key}' has shape {tuple(value.shape)}, expected "
-                             f"{tuple(ref.shape)} (from model_config)")
+            raise ValueError(
+                f"{source}: {what} key '{key}' has shape {tuple(value.shape)}, expected "
+                f"{tuple(ref.shape)} (from model_config)"
+            )
 
 
 def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<checkpoint>") -> EHMAMEncoder:
@@ -129,8 +144,10 @@ def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<ch
         if teacher is None:
             raise ValueError(f"{source}: no teacher weights (key 'teacher_context'); use weights='student'")
         check_state_dict(model.context.state_dict(), teacher, source, "teacher_context")
-        state = {**{k: v for k, v in state.items() if not k.startswith("context.")},
-                 **{f"context.{k}": v for k, v in teacher.items()}}
+        state = {
+            **{k: v for k, v in state.items() if not k.startswith("context.")},
+            **{f"context.{k}": v for k, v in teacher.items()},
+        }
     check_state_dict(model.state_dict(), state, source, "encoder")
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -144,8 +161,12 @@ def load_encoder(path: str | os.PathLike, weights: str = "student") -> EHMAMEnco
 def export_encoder(encoder: EHMAMEncoder, path: str | os.PathLike, teacher_context: dict | None = None) -> None:
     """Write an encoder-only checkpoint (kind ehmam-encoder) atomically; tensors are moved to the CPU."""
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    ckpt = {"format_version": FORMAT_VERSION, "kind": KIND_ENCODER,
-            "model_config": encoder.config.to_dict(), "encoder": state}
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND_ENCODER,
+        "model_config": encoder.config.to_dict(),
+        "encoder": state,
+    }
     if teacher_context is not None:
         check_state_dict(encoder.context.state_dict(), teacher_context, str(path), "teacher_context")
         ckpt["teacher_context"] = {k: v.detach().cpu() for k, v in teacher_context.items()}

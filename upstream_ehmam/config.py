@@ -1,5 +1,6 @@
 """Encoder hyperparameters (docs/design.md "Encoder", "Configuration") as one validated dataclass whose defaults are
 the Base model, the frame-count formula, and the field checks every config section shares (errors name the key)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,10 @@ def at_least(low: float) -> tuple:
 
 def within(low: float, high: float, ends: str = "[]") -> tuple:
     """low <= v <= high, with an open end where `ends` has '(' or ')'."""
+
     def ok(v):
         return (v > low if ends[0] == "(" else v >= low) and (v < high if ends[1] == ")" else v <= high)
+
     return (ok, f"must be in {ends[0]}{low}, {high}{ends[1]}")
 
 
@@ -38,8 +41,9 @@ def one_of(*choices: Any) -> tuple:
 def checked(default: Any, rule: tuple | None = None) -> Any:
     """A dataclass field with a default and the rule its value must meet (checked by `check_fields`)."""
     if isinstance(default, list):
-        return field(default_factory=lambda: [list(v) if isinstance(v, list) else v for v in default],
-                     metadata={"rule": rule})
+        return field(
+            default_factory=lambda: [list(v) if isinstance(v, list) else v for v in default], metadata={"rule": rule}
+        )
     return field(default=default, metadata={"rule": rule})
 
 
@@ -55,8 +59,11 @@ def check_type(key: str, expected: type, value: Any, numbers_from_text: bool = F
         return value
     options = typing.get_args(expected)
     if type(None) in options and len(options) == 2:  # X | None
-        return None if value is None else check_type(key, options[0] if options[1] is type(None) else options[1],
-                                                     value, numbers_from_text)
+        return (
+            None
+            if value is None
+            else check_type(key, options[0] if options[1] is type(None) else options[1], value, numbers_from_text)
+        )
     readable_as_float = (int, str) if numbers_from_text else int
     if expected is float and isinstance(value, readable_as_float) and not isinstance(value, bool):
         try:
@@ -103,6 +110,7 @@ _PROBABILITY = within(0, 1, "[)")
 @dataclass
 class EncoderConfig:
     """Shapes and regularisation of the EH-MAM encoder (front end + projection + context encoder)."""
+
     frontend: str = checked("cnn", one_of("cnn", "mel"))  # cnn (waveform CNN, conv_layers) | mel (mel_* keys)
     conv_layers: list = checked(BASE_CONV_LAYERS, (bool, "must list at least one conv"))  # (C, k, s) per conv
     embed_dim: int = checked(768, POSITIVE)  # D, the transformer width
@@ -187,20 +195,41 @@ def _validate(values: dict, where: str) -> None:
     """Raise ValueError naming `<where>.<key>` for a wrong type or an impossible value."""
     check_fields(EncoderConfig, values, where)
     for i, layer in enumerate(values["conv_layers"]):
-        require(isinstance(layer, (list, tuple)) and len(layer) == 3 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in layer), f"{where}.conv_layers",
-            f"entry {i} must be [channels, kernel, stride] of positive ints", layer)
+        require(
+            isinstance(layer, (list, tuple))
+            and len(layer) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in layer),
+            f"{where}.conv_layers",
+            f"entry {i} must be [channels, kernel, stride] of positive ints",
+            layer,
+        )
     bins = values["mel_bins"]
     for key in ("mel_mean", "mel_std"):
         value = values[key]
         items = value if isinstance(value, (list, tuple)) else [value]
-        require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items),
-                f"{where}.{key}", f"expected a float or a list of {bins} floats", value)
-        require(len(items) == bins or not isinstance(value, (list, tuple)), f"{where}.{key}",
-                f"a list must have mel_bins={bins} entries", value)
+        require(
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items),
+            f"{where}.{key}",
+            f"expected a float or a list of {bins} floats",
+            value,
+        )
+        require(
+            len(items) == bins or not isinstance(value, (list, tuple)),
+            f"{where}.{key}",
+            f"a list must have mel_bins={bins} entries",
+            value,
+        )
         require(key == "mel_mean" or min(items) > 0, f"{where}.{key}", "must be positive", value)
     for key in ("num_heads", "pos_conv_groups"):
-        require(values["embed_dim"] % values[key] == 0, f"{where}.{key}",
-                f"must divide embed_dim={values['embed_dim']}", values[key])
-    require(values["pos_conv_kernel"] % 2 == 1, f"{where}.pos_conv_kernel",
-            "must be odd so that 'same' padding keeps the length", values["pos_conv_kernel"])
+        require(
+            values["embed_dim"] % values[key] == 0,
+            f"{where}.{key}",
+            f"must divide embed_dim={values['embed_dim']}",
+            values[key],
+        )
+    require(
+        values["pos_conv_kernel"] % 2 == 1,
+        f"{where}.pos_conv_kernel",
+        "must be odd so that 'same' padding keeps the length",
+        values["pos_conv_kernel"],
+    )

@@ -2,6 +2,7 @@
 states. Run: `run_downstream.py -u ehmam -k <checkpoint.pt> [-g OPTIONS]`, OPTIONS a comma list of `teacher` (the
 EMA teacher's weights; `-u ehmam_teacher` is the same) and `num_layers=K` (keep the first K blocks), e.g.
 `-g teacher,num_layers=8`, or a YAML file with `num_layers: K`."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def _read_options(model_config: str | None) -> dict:
             except yaml.YAMLError as err:
                 raise ValueError(f"{model_config}: not valid YAML ({err})") from err
         if not isinstance(values, dict):
-            raise ValueError(f"{model_config}: expected a mapping with the key num_layers, "
-                             f"found {type(values).__name__}")
+            raise ValueError(
+                f"{model_config}: expected a mapping with the key num_layers, found {type(values).__name__}"
+            )
         for key in values:
             if key != "num_layers":
                 raise ValueError(f"{model_config}: unknown key '{key}'; the only key is num_layers ({HOW_TO_CHOOSE})")
@@ -53,8 +55,9 @@ def _read_options(model_config: str | None) -> dict:
         elif sep and key == "weights":
             raise ValueError(f"{source}: weights={value} is no longer an option: {HOW_TO_CHOOSE}")
         else:
-            raise ValueError(f"{source}: unknown entry {entry!r} (or no such file); {HOW_TO_CHOOSE}, e.g. "
-                             f"-g teacher,num_layers=8")
+            raise ValueError(
+                f"{source}: unknown entry {entry!r} (or no such file); {HOW_TO_CHOOSE}, e.g. -g teacher,num_layers=8"
+            )
     if {STUDENT, TEACHER} <= seen:
         raise ValueError(f"{source}: asks for both the student and the teacher")
     return options
@@ -78,21 +81,28 @@ class UpstreamExpert(nn.Module):
         super().__init__()
         # `refresh` is part of s3prl's factory signature (re-download); checkpoints here are local files.
         if ckpt is None:
-            raise ValueError("the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
-                             "(an ehmam-pretrain or ehmam-encoder file)")
+            raise ValueError(
+                "the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
+                "(an ehmam-pretrain or ehmam-encoder file)"
+            )
         options = _read_options(model_config)
         for key, value in kwargs.items():  # s3prl's extra_conf: num_layers only, and not against -g's
             if key != "num_layers":
-                raise ValueError(f"unknown upstream option '{key}'; the only keyword option is num_layers "
-                                 f"({HOW_TO_CHOOSE})")
+                raise ValueError(
+                    f"unknown upstream option '{key}'; the only keyword option is num_layers ({HOW_TO_CHOOSE})"
+                )
             if options["num_layers"] not in (None, value):
-                raise ValueError(f"option 'num_layers' is {options['num_layers']!r} in model_config "
-                                 f"{model_config!r} but {value!r} in the keyword arguments")
+                raise ValueError(
+                    f"option 'num_layers' is {options['num_layers']!r} in model_config "
+                    f"{model_config!r} but {value!r} in the keyword arguments"
+                )
             options["num_layers"] = value
         if self.teacher_only:
             if options["teacher"] is False:
-                raise ValueError(f"ehmam_teacher loads the teacher's weights; model_config {model_config!r} asks for "
-                                 f"the student (use ehmam)")
+                raise ValueError(
+                    f"ehmam_teacher loads the teacher's weights; model_config {model_config!r} asks for "
+                    f"the student (use ehmam)"
+                )
             options["teacher"] = True
         weights = TEACHER if options["teacher"] else STUDENT
         self.model = build_encoder(load_checkpoint(ckpt), weights=weights, source=str(ckpt))
@@ -124,9 +134,13 @@ class UpstreamExpert(nn.Module):
     @staticmethod
     def _check_inputs(wavs: list[torch.Tensor]) -> None:
         if not isinstance(wavs, (list, tuple)) or len(wavs) == 0:
-            found = (f"a tensor of shape {tuple(wavs.shape)} (wrap it: [wav] or list(batch))"
-                     if isinstance(wavs, torch.Tensor) else "an empty list" if isinstance(wavs, (list, tuple))
-                     else type(wavs).__name__)
+            found = (
+                f"a tensor of shape {tuple(wavs.shape)} (wrap it: [wav] or list(batch))"
+                if isinstance(wavs, torch.Tensor)
+                else "an empty list"
+                if isinstance(wavs, (list, tuple))
+                else type(wavs).__name__
+            )
             raise ValueError(f"expected a non-empty list of 1-D waveform tensors, found {found}")
         for i, w in enumerate(wavs):
             if not isinstance(w, torch.Tensor):
@@ -134,8 +148,10 @@ class UpstreamExpert(nn.Module):
             if w.dim() != 1:
                 raise ValueError(f"waveform {i}: expected a 1-D tensor of samples, found shape {tuple(w.shape)}")
             if not w.is_floating_point():
-                raise ValueError(f"waveform {i}: dtype {w.dtype} is not floating point; convert the samples to "
-                                 f"float in [-1, 1] (e.g. int16 / 32768)")
+                raise ValueError(
+                    f"waveform {i}: dtype {w.dtype} is not floating point; convert the samples to "
+                    f"float in [-1, 1] (e.g. int16 / 32768)"
+                )
             if w.shape[0] == 0:
                 raise ValueError(f"waveform {i}: zero-length waveform")
 

@@ -1,6 +1,7 @@
 """The log-mel front end (`model.frontend: mel`, after MelHuBERT), a cheaper replacement for the CNN: 80-bin
 log-mel every 10 ms, normalised (`model.mel_norm`), two frames stacked per 20 ms frame, a Linear to the width.
 Which samples a frame reads and how it is normalised: docs/design.md "Encoder"."""
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,15 @@ def mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = MEL
 
 def log_mel(wav: torch.Tensor, fbank: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """wav (B, S) float32 with S >= 400 -> (B, M, n_mels) log mel power, M = floor((S - 400) / 160) + 1."""
-    spec = torch.stft(wav, n_fft=MEL_WINDOW, hop_length=MEL_HOP, win_length=MEL_WINDOW, window=window,
-                      center=False, return_complex=True)  # (B, F, M)
+    spec = torch.stft(
+        wav,
+        n_fft=MEL_WINDOW,
+        hop_length=MEL_HOP,
+        win_length=MEL_WINDOW,
+        window=window,
+        center=False,
+        return_complex=True,
+    )  # (B, F, M)
     power = spec.real.square() + spec.imag.square()
     return torch.log(torch.matmul(power.transpose(1, 2), fbank) + LOG_FLOOR)  # (B, M, n_mels)
 
@@ -50,8 +58,9 @@ class MelLocalEncoder(nn.Module):
         self.register_buffer("window", torch.hann_window(MEL_WINDOW, periodic=True), persistent=False)
         if cfg.mel_norm == "global":
             for name, value in (("global_mean", cfg.mel_mean), ("global_std", cfg.mel_std)):
-                self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32).expand(n_mels).clone(),
-                                     persistent=False)
+                self.register_buffer(
+                    name, torch.as_tensor(value, dtype=torch.float32).expand(n_mels).clone(), persistent=False
+                )
         self.proj = nn.Linear(STACK * n_mels, cfg.embed_dim)
         self.reset_parameters()
 
@@ -71,11 +80,12 @@ class MelLocalEncoder(nn.Module):
                 x = F.pad(x, (0, MEL_WINDOW - x.shape[1]))
             mel = log_mel(x, self.fbank.to(dtype), self.window.to(dtype))  # (B, M, n_mels)
             T = mel.shape[1] // STACK
-            mel = mel[:, :STACK * T]
+            mel = mel[:, : STACK * T]
             if self.config.mel_norm == "utterance":
                 # statistics over exactly the mel frames the valid output frames read
-                used = (torch.arange(STACK * T, device=mel.device)[None, :]
-                        < (STACK * frame_lengths)[:, None])[..., None]  # (B, 2T, 1)
+                used = (torch.arange(STACK * T, device=mel.device)[None, :] < (STACK * frame_lengths)[:, None])[
+                    ..., None
+                ]  # (B, 2T, 1)
                 count = used.sum(1, keepdim=True).clamp(min=1).float()  # (B, 1, 1)
                 mean = mel.masked_fill(~used, 0.0).sum(1, keepdim=True) / count
                 var = (mel - mean).masked_fill(~used, 0.0).square().sum(1, keepdim=True) / count

@@ -2,6 +2,7 @@
 
 s3prl star-imports this file and registers every public callable, so only these two are public.
 """
+
 from .expert import TeacherExpert as _TeacherExpert
 from .expert import UpstreamExpert as _UpstreamExpert
 

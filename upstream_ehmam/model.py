@@ -1,6 +1,7 @@
 """The EH-MAM encoder (docs/design.md "Encoder"): CNN + projection (LocalEncoder), positional conv + ALiBi post-LN
 transformer (ContextEncoder), and their composition (EHMAMEncoder) used for pretraining and for SUPERB.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,10 @@ class LocalEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         widths = [1] + [channels for channels, _, _ in cfg.conv_layers]
-        self.convs = nn.ModuleList(nn.Conv1d(c_in, c_out, kernel, stride=stride, bias=False)
-                                   for c_in, (c_out, kernel, stride) in zip(widths, cfg.conv_layers))
+        self.convs = nn.ModuleList(
+            nn.Conv1d(c_in, c_out, kernel, stride=stride, bias=False)
+            for c_in, (c_out, kernel, stride) in zip(widths, cfg.conv_layers)
+        )
         self.conv_norms = nn.ModuleList(nn.LayerNorm(c, eps=cfg.layer_norm_eps) for c in widths[1:])
         self.proj_norm = nn.LayerNorm(widths[-1], eps=cfg.layer_norm_eps)
         self.proj = nn.Linear(widths[-1], cfg.embed_dim)
@@ -75,7 +78,8 @@ class PositionalConv(nn.Module):
         self.eps = cfg.layer_norm_eps
         self.convs = nn.ModuleList(
             nn.Conv1d(D, D, cfg.pos_conv_kernel, padding=cfg.pos_conv_kernel // 2, groups=cfg.pos_conv_groups)
-            for _ in range(cfg.pos_conv_depth))
+            for _ in range(cfg.pos_conv_depth)
+        )
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), valid (B, T) bool -> (B, T, D), padded frames re-zeroed before every conv."""
@@ -83,8 +87,7 @@ class PositionalConv(nn.Module):
         for conv in self.convs:
             # channels-last 2-D conv: (B, T, D) memory is read and written without transposed copies
             x_in = x.masked_fill(pad, 0.0).permute(0, 2, 1).unsqueeze(2)  # (B, D, 1, T) view
-            out = F.conv2d(x_in, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
-                           groups=conv.groups)
+            out = F.conv2d(x_in, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]), groups=conv.groups)
             x = out.contiguous(memory_format=torch.channels_last)[:, :, 0, :].permute(0, 2, 1)  # (B, T, D)
             x = F.gelu(F.layer_norm(x, (x.shape[-1],), eps=self.eps))
         return x
@@ -93,6 +96,7 @@ class PositionalConv(nn.Module):
 @dataclass
 class ContextOutput:
     """Full-sequence outputs: hidden_states (L+1) x (B, T, D), ffn_outputs L x (B, T, D)."""
+
     hidden_states: list[torch.Tensor]
     ffn_outputs: list[torch.Tensor]
 
@@ -129,9 +133,14 @@ class ContextEncoder(nn.Module):
             ffn_outputs.append(f)
         return ContextOutput(hidden_states, ffn_outputs)
 
-    def forward_visible(self, x: torch.Tensor, mask: torch.Tensor, visible_idx: torch.Tensor,
-                        frame_lengths: torch.Tensor,
-                        layerdrop_generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward_visible(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        visible_idx: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        layerdrop_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Student path (docs/design.md "One training step", step 4): x (B, T, D), mask (B, T) True = masked,
         visible_idx (B, Tv) ascending positions of the kept frames -> last block output (B, Tv, D)."""
         B, T, D = x.shape
@@ -152,7 +161,7 @@ class ContextEncoder(nn.Module):
 
 def frontend_of_state(state: dict, prefix: str = "local.") -> str | None:
     """Which front end wrote an encoder state dict (cnn: convs; mel: only `proj`); None: no front-end weights."""
-    keys = [k[len(prefix):] for k in state if isinstance(k, str) and k.startswith(prefix)]
+    keys = [k[len(prefix) :] for k in state if isinstance(k, str) and k.startswith(prefix)]
     if any(k.startswith("convs.") or k.startswith("conv_norms.") for k in keys):
         return "cnn"
     if any(k.startswith("proj.") for k in keys) and not any(k.startswith("proj_norm.") for k in keys):
@@ -164,9 +173,11 @@ def check_frontend(expected: str | None, state: dict, source: str, prefix: str =
     """A clear error when `state` holds the other front end's weights (instead of a list of missing keys)."""
     found = frontend_of_state(state, prefix)
     if expected and found and found != expected:
-        raise ValueError(f"{source} holds model.frontend={found} weights, but the model has model.frontend={expected}; "
-                         f"a {found} checkpoint cannot be loaded into a {expected} model (build the model from the "
-                         f"checkpoint's own model_config)")
+        raise ValueError(
+            f"{source} holds model.frontend={found} weights, but the model has model.frontend={expected}; "
+            f"a {found} checkpoint cannot be loaded into a {expected} model (build the model from the "
+            f"checkpoint's own model_config)"
+        )
 
 
 class EHMAMEncoder(nn.Module):

@@ -1,4 +1,5 @@
 """One ABX evaluation set: items sampled once, triples built once, then any representation scored on them."""
+
 from __future__ import annotations
 
 import logging
@@ -38,11 +39,20 @@ class ABXSet:
     """Items of `table` that have a frame in every geometry, at most `max_per_group` per (phone, context,
     speaker), the triples of `conditions`, and the waveforms, loaded once."""
 
-    def __init__(self, table: ItemTable, geometries: Sequence[FrameGeometry], conditions: Sequence[str] = CONDITIONS,
-                 max_per_group: int = 10, max_x_speakers: int = 5, seed: int = 0):
+    def __init__(
+        self,
+        table: ItemTable,
+        geometries: Sequence[FrameGeometry],
+        conditions: Sequence[str] = CONDITIONS,
+        max_per_group: int = 10,
+        max_x_speakers: int = 5,
+        seed: int = 0,
+    ):
         table = with_lengths(table)
-        lengths = [table.frame_spans(g, [g.frames_for(f.num_samples) for f in table.files])[1]
-                   for g in dict.fromkeys(geometries)]
+        lengths = [
+            table.frame_spans(g, [g.frames_for(f.num_samples) for f in table.files])[1]
+            for g in dict.fromkeys(geometries)
+        ]
         self.items = sample_items(table, lengths, max_per_group, seed)
         self.task = build_task(self.items, conditions, max_x_speakers, seed)
         self.wavs = []
@@ -53,9 +63,15 @@ class ABXSet:
             self.wavs.append(wav)
         self.cells = {name: t.num_cells for name, t in self.task.conditions.items()}
         self._plans: dict[tuple, list] = {}  # (geometry, frame counts) -> pair layout: the monitor reuses one
-        log.info("ABX set: %d items of %d files (%.1f min, %d speakers); %d item pairs; cells %s",
-                 len(self.items), len(self.items.files), seconds_of(self.items) / 60,
-                 len(np.unique(self.items.speaker)), len(self.task.pairs), self.cells)
+        log.info(
+            "ABX set: %d items of %d files (%.1f min, %d speakers); %d item pairs; cells %s",
+            len(self.items),
+            len(self.items.files),
+            seconds_of(self.items) / 60,
+            len(np.unique(self.items.speaker)),
+            len(self.task.pairs),
+            self.cells,
+        )
 
     def frames(self, representation: Representation) -> tuple[list[torch.Tensor], list[int]]:
         """[L] x (N, D): each layer's frames of every file, concatenated; and the frame count of each file."""
@@ -95,8 +111,21 @@ class ABXSet:
         rows = []
         for layer, frames in enumerate(layers):
             for condition, error in score(self.task, frames, chunks).items():
-                rows.append({"representation": representation.name, "layer": layer, "condition": condition,
-                             "error": error, "items": len(self.items), "cells": self.cells[condition]})
-        log.info("%s: %d layers, features %.1f s, ABX %.1f s", representation.name, len(layers),
-                 extracted - tick, time.perf_counter() - extracted)
+                rows.append(
+                    {
+                        "representation": representation.name,
+                        "layer": layer,
+                        "condition": condition,
+                        "error": error,
+                        "items": len(self.items),
+                        "cells": self.cells[condition],
+                    }
+                )
+        log.info(
+            "%s: %d layers, features %.1f s, ABX %.1f s",
+            representation.name,
+            len(layers),
+            extracted - tick,
+            time.perf_counter() - extracted,
+        )
         return rows

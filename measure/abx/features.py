@@ -2,6 +2,7 @@
 (results/abx/s3prl_upstream.py adds any s3prl upstream). Each maps one 16 kHz waveform to a list of (T, D) frame
 matrices, one per layer, with a known frame geometry.
 """
+
 from __future__ import annotations
 
 import logging

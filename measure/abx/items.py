@@ -6,6 +6,7 @@ which frames of a representation an item keeps depends on that representation's 
 (`FrameGeometry`): frame t is taken to be centred on sample `rate * t + field / 2`, and an item keeps the frames
 whose centre lies inside [onset, offset].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,9 +68,18 @@ class ItemTable:
         used = np.unique(self.file[index])
         renumber = np.full(len(self.files), -1, dtype=np.int64)
         renumber[used] = np.arange(len(used))
-        return ItemTable([self.files[i] for i in used], renumber[self.file[index]], self.onset[index],
-                         self.offset[index], self.phone[index], self.prev[index], self.next[index],
-                         self.speaker[index], self.phones, self.speakers)
+        return ItemTable(
+            [self.files[i] for i in used],
+            renumber[self.file[index]],
+            self.onset[index],
+            self.offset[index],
+            self.phone[index],
+            self.prev[index],
+            self.next[index],
+            self.speaker[index],
+            self.phones,
+            self.speakers,
+        )
 
     def frame_spans(self, geometry: FrameGeometry, frames_per_file: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(first frame, number of frames) of every item: the frames whose centre lies in [onset, offset], cut to
@@ -102,19 +112,32 @@ def _table(files: list[AudioFile], rows: list[tuple[int, float, float, str, str,
     coded = [(f, on, off, phones(p), phones(a), phones(b), speakers(s)) for f, on, off, p, a, b, s in rows]
     columns = list(zip(*coded)) if coded else [[]] * 7
     ints = [np.asarray(c, dtype=np.int64) for c in columns]
-    return ItemTable(files, ints[0], np.asarray(columns[1], dtype=np.float64),
-                     np.asarray(columns[2], dtype=np.float64), ints[3], ints[4], ints[5], ints[6], phones.names,
-                     speakers.names)
+    return ItemTable(
+        files,
+        ints[0],
+        np.asarray(columns[1], dtype=np.float64),
+        np.asarray(columns[2], dtype=np.float64),
+        ints[3],
+        ints[4],
+        ints[5],
+        ints[6],
+        phones.names,
+        speakers.names,
+    )
 
 
-def triphone_rows(file_index: int, phones: Sequence[str], starts: Sequence[int], num_samples: int,
-                  speaker: str) -> list[tuple[int, float, float, str, str, str, str]]:
+def triphone_rows(
+    file_index: int, phones: Sequence[str], starts: Sequence[int], num_samples: int, speaker: str
+) -> list[tuple[int, float, float, str, str, str, str]]:
     """One row (file, onset, offset, phone, prev, next, speaker) per phone that has a phone on both sides and is
     not silence; stress digits are stripped."""
     names = [strip_stress(p) for p in phones]
     ends = list(starts[1:]) + [num_samples]
-    return [(file_index, float(starts[i - 1]), float(ends[i + 1]), names[i], names[i - 1], names[i + 1], speaker)
-            for i in range(1, len(names) - 1) if names[i].upper() not in NON_SPEECH]
+    return [
+        (file_index, float(starts[i - 1]), float(ends[i + 1]), names[i], names[i - 1], names[i + 1], speaker)
+        for i in range(1, len(names) - 1)
+        if names[i].upper() not in NON_SPEECH
+    ]
 
 
 def items_from_alignments(libri: Path, splits: Sequence[str], max_files: int | None = None) -> ItemTable:
@@ -165,14 +188,16 @@ def items_from_item_file(item_file: Path, audio_root: Path) -> ItemTable:
         try:
             onset_s, offset_s = float(onset), float(offset)
         except ValueError:
-            raise ValueError(f"{item_file}:{number}: onset/offset must be seconds, "
-                             f"found {onset!r} {offset!r}") from None
+            raise ValueError(
+                f"{item_file}:{number}: onset/offset must be seconds, found {onset!r} {offset!r}"
+            ) from None
         if not 0 <= onset_s < offset_s:
             raise ValueError(f"{item_file}:{number}: need 0 <= onset < offset, found {onset_s} {offset_s}")
         if name not in file_index:
             if name not in audio:
-                raise FileNotFoundError(f"{item_file}:{number}: no audio file {name}.flac or {name}.wav under "
-                                        f"{audio_root}")
+                raise FileNotFoundError(
+                    f"{item_file}:{number}: no audio file {name}.flac or {name}.wav under {audio_root}"
+                )
             file_index[name] = len(files)
             files.append(AudioFile(name, audio[name], speaker))
         if phone.upper() in NON_SPEECH:
@@ -208,4 +233,3 @@ def sample_items(table: ItemTable, lengths: Sequence[np.ndarray], max_per_group:
 def seconds_of(table: ItemTable) -> float:
     """Total audio of the table's files, in seconds (files with unknown length count 0)."""
     return sum(f.num_samples for f in table.files) / SAMPLE_RATE
-

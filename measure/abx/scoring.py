@@ -14,6 +14,7 @@ Definitions (ZeroSpeech / Libri-light triphone ABX):
 - the error is averaged over the triples of a cell, then over contexts, then over speakers (speaker pairs
   across), then over the ordered (A, B) label pairs.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -128,11 +129,12 @@ class _BlockChunk:
 
     def fill(self, frames: torch.Tensor, out: torch.Tensor) -> None:
         rows = frames.index_select(0, self.frames)
-        similarity = torch.cat([(rows[s:s + n] @ rows[s:s + n].T).reshape(-1) for s, n in self.groups])
+        similarity = torch.cat([(rows[s : s + n] @ rows[s : s + n].T).reshape(-1) for s, n in self.groups])
 
         def similarity_of(start: int, stop: int, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-            index = (self.base[start:stop, None, None] + i[:, :, None] * self.stride[start:stop, None, None]
-                     + j[:, None, :])
+            index = (
+                self.base[start:stop, None, None] + i[:, :, None] * self.stride[start:stop, None, None] + j[:, None, :]
+            )
             return similarity[index]
 
         self.pairs.fill(out, similarity_of)
@@ -156,8 +158,9 @@ class _DirectChunk:
         self.pairs.fill(out, similarity_of)
 
 
-def plan_pairs(pairs: np.ndarray, item_group: np.ndarray, first: np.ndarray,
-               length: np.ndarray) -> list[_BlockChunk | _DirectChunk]:
+def plan_pairs(
+    pairs: np.ndarray, item_group: np.ndarray, first: np.ndarray, length: np.ndarray
+) -> list[_BlockChunk | _DirectChunk]:
     """Lay out the distance computation of `pairs` (both items of a pair in one group, e.g. one context).
     Depends on where the items' frames are, not on their values: made once per representation, used for every
     layer."""
@@ -174,8 +177,9 @@ def plan_pairs(pairs: np.ndarray, item_group: np.ndarray, first: np.ndarray,
         n = int(length[items].sum())
         if n * n > _CHUNK_CELLS:
             sorted_pairs, order_in_run = _Pairs.of(run, pairs, length)
-            chunks.append(_DirectChunk(sorted_pairs, *(torch.as_tensor(first[pairs[run[order_in_run], k]])
-                                                         for k in (0, 1))))
+            chunks.append(
+                _DirectChunk(sorted_pairs, *(torch.as_tensor(first[pairs[run[order_in_run], k]]) for k in (0, 1)))
+            )
             continue
         if cells + n * n > _CHUNK_CELLS:
             chunks.append(_block_chunk(pending, pairs, first, length))
@@ -201,8 +205,13 @@ def _block_chunk(groups: list, pairs: np.ndarray, first: np.ndarray, length: np.
         start += n
         offset += n * n
     sorted_pairs, order = _Pairs.of(np.concatenate(ids), pairs, length)
-    return _BlockChunk(torch.as_tensor(np.concatenate(frame_parts)), spans, sorted_pairs,
-                       torch.as_tensor(np.concatenate(base)[order]), torch.as_tensor(np.concatenate(stride)[order]))
+    return _BlockChunk(
+        torch.as_tensor(np.concatenate(frame_parts)),
+        spans,
+        sorted_pairs,
+        torch.as_tensor(np.concatenate(base)[order]),
+        torch.as_tensor(np.concatenate(stride)[order]),
+    )
 
 
 def pair_distances(frames: torch.Tensor, chunks: Sequence[_BlockChunk | _DirectChunk], num_pairs: int) -> torch.Tensor:
@@ -255,8 +264,9 @@ class _TripleBuilder:
         self.x: list[np.ndarray] = []
         self.cells: list[tuple[int, int, int]] = []
 
-    def add(self, a_items: np.ndarray, b_items: np.ndarray, x_items: np.ndarray, same_ax: bool,
-            key: tuple[int, int, int]) -> None:
+    def add(
+        self, a_items: np.ndarray, b_items: np.ndarray, x_items: np.ndarray, same_ax: bool, key: tuple[int, int, int]
+    ) -> None:
         A, B, X = (g.reshape(-1) for g in np.meshgrid(a_items, b_items, x_items, indexing="ij"))
         if same_ax:  # X is drawn from A's group: never X = A
             keep = A != X
@@ -273,8 +283,13 @@ class _TripleBuilder:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty, empty, np.zeros((0, 3), dtype=np.int64)
         cell = np.repeat(np.arange(len(self.cells)), [len(x) for x in self.a])
-        return (np.concatenate(self.a), np.concatenate(self.b), np.concatenate(self.x), cell,
-                np.asarray(self.cells, dtype=np.int64))
+        return (
+            np.concatenate(self.a),
+            np.concatenate(self.b),
+            np.concatenate(self.x),
+            cell,
+            np.asarray(self.cells, dtype=np.int64),
+        )
 
 
 def _groups(keys: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
@@ -285,8 +300,9 @@ def _groups(keys: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
-def build_task(items: ItemTable, conditions: Sequence[str] = CONDITIONS, max_x_speakers: int = 5,
-               seed: int = 0) -> Task:
+def build_task(
+    items: ItemTable, conditions: Sequence[str] = CONDITIONS, max_x_speakers: int = 5, seed: int = 0
+) -> Task:
     """The triples of each condition over `items`, and the distinct item pairs they compare."""
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -314,20 +330,27 @@ def build_task(items: ItemTable, conditions: Sequence[str] = CONDITIONS, max_x_s
                     if len(others) > max_x_speakers:
                         others = sorted(rng.choice(others, size=max_x_speakers, replace=False).tolist())
                     for o in others:
-                        builders["across"].add(phones[pa], phones[pb], speakers[o][pa], False,
-                                               (c, s * n_speakers + o, label))
+                        builders["across"].add(
+                            phones[pa], phones[pb], speakers[o][pa], False, (c, s * n_speakers + o, label)
+                        )
         if "speaker" in builders:
             present = {p for s in speakers for p in speakers[s]}
             for p in sorted(present):
                 owners = [s for s in sorted(speakers) if p in speakers[s]]
                 for sa, sb in itertools.permutations(owners, 2):
                     # BY triphone: the "context" of a speaker cell is (phone, context)
-                    builders["speaker"].add(speakers[sa][p], speakers[sb][p], speakers[sa][p], True,
-                                            (c * n_phones + p, 0, sa * n_speakers + sb))
+                    builders["speaker"].add(
+                        speakers[sa][p],
+                        speakers[sb][p],
+                        speakers[sa][p],
+                        True,
+                        (c * n_phones + p, 0, sa * n_speakers + sb),
+                    )
     built = {name: b.arrays() for name, b in builders.items()}
     n_items = len(items)
-    keys = [np.minimum(x, y) * n_items + np.maximum(x, y) for a, b, x, _, _ in built.values() for x, y in
-            ((a, x), (b, x))]
+    keys = [
+        np.minimum(x, y) * n_items + np.maximum(x, y) for a, b, x, _, _ in built.values() for x, y in ((a, x), (b, x))
+    ]
     unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
     pairs = np.stack([unique // n_items, unique % n_items], axis=1)
     out = {}
@@ -356,7 +379,8 @@ def condition_error(triples: ConditionTriples, distances: np.ndarray) -> float:
     d_ax, d_bx = distances[triples.ax], distances[triples.bx]
     wrong = (d_ax > d_bx).astype(np.float64) + 0.5 * (d_ax == d_bx)
     per_cell = np.bincount(triples.cell, weights=wrong, minlength=triples.num_cells) / np.bincount(
-        triples.cell, minlength=triples.num_cells)
+        triples.cell, minlength=triples.num_cells
+    )
     keys = np.stack([triples.cell_speakers, triples.cell_labels], axis=1)
     per_speakers, over_contexts = _mean_by(keys, per_cell)  # mean over contexts
     _, over_speakers = _mean_by(per_speakers[:, 1:], over_contexts)  # then over speakers

@@ -1,4 +1,5 @@
 """The per-layer summary of ABX rows: errors by representation and layer, and the best layer."""
+
 from __future__ import annotations
 
 import math

@@ -9,6 +9,7 @@ utterance, MFCC with deltas, a randomly initialised encoder of each checkpoint's
 upstream named with --upstream): the triphone phone ABX error within and across speaker, and a speaker ABX.
 Writes abx.csv, abx.md and abx.png under --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ from .s3prl_upstream import S3prlUpstream
 log = logging.getLogger("abx")
 
 
-def build_representations(checkpoints: Sequence[Path], weights: str, upstreams: Sequence[str], random_init: bool,
-                          device: str, seed: int) -> list:
+def build_representations(
+    checkpoints: Sequence[Path], weights: str, upstreams: Sequence[str], random_init: bool, device: str, seed: int
+) -> list:
     from upstream_ehmam.checkpoint import load_encoder
     from upstream_ehmam.model import random_init_encoder
 
@@ -41,17 +43,31 @@ def build_representations(checkpoints: Sequence[Path], weights: str, upstreams: 
         label = ckpt.name if len(checkpoints) == 1 else str(ckpt)
         representations.append(EncoderLayers(encoder, f"{label} ({weights})", device))
         if random_init:
-            representations.append(EncoderLayers(random_init_encoder(encoder.config, seed),
-                                                 f"{label}: random init", device))
+            representations.append(
+                EncoderLayers(random_init_encoder(encoder.config, seed), f"{label}: random init", device)
+            )
     representations += [S3prlUpstream(name, device=device) for name in upstreams]
     return representations
 
 
-def run_abx(out: Path, checkpoints: Sequence[Path] = (), weights: str = "student", data: Path | None = None,
-            splits: Sequence[str] = ("dev-clean",), item_file: Path | None = None, audio: Path | None = None,
-            max_files: int | None = None, upstreams: Sequence[str] = (), random_init: bool = True,
-            conditions: Sequence[str] = CONDITIONS, max_per_group: int = 10, max_x_speakers: int = 5, seed: int = 0,
-            device: str = "cpu", command: str = "python -m results.abx") -> list[dict]:
+def run_abx(
+    out: Path,
+    checkpoints: Sequence[Path] = (),
+    weights: str = "student",
+    data: Path | None = None,
+    splits: Sequence[str] = ("dev-clean",),
+    item_file: Path | None = None,
+    audio: Path | None = None,
+    max_files: int | None = None,
+    upstreams: Sequence[str] = (),
+    random_init: bool = True,
+    conditions: Sequence[str] = CONDITIONS,
+    max_per_group: int = 10,
+    max_x_speakers: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+    command: str = "python -m results.abx",
+) -> list[dict]:
     """Score every representation on one item set; write abx.csv/.md/.png under `out`; return the CSV rows."""
     if (data is None) == (item_file is None):
         raise ValueError("give either --data (a corpus root with LibriSpeech/alignments/) or --item with --audio")
@@ -81,18 +97,29 @@ def run_abx(out: Path, checkpoints: Sequence[Path] = (), weights: str = "student
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m results.abx", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=comma_list, action="extend", default=[],
-                        help="EH-MAM pretraining checkpoints or encoder exports, comma-separated (or repeated)")
+    parser = argparse.ArgumentParser(
+        prog="python -m results.abx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ckpt",
+        type=comma_list,
+        action="extend",
+        default=[],
+        help="EH-MAM pretraining checkpoints or encoder exports, comma-separated (or repeated)",
+    )
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
     parser.add_argument("--data", type=Path, help="corpus root holding LibriSpeech/alignments/<split>.jsonl")
     parser.add_argument("--splits", default="dev-clean", help="comma-separated alignment splits (with --data)")
     parser.add_argument("--item", type=Path, help="a ZeroSpeech .item file instead of --data")
     parser.add_argument("--audio", type=Path, help="with --item: the folder of its audio files (searched recursively)")
     parser.add_argument("--max-utterances", type=int, help="use only the first N utterances")
-    parser.add_argument("--upstream", type=comma_list, action="extend", default=[],
-                        help="s3prl upstreams by name, comma-separated, e.g. fbank")
+    parser.add_argument(
+        "--upstream",
+        type=comma_list,
+        action="extend",
+        default=[],
+        help="s3prl upstreams by name, comma-separated, e.g. fbank",
+    )
     parser.add_argument("--no-random-init", action="store_true", help="skip the random-init encoder rows")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="within,across,speaker")
     parser.add_argument("--max-per-group", type=int, default=10, help="items per (phone, context, speaker)")
@@ -114,10 +141,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"results.abx: error: --{name.replace('_', '-')} must be >= 1, found {value}", file=sys.stderr)
             return 2
     try:
-        rows = run_abx(args.out, [Path(c) for c in args.ckpt], args.weights, args.data, comma_list(args.splits),
-                       args.item, args.audio, args.max_utterances, args.upstream, not args.no_random_init,
-                       [c for c in args.conditions.split(",") if c], args.max_per_group, args.max_x_speakers,
-                       args.seed, args.device, shlex.join(["python", "-m", "results.abx", *argv]))
+        rows = run_abx(
+            args.out,
+            [Path(c) for c in args.ckpt],
+            args.weights,
+            args.data,
+            comma_list(args.splits),
+            args.item,
+            args.audio,
+            args.max_utterances,
+            args.upstream,
+            not args.no_random_init,
+            [c for c in args.conditions.split(",") if c],
+            args.max_per_group,
+            args.max_x_speakers,
+            args.seed,
+            args.device,
+            shlex.join(["python", "-m", "results.abx", *argv]),
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"results.abx: error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """abx.csv, abx.md and abx.png from the rows of an ABX run."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,10 @@ def summary_table(rows: Sequence[dict]) -> str:
     """Markdown: per representation, its best layer by across-speaker error and that layer's errors."""
     grouped = by_representation(rows)
     conditions = [c for c in ("within", "across", "speaker") if any(r["condition"] == c for r in rows)]
-    lines = ["| representation | best layer | " + " | ".join(f"{c} %" for c in conditions) + " |",
-             "|---|---:|" + "---:|" * len(conditions)]
+    lines = [
+        "| representation | best layer | " + " | ".join(f"{c} %" for c in conditions) + " |",
+        "|---|---:|" + "---:|" * len(conditions),
+    ]
     for name, layers in grouped.items():
         best = best_layer(layers)
         label = str(best) if len(layers) > 1 else "–"
@@ -40,8 +43,10 @@ def summary_table(rows: Sequence[dict]) -> str:
 
 def layer_table(name: str, layers: dict[int, dict[str, float]]) -> str:
     conditions = [c for c in ("within", "across", "speaker") if any(c in v for v in layers.values())]
-    lines = [f"| {name}: layer | " + " | ".join(f"{c} %" for c in conditions) + " |",
-             "|---:|" + "---:|" * len(conditions)]
+    lines = [
+        f"| {name}: layer | " + " | ".join(f"{c} %" for c in conditions) + " |",
+        "|---:|" + "---:|" * len(conditions),
+    ]
     for layer in sorted(layers):
         lines.append(f"| {layer} | " + " | ".join(_cell(layers[layer].get(c)) for c in conditions) + " |")
     return "\n".join(lines) + "\n"
@@ -50,12 +55,16 @@ def layer_table(name: str, layers: dict[int, dict[str, float]]) -> str:
 def markdown(rows: Sequence[dict], title: str, command: str) -> str:
     first = rows[0]
     cells = {r["condition"]: r["cells"] for r in rows if r["representation"] == first["representation"]}
-    parts = [f"# Phone ABX: {title}\n",
-             f"Triphone ABX error (%), angular distance with DTW; chance is 50, lower is better. Within: A, B, X "
-             f"from one speaker; across: X from another speaker; speaker: speaker ABX by triphone (low = speaker "
-             f"information present). {first['items']} items; cells: "
-             + ", ".join(f"{k} {v}" for k, v in cells.items()) + ".\n",
-             f"```\n{command}\n```\n", summary_table(rows)]
+    parts = [
+        f"# Phone ABX: {title}\n",
+        f"Triphone ABX error (%), angular distance with DTW; chance is 50, lower is better. Within: A, B, X "
+        f"from one speaker; across: X from another speaker; speaker: speaker ABX by triphone (low = speaker "
+        f"information present). {first['items']} items; cells: "
+        + ", ".join(f"{k} {v}" for k, v in cells.items())
+        + ".\n",
+        f"```\n{command}\n```\n",
+        summary_table(rows),
+    ]
     for name, layers in by_representation(rows).items():
         if len(layers) > 1:
             parts.append(layer_table(name, layers))

@@ -1,4 +1,5 @@
 """Any s3prl upstream as an ABX representation (`python -m results.abx --upstream NAME`)."""
+
 from __future__ import annotations
 
 import torch

@@ -103,8 +103,9 @@ def read_transcript(file: Path) -> dict[str, list[str]]:
     return table
 
 
-def words_to_phones(words: Sequence[str], pronunciations: dict[str, tuple[tuple[str, ...], Path]],
-                    transcript: Path) -> list[str]:
+def words_to_phones(
+    words: Sequence[str], pronunciations: dict[str, tuple[tuple[str, ...], Path]], transcript: Path
+) -> list[str]:
     phones: list[str] = []
     for word in words:
         entry = pronunciations.get(word)

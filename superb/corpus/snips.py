@@ -18,8 +18,9 @@ TRANSCRIPT_FILE = "all.iob.snips.txt"
 class SnipsDataset(TokenSortedBuckets):
     """`SnipsDataset(split_dirs, tokenizer, bucket_size, path=..., <split>_speakers=[...], **ignored)`."""
 
-    def __init__(self, split_dirs: Sequence[str], tokenizer: Any, bucket_size: int, path: str | Path,
-                 **corpus: Any) -> None:
+    def __init__(
+        self, split_dirs: Sequence[str], tokenizer: Any, bucket_size: int, path: str | Path, **corpus: Any
+    ) -> None:
         if "-slot" not in tokenizer.token_type:
             raise ValueError(
                 f"SNIPS needs a slot tokenizer (text.mode: character-slot), got token_type {tokenizer.token_type!r}"
