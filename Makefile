@@ -25,7 +25,7 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(PY) -m results.demo --out $(OUT)
+	$(PY) -m experiments.demo --out $(OUT)
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -20,6 +20,7 @@ import torch
 from bench.common import apply_threads, bench_parser, device_name, markdown_table
 from measure.abx.items import FrameGeometry, items_from_alignments, sample_items, seconds_of
 from measure.abx.scoring import CONDITIONS, build_task, score
+from trainkit.cli import comma_list
 from upstream_ehmam.frontend import SAMPLE_RATE
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     geometry = FrameGeometry(320, 400)
 
     tick, cpu_tick = time.perf_counter(), time.process_time()
-    table = first_minutes(args.data / "LibriSpeech", args.splits.split(","), args.minutes)
+    table = first_minutes(args.data / "LibriSpeech", comma_list(args.splits), args.minutes)
     counts = [geometry.frames_for(f.num_samples) for f in table.files]
     items = sample_items(table, [table.frame_spans(geometry, counts)[1]], 10, args.seed)
     task = build_task(items, CONDITIONS, 5, args.seed)

@@ -24,7 +24,7 @@ import torch
 from bench.common import apply_threads, bench_parser, device_name, fmt, markdown_table, resolve_device, write_json
 from pretrain.data import build_loader
 from pretrain.manifest import write_manifest
-from trainkit.cli import refuse_old_spellings
+from trainkit.cli import comma_list, refuse_old_spellings
 from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Data loading (FLAC decode + crop + collate)"
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
     if args.workers:
-        sizes.workers = [int(w) for w in args.workers.split(",")]
+        sizes.workers = [int(w) for w in comma_list(args.workers)]
     sizes.files = args.max_utterances or sizes.files
     sizes.epochs = args.epochs or args.repeats or sizes.epochs
     if sizes.files < 1 or sizes.epochs < 1 or any(w < 0 for w in sizes.workers):

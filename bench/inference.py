@@ -35,6 +35,7 @@ from bench.common import (
     write_json,
 )
 from pretrain.config import load_config
+from trainkit.cli import comma_list
 from upstream_ehmam.config import EncoderConfig
 from upstream_ehmam.frontend import SAMPLE_RATE
 from upstream_ehmam.model import EHMAMEncoder
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     threads = apply_threads(args.threads)
     sizes = default_sizes(device, args.quick)
-    batches = [int(b) for b in args.batches.split(",")] if args.batches else None
+    batches = [int(b) for b in comma_list(args.batches)] if args.batches else None
     override_sizes(
         sizes, shape=args.shape, seconds=args.seconds, batches=batches, warmup=args.warmup, repeats=args.repeats
     )

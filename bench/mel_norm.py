@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from bench.common import bench_parser
+from trainkit.cli import comma_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "model.mel_std=" + json.dumps(values["mel_std"]),
     ]
     results = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in [int(s) for s in comma_list(args.seeds)]:
         for norm in NORMS:
             run_dir = args.out / f"{norm}_seed{seed}"
             sets = [

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from bench.common import bench_parser, command_line, environment, markdown_table, resolve_device
+from trainkit.cli import comma_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +95,7 @@ def run_in_process(module: str, argv: list[str]) -> tuple[bool, str, str]:
 
 
 def run_sections(args: argparse.Namespace, workdir: Path) -> list[SectionResult]:
-    wanted = args.sections.split(",") if args.sections else [name for name, _, _ in SECTIONS]
+    wanted = comma_list(args.sections) if args.sections else [name for name, _, _ in SECTIONS]
     unknown = sorted(set(wanted) - {name for name, _, _ in SECTIONS})
     if unknown:
         raise ValueError(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from trainkit.cli import refuse_old_spellings
+from trainkit.cli import comma_list, refuse_old_spellings
 
 from .checkpoint import load_for_decoding
 from .data import BatchDataset, read_subset
@@ -133,7 +133,7 @@ def decode(args: argparse.Namespace) -> dict:
         "tuned_on": args.tune if settings else None,
     }
     decoder = build_decoder(settings, symbols) if settings else None
-    for split in [s for s in args.splits.split(",") if s]:
+    for split in comma_list(args.splits):
         _, log_probs, refs = split_emissions(model, manifest_dir, split, symbols, max_batch, device)
         write_lines(out_dir / f"{split}.ref", refs)
         hyps = viterbi(log_probs, symbols)

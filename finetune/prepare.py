@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from pretrain.manifest import find_audio_files, probe_audio
+from trainkit.cli import comma_list
 
 from .letters import DICTIONARY_FILE, words_to_letters, write_dictionary
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        sizes = prepare(args.librispeech, args.limited, args.out, [s for s in args.splits.split(",") if s])
+        sizes = prepare(args.librispeech, args.limited, args.out, comma_list(args.splits))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

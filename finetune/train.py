@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from trainkit.config import save_config
 from trainkit.faults import BadAudioLog, count_skip, unwrap_worker_error
-from trainkit.logs import METRICS, open_run_logs, report_config_changes, truncate_metrics
+from trainkit.logs import METRICS_FILE, open_run_logs, report_config_changes, truncate_metrics
 from trainkit.runtime import Runtime, StopSignal, derive_seed, init_runtime, process_group_lifetime
 
 from .checkpoint import BEST, LAST, FinetuneState, restore, save
@@ -88,7 +88,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
-        truncate_metrics(out_dir / METRICS, state.update if (out_dir / LAST).exists() else -1)
+        truncate_metrics(out_dir / METRICS_FILE, state.update if (out_dir / LAST).exists() else -1)
     with process_group_lifetime(runtime):
         _loop(model, optimizer, symbols, train_set, valid_set, state, config, runtime, out_dir)
     return out_dir

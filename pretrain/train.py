@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from trainkit.config import save_config
 from trainkit.faults import BadAudioLog, count_skip, unwrap_worker_error
 from trainkit.files import LAST, remove_stale_temporaries, write_text_atomic
-from trainkit.logs import METRICS, open_run_logs, report_config_changes, truncate_metrics
+from trainkit.logs import METRICS_FILE, open_run_logs, report_config_changes, truncate_metrics
 from trainkit.runtime import Runtime, StopSignal, TrainingAborted, init_runtime, process_group_lifetime
 from upstream_ehmam.frontend import SAMPLE_RATE
 
@@ -125,7 +125,7 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
             log.info("removed %s, left by a save that was killed", path)
         save_config(config, out_dir / "config.yaml")
         # a run without a checkpoint starts over: its metrics go too (an update-0 ABX record included)
-        truncate_metrics(out_dir / METRICS, state.update if last.exists() else -1)
+        truncate_metrics(out_dir / METRICS_FILE, state.update if last.exists() else -1)
     with process_group_lifetime(runtime):
         _train_loop(model, optimizer, loader, sampler, state, config, runtime, out_dir)
     return out_dir
@@ -161,7 +161,7 @@ class RunReport:
         # abx_curve.tsv: step, best layer, its within and across error, rebuilt from metrics.jsonl to match the log
         rows = [
             f"{r['step']}\t{r['abx']['best_layer']}\t{r['abx']['best_within']:.3f}\t{r['abx']['best_across']:.3f}\n"
-            for r in abx_records(self.out_dir / METRICS)
+            for r in abx_records(self.out_dir / METRICS_FILE)
         ]
         write_text_atomic(self.out_dir / CURVE, "step\tbest_layer\twithin\tacross\n" + "".join(rows))
         log.info(

@@ -4,7 +4,9 @@ report names no folder of the machine it was made on and its commands rerun from
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,3 +18,8 @@ def repo_relative(text: str | os.PathLike) -> str:
     if text == str(REPO):
         return "."
     return text.replace(f"{REPO}{os.sep}", "")
+
+
+def shown(argv: Sequence[str]) -> str:
+    """The command line as a user would type it from the repository root."""
+    return shlex.join(["python", *(repo_relative(arg) for arg in argv)])

@@ -10,13 +10,15 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
+from trainkit.logs import METRICS_FILE
+
 CURVE_SCALARS = ("rec_loss", "teacher_rho", "teacher_span_rho", "student_rho", "hardness_lift")
 BINS = 10
 
 
 def read_records(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(dense training records, ABX monitor records) of a run directory, each in step order."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     return (
         sorted((r for r in records if "loss" in r), key=lambda r: r["step"]),

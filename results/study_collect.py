@@ -10,10 +10,13 @@ from typing import Sequence
 
 import yaml
 
-from results.study_run import condition_dir
 from superb.registry import BY_LABEL, TASK_LABELS
+from trainkit.logs import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
+
+def condition_dir(out: Path, condition: str, seed: int) -> Path:
+    """Where a study leaves one arm: OUT/seed<k>/<condition>/."""
+    return out / f"seed{seed}" / condition
 
 
 @dataclass

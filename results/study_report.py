@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from results.demo import ABX_FILES, ABX_SPLITS, describe_task_steps, pretrain_manifest, shown
-from results.paths import repo_relative
-from results.study_collect import ArmResult, collect_arm
+from results.abx import ABX_FILES, ABX_SPLITS
+from results.study_collect import ArmResult, collect_arm, condition_dir
 from results.study_figures import plot_layerwise_curves, plot_training
-from results.study_run import StudySettings, condition_dir, default_conditions, pretrain_argv
 from results.study_tables import (
     abx_monitor_table,
     abx_sentences,
@@ -163,6 +161,14 @@ class StudyMeta:
     tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))  # the SUPERB tasks the study ran
 
 
+def describe_task_steps(steps: dict[str, int], tasks: Sequence[str] = TASK_NAMES) -> str:
+    """ "60 updates per task" or "300 updates per task (KS 2000, IC 2000)"."""
+    counts = [steps[t] for t in tasks]
+    common = max(sorted(set(counts)), key=counts.count)
+    others = ", ".join(f"{t.upper()} {steps[t]}" for t in tasks if steps[t] != common)
+    return f"{common} updates per task" + (f" ({others})" if others else "")
+
+
 def er_folds_text(folds: Sequence[int]) -> str:
     if tuple(folds) == ER_FOLDS:
         return "ER: all five folds, averaged"
@@ -301,54 +307,12 @@ def per_run_section(
     return parts
 
 
-def write_report(settings: StudySettings, data: Path, command: str) -> Path:
-    """Collect every arm under settings.out and write study.md and the two figures there."""
-    from minisuperb import read_marker
-
-    conditions = default_conditions()
-    arms = [
-        collect_arm(settings.out, c, s)
-        for s in settings.seeds
-        for c in settings.conditions
-        if condition_dir(settings.out, c, s).is_dir()
-    ]
-    marker = read_marker(data) if data.is_dir() else None
-    scale = f"mini-SUPERB synthetic, scale {marker.get('scale')}" if marker else "real corpora or unknown"
-    labels = {name: c.label for name, c in conditions.items()}
-    first = settings.seeds[0]
-    pretrain_commands = {
-        name: shown(
-            pretrain_argv(
-                conditions[name],
-                first,
-                settings.pretrain_config,
-                pretrain_manifest(settings.pretrain_manifest, data),
-                condition_dir(settings.out, name, first) / "pretrain",
-                settings.steps,
-                data if settings.abx_monitor else None,
-            )
-        )
-        for name in settings.conditions
-        if conditions[name].source == "pretrain"
-    }
-    meta = StudyMeta(
-        command,
-        list(settings.seeds),
-        list(settings.conditions),
-        labels,
-        {name: c.about for name, c in conditions.items()},
-        repo_relative(data),
-        scale,
-        settings.steps,
-        settings.task_steps,
-        list(settings.er_folds),
-        pretrain_commands,
-        settings.profile,
-        list(settings.tasks),
-    )
-    settings.out.mkdir(parents=True, exist_ok=True)
-    plot_training(arms, settings.conditions, labels, settings.out / "training_curves.png")
-    plot_layerwise_curves(arms, settings.conditions, labels, settings.out / "layerwise_curves.png")
-    path = settings.out / "study.md"
+def write_report(meta: StudyMeta, out: Path) -> Path:
+    """Collect every arm of `meta` under `out` and write study.md and the two figures there."""
+    arms = [collect_arm(out, c, s) for s in meta.seeds for c in meta.conditions if condition_dir(out, c, s).is_dir()]
+    out.mkdir(parents=True, exist_ok=True)
+    plot_training(arms, meta.conditions, meta.labels, out / "training_curves.png")
+    plot_layerwise_curves(arms, meta.conditions, meta.labels, out / "layerwise_curves.png")
+    path = out / "study.md"
     path.write_text(build_report(meta, arms), encoding="utf-8")
     return path

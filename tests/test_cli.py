@@ -13,8 +13,8 @@ from trainkit.cli import RENAMED_FLAGS, comma_list
         ("finetune.run", ["--config", "finetune/tiny_cpu.yaml", "--init", "a.pt"], "--init"),
         ("finetune.decode", ["--ckpt", "best.pt", "--data", "manifests"], "--data"),
         ("results.abx.__main__", ["--out", "abx", "--max-files", "3"], "--max-files"),
-        ("results.demo", ["--checkpoint", "last.pt"], "--checkpoint"),
-        ("results.study", ["--probe-utterances", "100"], "--probe-utterances"),
+        ("experiments.demo", ["--checkpoint", "last.pt"], "--checkpoint"),
+        ("experiments.study", ["--probe-utterances", "100"], "--probe-utterances"),
         ("pretrain.mel_stats", ["train.tsv", "--max-files", "3"], "--max-files"),
     ],
 )

@@ -416,7 +416,7 @@ def test_layerwise_probes_run_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_p
 @pytest.mark.slow
 def test_real_runner_trains_ks_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_path):
     """`run_downstream.py -m train -u ehmam -k <mel checkpoint> -d ks` through s3prl's own runner."""
-    from results.demo import short_run_override
+    from experiments.downstream import short_run_override
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("SUPERB_DATA", None)

@@ -133,8 +133,8 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
     --cache-features` (as the demo runs it) with s3prl's runner, and tabulate: the chance level equals the hand
     count of the test folders, and the lower end of the accuracy's 95 % interval is above it."""
     import minisuperb
+    from experiments.downstream import checkpoint_to_evaluate
     from results import tabulate
-    from results.demo import checkpoint_to_evaluate
     from superb.entry import main as run_downstream
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -180,15 +180,16 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
 
 
 def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path):
-    """`results.demo` (defaults: --profile cpu --baselines fbank,random): the baselines are fbank and random init
+    """`experiments.demo` (defaults: --profile cpu --baselines fbank,random): the baselines are fbank and random init
     (an untrained encoder of the checkpoint's architecture), each task once per upstream (ER once per fold), all
     tabulated from one root, every frozen upstream's features cached."""
     import torch
 
-    from results import demo
-    from results.study_run import export_random_init as export_from_config
+    from experiments import demo
+    from experiments.downstream import slowest_first
+    from experiments.pretraining import random_init_like_config
 
-    checkpoint = export_from_config(tmp_path / "trained.pt", demo.REPO / "pretrain" / "tiny.yaml", seed=1)
+    checkpoint = random_init_like_config(demo.REPO / "pretrain" / "tiny.yaml", tmp_path / "trained.pt", seed=1)
     defaults = demo.build_parser().parse_args([])
     assert defaults.profile == "cpu" and defaults.baselines == ["fbank", "random"] and defaults.task_steps is None
     assert defaults.scale == "demo"
@@ -205,7 +206,7 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
         ("fbank ks", Path("downstream/fbank/ks")),
         ("fbank er_fold2", Path("downstream/fbank/er_fold2")),
     ]
-    assert [r.task for r in demo.slowest_first(runs)] == ["ks", "ks", "ks", "er", "er", "er"]
+    assert [r.task for r in slowest_first(runs)] == ["ks", "ks", "ks", "er", "er", "er"]
     argv = runs[4].train_argv(checkpoint, tmp_path, None)
     assert argv[:3] == ["-m", "train", "-u"] and argv[3] == "fbank" and "--profile" in argv and "-o" not in argv
     assert "--cache-features" in argv

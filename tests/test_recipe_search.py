@@ -1,11 +1,13 @@
-"""results.recipe_search: the arms file is validated with errors naming the entry, and one tiny arm runs end to end
+"""experiments.recipe_search and its report (results.recipe_search): the arms file is validated with errors
+naming the entry, and one tiny arm runs end to end
 with the ABX monitor, its row reading the monitor's first and last evaluations."""
 
 import csv
 
 import pytest
 
-from results import recipe_search
+from experiments import recipe_search
+from results import recipe_search as search_report
 
 
 def test_read_arms_validates_every_entry(tmp_path):
@@ -100,19 +102,16 @@ def test_selector_scalars_are_second_half_means_and_seeds_are_grouped(tmp_path):
         for s in (10, 50, 60, 80, 100)
     ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    log = recipe_search.read_run(run_dir)
+    log = search_report.read_run(run_dir)
     assert log.updates == 100
     assert log.mechanism["teacher_rho"] == pytest.approx(0.4) and log.mechanism["hardness_lift"] == pytest.approx(1.2)
-    rows = [
-        recipe_search.arm_row(recipe_search.Arm(name, "pretrain/tiny.yaml"), log, 1.0)
-        for name in ("sel-s0", "sel-s1", "other")
-    ]
+    rows = [search_report.arm_row(name, "", (), log, 1.0) for name in ("sel-s0", "sel-s1", "other")]
     rows[1]["hardness_lift"] = 1.0
-    lines = recipe_search.seed_means_table(rows)
+    lines = search_report.seed_means_table(rows)
     sel = next(line for line in lines if line.startswith("| sel |"))
     assert "| 2 |" in sel and "1.100 [1.000, 1.200]" in sel and "0.400 [0.400, 0.400]" in sel
     assert any(line.startswith("| other | 1 |") for line in lines)  # a single-seed setting keeps its row
-    assert recipe_search.seed_means_table(rows[2:]) == []
+    assert search_report.seed_means_table(rows[2:]) == []
 
 
 def test_curves_bin_the_selector_scalars_and_list_every_abx_evaluation(tmp_path):

@@ -54,13 +54,14 @@ def test_er_folds():
 
 def test_every_reader_uses_the_registry_objects():
     """The same objects, not copies: a task added or renamed in the registry reaches every table."""
-    from results import demo, layer_weights, study, study_collect, study_report, tabulate
+    from experiments import demo, downstream, options, study
+    from results import layer_weights, study_collect, study_report, tabulate
     from superb import tasks
 
     assert tasks.TASKS is registry.TASKS
     assert demo.TASK_NAMES is registry.TASK_NAMES and study.TASK_NAMES is registry.TASK_NAMES
     assert demo.ER_FOLDS is registry.ER_FOLDS and study_report.ER_FOLDS is registry.ER_FOLDS
-    assert demo.SLOWEST_FIRST is registry.SLOWEST_FIRST
+    assert downstream.SLOWEST_FIRST is registry.SLOWEST_FIRST
     assert tabulate.TASK_LABELS is registry.TASK_LABELS and tabulate.TASK_HEADERS is registry.TASK_HEADERS
     assert study_report.TASK_HEADERS is registry.TASK_HEADERS and study_report.METRICS is registry.METRICS
     assert study_collect.TASK_LABELS is registry.TASK_LABELS and layer_weights.TASK_LABELS is registry.TASK_LABELS
@@ -68,9 +69,9 @@ def test_every_reader_uses_the_registry_objects():
     score_header = study_report.score_table({}, ["ehmam"], {}).splitlines()[0]
     assert score_header == "| condition | " + " | ".join(m.header for m in registry.METRICS.values()) + " |"
     with pytest.raises(argparse.ArgumentTypeError, match="wav"):
-        demo.parse_tasks("ks,wav")
-    assert demo.parse_tasks("sf,pr,ks") == ["pr", "ks", "sf"]
-    assert set(demo.CPU_SMOKE_OVERRIDES) == set(registry.TASK_NAMES)
+        options.parse_tasks("ks,wav")
+    assert options.parse_tasks("sf,pr,ks") == ["pr", "ks", "sf"]
+    assert set(downstream.CPU_SMOKE_OVERRIDES) == set(registry.TASK_NAMES)
 
 
 def test_no_other_module_lists_the_tasks():

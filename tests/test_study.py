@@ -1,4 +1,4 @@
-"""results.study: the arms' commands, the numbers read from an arm's run dir, and the report built from
+"""experiments.study: the arms' commands, the numbers read from an arm's run dir, and the report built from
 fabricated per-run scores (means, spreads and the sentences derived from them)."""
 
 import json
@@ -9,8 +9,11 @@ import pytest
 import torch
 import yaml
 
-from results import study, study_collect, study_report, study_run, study_tables
-from results.demo import parse_task_steps, short_run_override
+from experiments import study, study_arms
+from experiments.downstream import short_run_override
+from experiments.options import parse_seeds, parse_task_steps
+from experiments.pretraining import random_init_like_config
+from results import study_collect, study_report, study_tables
 from upstream_ehmam.checkpoint import load_checkpoint, load_encoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +26,7 @@ LABELS = {"ehmam": "EH-MAM", "random_mask": "random masking", "fbank": "FBANK"}
 def test_random_mask_overrides_come_from_its_yaml():
     """random masking = what pretrain/random_mask.yaml changes relative to ehmam.yaml in the method sections:
     curriculum off (alpha fixed at 0) and no auxiliary loss; no size, optimiser, data or run keys."""
-    overrides = study_run.baseline_overrides(REPO / "pretrain" / "random_mask.yaml", REPO / "pretrain" / "ehmam.yaml")
+    overrides = study_arms.baseline_overrides(REPO / "pretrain" / "random_mask.yaml", REPO / "pretrain" / "ehmam.yaml")
     assert sorted(overrides) == ["curriculum.mode=none", "loss.aux_weight=0.0"]
     from pretrain.config import load_config
 
@@ -34,10 +37,10 @@ def test_random_mask_overrides_come_from_its_yaml():
 
 def test_pretrain_argv_equal_budget_per_arm(tmp_path):
     """Every pretrained arm runs the same config, updates, warm-up and seed; only its own overrides differ."""
-    conditions = study_run.default_conditions()
+    conditions = study_arms.default_conditions()
     config, manifest = REPO / "pretrain" / "tiny.yaml", tmp_path / "train.tsv"
     argvs = {
-        name: study_run.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
+        name: study_arms.pretrain_argv(conditions[name], 3, config, manifest, tmp_path / name, 300)
         for name in ("ehmam", "random_mask", "no_aux")
     }
 
@@ -62,9 +65,9 @@ def test_pretrain_argv_equal_budget_per_arm(tmp_path):
 def test_downstream_argv_per_arm(tmp_path):
     """EH-MAM arms train with `-u ehmam -k CKPT`, fbank with `-u fbank` and no -k; ER has one run per fold;
     s3prl's --seed is the study seed; the rest is demo.py's short-run command."""
-    conditions = study_run.default_conditions()
+    conditions = study_arms.default_conditions()
     ckpt, data = tmp_path / "last.pt", tmp_path / "data"
-    runs = study_run.plan_study_runs(conditions["ehmam"], 1, ["ks", "er"], [1, 3], tmp_path / "ds")
+    runs = study_arms.plan_study_runs(conditions["ehmam"], 1, ["ks", "er"], [1, 3], tmp_path / "ds")
     assert [r.label for r in runs] == ["ks", "er_fold1", "er_fold3"]
     argv = runs[0].train_argv(ckpt, data, 60)
     assert argv == [
@@ -89,7 +92,8 @@ def test_downstream_argv_per_arm(tmp_path):
         "1",
     ]
     assert runs[2].train_argv(ckpt, data, 60)[-4:] == ["--fold", "3", "--seed", "1"]
-    fbank = study_run.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0].train_argv(None, data, 9)
+    fbank_run = study_arms.plan_study_runs(conditions["fbank"], 0, ["pr"], [1], tmp_path / "fb")[0]
+    fbank = fbank_run.train_argv(None, data, 9)
     assert fbank[:4] == ["-m", "train", "-u", "fbank"] and "-k" not in fbank and "ehmam" not in fbank
     assert fbank[fbank.index("-d") + 1] == "pr" and fbank[-2:] == ["--seed", "0"]
     assert runs[0].evaluate_argv(tmp_path / "dev-best.ckpt", data)[:4] == [
@@ -105,9 +109,9 @@ def test_export_random_init_is_seeded_and_leaves_global_rng(tmp_path):
     weights, another seed other weights, and the caller's global RNG state is untouched."""
     config = REPO / "pretrain" / "tiny.yaml"
     state = torch.random.get_rng_state()
-    a = study_run.export_random_init(tmp_path / "a.pt", config, seed=0)
-    b = study_run.export_random_init(tmp_path / "b.pt", config, seed=0)
-    c = study_run.export_random_init(tmp_path / "c.pt", config, seed=1)
+    a = random_init_like_config(config, tmp_path / "a.pt", seed=0)
+    b = random_init_like_config(config, tmp_path / "b.pt", seed=0)
+    c = random_init_like_config(config, tmp_path / "c.pt", seed=1)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert load_checkpoint(a)["kind"] == "ehmam-encoder"
     sa, sb, sc = (load_checkpoint(p)["encoder"] for p in (a, b, c))
@@ -123,16 +127,16 @@ def test_parsers_reject_bad_lists():
     assert study.parse_conditions("fbank, ehmam,fbank") == ["fbank", "ehmam"]
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown \['wav2vec'\]"):
         study.parse_conditions("ehmam,wav2vec")
-    assert study.parse_seeds("0,1,1") == [0, 1]
+    assert parse_seeds("0,1,1") == [0, 1]
     with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
-        study.parse_seeds("a")
+        parse_seeds("a")
 
 
 def test_task_steps_give_named_tasks_their_own_count():
     """--task-steps N gives every task N; N,TASK=M overrides the named tasks; bad parts are named."""
     import argparse
 
-    from results.demo import describe_task_steps
+    from results.study_report import describe_task_steps
 
     assert set(parse_task_steps("60").values()) == {60}
     steps = parse_task_steps("300, KS=2000,ic=1500")
@@ -184,7 +188,7 @@ def test_rho_measured_follows_the_config():
 
 def test_collect_arm_reads_metrics_config_probes_and_stages(tmp_path):
     """An arm dir's metrics.jsonl, config.yaml, layerwise.csv and condition.json become one ArmResult."""
-    cdir = study_run.condition_dir(tmp_path, "random_mask", 2)
+    cdir = study_collect.condition_dir(tmp_path, "random_mask", 2)
     (cdir / "pretrain").mkdir(parents=True)
     (cdir / "layerwise").mkdir()
     records = [
@@ -320,7 +324,7 @@ def test_build_report_states_the_numbers():
     """study.md carries the command, seeds, compute, the score table with spreads, the derived sentences,
     the training table (n/a where an arm measured nothing) and the layer-wise table."""
     meta = study_report.StudyMeta(
-        command="python -m results.study --seeds 0,1",
+        command="python -m experiments.study --seeds 0,1",
         seeds=[0, 1],
         conditions=["ehmam", "random_mask", "fbank"],
         labels=LABELS,
@@ -333,7 +337,7 @@ def test_build_report_states_the_numbers():
         pretrain_commands={"ehmam": "python pretrain/run.py --config tiny.yaml"},
     )
     report = study_report.build_report(meta, arms_fixture())
-    assert "Command: `python -m results.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
+    assert "Command: `python -m experiments.study --seeds 0,1`" in report and "Seeds: 0, 1." in report
     assert "Synthetic mini-SUPERB data" in report and "`python pretrain/run.py --config tiny.yaml`" in report
     assert (
         "Downstream: PR, KS, IC, SID, ER, ASR, SF; official configs, 60 updates per task (KS 500) (ER: folds 1, 2 of 5)"
@@ -382,7 +386,7 @@ def test_sample_steps_pick_the_nearest_logged_steps():
 
 def test_write_report_only_from_disk(tmp_path, monkeypatch):
     """--report-only rebuilds study.md and both figures from study.json and the arm folders."""
-    cdir = study_run.condition_dir(tmp_path, "ehmam", 0)
+    cdir = study_collect.condition_dir(tmp_path, "ehmam", 0)
     (cdir / "layerwise").mkdir(parents=True)
     (cdir / "layerwise" / "layerwise.csv").write_text(
         "layer,probe,metric,value,n_train,n_test\n0,speaker,accuracy,0.5,4,4\n1,speaker,accuracy,0.75,4,4\n"
@@ -390,7 +394,7 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
     (tmp_path / "study.json").write_text(
         json.dumps(
             {
-                "command": "python -m results.study --seeds 0",
+                "command": "python -m experiments.study --seeds 0",
                 "seeds": [0],
                 "conditions": ["ehmam"],
                 "steps": 5,
@@ -402,7 +406,7 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
     )
     assert study.main(["--out", str(tmp_path), "--report-only"]) == 0
     report = (tmp_path / "study.md").read_text()
-    assert "Command: `python -m results.study --seeds 0`" in report and "| EH-MAM | 1 (0.750) / 0.750 |" in report
+    assert "Command: `python -m experiments.study --seeds 0`" in report and "| EH-MAM | 1 (0.750) / 0.750 |" in report
     assert "EH-MAM has no scores" in report
     assert (tmp_path / "training_curves.png").is_file() and (tmp_path / "layerwise_curves.png").is_file()
     assert study.main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2
@@ -410,7 +414,7 @@ def test_write_report_only_from_disk(tmp_path, monkeypatch):
 
 def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
     meta = study_report.StudyMeta(
-        command="python -m results.study",
+        command="python -m experiments.study",
         seeds=[0, 1],
         conditions=["ehmam", "fbank"],
         labels=LABELS,
@@ -435,7 +439,7 @@ def test_report_names_the_profile_and_prints_each_seeds_cells_with_intervals():
 def test_a_study_of_some_tasks_reports_only_those():
     """A study of PR and KS: its tables have those two columns, its comparisons count two tasks, no ER text."""
     meta = study_report.StudyMeta(
-        command="python -m results.study --tasks pr,ks",
+        command="python -m experiments.study --tasks pr,ks",
         seeds=[0, 1],
         conditions=["ehmam", "random_mask"],
         labels=LABELS,

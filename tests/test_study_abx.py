@@ -3,7 +3,8 @@ collected, and the report gains its two ABX tables only when some arm measured A
 
 import json
 
-from results import study_collect, study_report, study_run, study_tables
+from experiments import study_arms
+from results import study_collect, study_report, study_tables
 from results.abx.report import write_csv
 
 
@@ -16,7 +17,7 @@ def _abx_rows(representation: str, errors: dict[int, tuple[float, float]]) -> li
 
 
 def _arm_dir(tmp_path, condition: str, seed: int, errors: dict[int, tuple[float, float]], monitor: list[float]):
-    cdir = study_run.condition_dir(tmp_path, condition, seed)
+    cdir = study_collect.condition_dir(tmp_path, condition, seed)
     (cdir / "pretrain").mkdir(parents=True)
     (cdir / "abx").mkdir()
     records = [{"step": 1, "loss": 1.0, "sec_per_step": 1.0, "audio_sec_per_sec": 10.0}]
@@ -32,9 +33,9 @@ def _arm_dir(tmp_path, condition: str, seed: int, errors: dict[int, tuple[float,
 
 
 def test_pretrain_argv_turns_the_monitor_on_only_with_data(tmp_path):
-    condition = study_run.default_conditions()["ehmam"]
-    plain = study_run.pretrain_argv(condition, 0, tmp_path / "c.yaml", tmp_path / "t.tsv", tmp_path / "o", 100)
-    monitored = study_run.pretrain_argv(
+    condition = study_arms.default_conditions()["ehmam"]
+    plain = study_arms.pretrain_argv(condition, 0, tmp_path / "c.yaml", tmp_path / "t.tsv", tmp_path / "o", 100)
+    monitored = study_arms.pretrain_argv(
         condition, 0, tmp_path / "c.yaml", tmp_path / "t.tsv", tmp_path / "o", 100, tmp_path / "corpus"
     )
     assert not any("run.eval" in a for a in plain)

@@ -1,7 +1,7 @@
 """End to end on the mini-SUPERB ci corpus: a real (short) EH-MAM pretraining, then every SUPERB task trained a
 few steps and evaluated through s3prl's own runner with `-u ehmam -k <that checkpoint>`, then tabulated.
 
-One `python -m results.demo` subprocess does the whole pipeline once for this module (about a minute on 2 cores);
+One `python -m experiments.demo` subprocess does the whole pipeline once for this module (about a minute on 2 cores);
 the tests below check each task's evaluation and table cell. ASR is also run exactly as a user types it.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from results.demo import short_run_override
+from experiments.downstream import short_run_override
 from superb.registry import TASK_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def demo(minisuperb_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             sys.executable,
             "-m",
-            "results.demo",
+            "experiments.demo",
             "--out",
             str(out),
             "--data",

@@ -15,7 +15,7 @@ from .files import write_text_atomic
 
 log = logging.getLogger("trainkit")
 
-METRICS = "metrics.jsonl"
+METRICS_FILE = "metrics.jsonl"
 
 
 def report_config_changes(
@@ -71,7 +71,7 @@ def open_run_logs(
         writer = stack.enter_context(
             contextlib.closing(SummaryWriter(str(out_dir / "tb"), purge_step=update + 1 if update else None))
         )
-        metrics_file = stack.enter_context((out_dir / METRICS).open("a"))
+        metrics_file = stack.enter_context((out_dir / METRICS_FILE).open("a"))
     progress = stack.enter_context(
         contextlib.closing(tqdm(total=max_steps, initial=update, disable=not is_main, desc=desc, dynamic_ncols=True))
     )

@@ -228,7 +228,7 @@ def pair_distances(frames: torch.Tensor, chunks: Sequence[_BlockChunk | _DirectC
 
 @dataclass
 class ConditionTriples:
-    """The triples of one condition: per triple the index of its (A, X) and (B, X) pair in `Task.pairs`, and
+    """The triples of one condition: per triple the index of its (A, X) and (B, X) pair in `AbxPlan.pairs`, and
     its cell; per cell its context group, its speaker group and its label pair (ints)."""
 
     ax: np.ndarray
@@ -244,7 +244,7 @@ class ConditionTriples:
 
 
 @dataclass
-class Task:
+class AbxPlan:
     """Item pairs to measure (P, 2) and the triples of each condition built on them."""
 
     pairs: np.ndarray
@@ -302,7 +302,7 @@ def _groups(keys: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
 
 def build_task(
     items: ItemTable, conditions: Sequence[str] = CONDITIONS, max_x_speakers: int = 5, seed: int = 0
-) -> Task:
+) -> AbxPlan:
     """The triples of each condition over `items`, and the distinct item pairs they compare."""
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -358,7 +358,7 @@ def build_task(
         ax = np.searchsorted(unique, np.minimum(a, x) * n_items + np.maximum(a, x))
         bx = np.searchsorted(unique, np.minimum(b, x) * n_items + np.maximum(b, x))
         out[name] = ConditionTriples(ax, bx, cell, cells[:, 0], cells[:, 1], cells[:, 2])
-    return Task(pairs, out, context)
+    return AbxPlan(pairs, out, context)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -387,7 +387,7 @@ def condition_error(triples: ConditionTriples, distances: np.ndarray) -> float:
     return float(over_speakers.mean())  # then over label pairs
 
 
-def score(task: Task, frames: torch.Tensor, chunks: Sequence[_BlockChunk | _DirectChunk]) -> dict[str, float]:
+def score(task: AbxPlan, frames: torch.Tensor, chunks: Sequence[_BlockChunk | _DirectChunk]) -> dict[str, float]:
     """{condition: error in %} of one layer: frames (N, D) of every file concatenated, laid out by
     `plan_pairs(task.pairs, task.item_group, first, length)` (item k at frames[first[k] : first[k] + length[k]])."""
     distances = pair_distances(unit_frames(frames.float()), chunks, len(task.pairs)).double().numpy()

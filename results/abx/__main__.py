@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.max_utterances,
             args.upstream,
             not args.no_random_init,
-            [c for c in args.conditions.split(",") if c],
+            comma_list(args.conditions),
             args.max_per_group,
             args.max_x_speakers,
             args.seed,

@@ -104,3 +104,20 @@ def plot(rows: Sequence[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def summary_with_curve(abx_dir: Path, curve: Path | None) -> str:
+    """The phone ABX summary of abx_dir/abx.csv (best layer of each representation), then the pretraining
+    monitor's curve (a pretraining run's abx_curve.tsv) when there is one."""
+    text = (
+        "Phone ABX (triphone, %, chance 50; lower is better), best layer by across-speaker error; per layer in "
+        f"{abx_dir / 'abx.md'}:\n\n" + summary_table(read_csv(abx_dir / "abx.csv"))
+    )
+    if curve is not None and curve.is_file():
+        rows = [line.split("\t") for line in curve.read_text().splitlines()[1:]]
+        text += (
+            "\nDuring pretraining (best student layer):\n\n| update | layer | within % | across % |\n"
+            "|---:|---:|---:|---:|\n"
+            + "".join(f"| {s} | {k} | {float(w):.1f} | {float(a):.1f} |\n" for s, k, w, a in rows)
+        )
+    return text

@@ -1,5 +1,5 @@
 """Running the study's arms: pretrain (or export) each arm's upstream, run its downstream tasks on a pool of
-workers, probe its layers, and leave everything under OUT/seed<k>/<condition>/. `python -m results.study` is the
+workers, probe its layers, and leave everything under OUT/seed<k>/<condition>/. `python -m experiments.study` is the
 command line; below it every function takes typed arguments."""
 
 from __future__ import annotations
@@ -10,24 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from results.demo import (
-    ABX_FILES,
-    ABX_SPLITS,
-    DownstreamPool,
-    DownstreamRun,
-    Stage,
-    abx_stage,
-    plan_downstream,
+from experiments.downstream import DownstreamPool, DownstreamRun, plan_downstream, slowest_first
+from experiments.pretraining import (
+    AbxMonitor,
     pretrain_manifest,
     pretraining_argv,
+    random_init_like_config,
     run_pretraining,
-    shown,
-    slowest_first,
-    stage_records,
-    tabulate_stage,
-    timed,
 )
-from results.paths import REPO, repo_relative
+from experiments.report_stages import abx_stage, tabulate_stage
+from experiments.stages import Stage, stage_records, timed
+from results.paths import REPO, repo_relative, shown
+from results.study_collect import condition_dir
 from superb.registry import ER_FOLDS, TASK_NAMES
 
 log = logging.getLogger("study")
@@ -140,17 +134,9 @@ def pretrain_argv(
     """pretrain/run.py's argv: the same config, updates, warm-up and batch size for every arm; only the seed and
     the arm's own overrides differ. With `abx_data` the pretrainer's ABX monitor scores the student's layers on its
     dev-clean alignments during training."""
-    monitor = (
-        [
-            f"run.eval_data={abx_data}",
-            f"run.eval_every={max(1, steps // ABX_EVALUATIONS)}",
-            f"run.eval_max_files={ABX_FILES}",
-            f"run.eval_splits=[{','.join(ABX_SPLITS)}]",
-        ]
-        if abx_data is not None
-        else []
-    )
-    return pretraining_argv(config, manifest, out_dir, steps, [f"run.seed={seed}", *condition.overrides, *monitor])
+    monitor = AbxMonitor.evaluations(abx_data, steps, ABX_EVALUATIONS) if abx_data is not None else None
+    sets = [f"run.seed={seed}", *condition.overrides]
+    return pretraining_argv(config, manifest, out_dir, steps=steps, sets=sets, monitor=monitor)
 
 
 def plan_study_runs(
@@ -166,23 +152,8 @@ def plan_study_runs(
     return plan_downstream(tasks, er_folds, root, profile=profile, upstream_argv=upstream, downstream_seed=seed)
 
 
-def export_random_init(path: Path, pretrain_config: Path, seed: int) -> Path:
-    """A freshly initialised encoder of the pretraining config's shape, saved as an encoder export. The global
-    RNG is forked so the caller's random state is untouched."""
-    from pretrain.config import load_config
-    from upstream_ehmam.checkpoint import export_encoder
-    from upstream_ehmam.model import random_init_encoder
-
-    export_encoder(random_init_encoder(load_config(pretrain_config).model, seed), path)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Running one arm.
-
-
-def condition_dir(out: Path, condition: str, seed: int) -> Path:
-    return out / f"seed{seed}" / condition
 
 
 @dataclass
@@ -217,13 +188,13 @@ def build_upstream(condition: Condition, seed: int, settings: StudySettings, dat
     elif condition.source == "random_init":
         arm.checkpoint = cdir / "random_init.pt"
         command = (
-            f"results.study_run.export_random_init({repo_relative(arm.checkpoint)!r}, "
-            f"{repo_relative(settings.pretrain_config)!r}, seed={seed})"
+            f"experiments.pretraining.random_init_like_config({repo_relative(settings.pretrain_config)!r}, "
+            f"{repo_relative(arm.checkpoint)!r}, seed={seed})"
         )
         arm.stages.append(
             timed(
                 Stage("random init", command),
-                lambda: export_random_init(arm.checkpoint, settings.pretrain_config, seed),
+                lambda: random_init_like_config(settings.pretrain_config, arm.checkpoint, seed),
             )
         )
     return arm

@@ -1,10 +1,10 @@
 """Does easy-to-hard masking help? Pretrain EH-MAM and its ablations over seeds, run the seven SUPERB tasks and
 the layer-wise probes on each, and write OUT/study.md (every sentence in it is computed from the numbers).
 
-    python -m results.study --scale ci --seeds 0,1 --steps 300 --task-steps 60 --out results/study
-    python -m results.study --out results/study --report-only      # rebuild study.md from what is on disk
+    python -m experiments.study --scale ci --seeds 0,1 --steps 300 --task-steps 60 --out results/study
+    python -m experiments.study --out results/study --report-only      # rebuild study.md from what is on disk
 
-The command line only: results/study_run.py runs the arms, results/study_collect.py reads what they left,
+The command line only: experiments/study_arms.py runs the arms, results/study_collect.py reads what they left,
 results/study_report.py writes the report.
 """
 
@@ -19,12 +19,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from results.demo import parse_folds, parse_profile, parse_task_steps, parse_tasks, positive_int, prepare_corpus
-from results.paths import REPO, repo_relative
-from results.study_report import write_report
-from results.study_run import StudySettings, default_conditions, run_study_arms
+from experiments.corpus import prepare_corpus
+from experiments.options import parse_folds, parse_profile, parse_seeds, parse_task_steps, parse_tasks, positive_int
+from experiments.pretraining import pretrain_manifest
+from experiments.study_arms import StudySettings, default_conditions, pretrain_argv, run_study_arms
+from results.paths import REPO, repo_relative, shown
+from results.study_collect import condition_dir
+from results.study_report import StudyMeta, write_report
 from superb.registry import ER_FOLDS, TASK_NAMES
-from trainkit.cli import refuse_old_spellings
+from trainkit.cli import comma_list, refuse_old_spellings
 
 log = logging.getLogger("study")
 
@@ -33,7 +36,7 @@ STUDY_JSON = "study.json"
 
 def parse_conditions(text: str) -> list[str]:
     known = list(default_conditions())
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = comma_list(text)
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
@@ -42,19 +45,9 @@ def parse_conditions(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated non-negative integers, got {text!r}")
-    return list(dict.fromkeys(seeds))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m results.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m experiments.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("results/study"))
     parser.add_argument(
@@ -161,7 +154,7 @@ def settings_from_record(record: dict, out: Path) -> StudySettings:
 def run_study(args: argparse.Namespace, raw: Sequence[str]) -> tuple[StudySettings, Path, str]:
     """Record study.json, then run every arm; returns what the report needs."""
     settings = settings_from_args(args)
-    command = shlex.join(["python", "-m", "results.study", *(repo_relative(a) for a in raw)])
+    command = shlex.join(["python", "-m", "experiments.study", *(repo_relative(a) for a in raw)])
     settings.out.mkdir(parents=True, exist_ok=True)
     data, _ = prepare_corpus(args.data, settings.out, args.scale, args.corpus_seed)
     (settings.out / STUDY_JSON).write_text(
@@ -173,6 +166,45 @@ def run_study(args: argparse.Namespace, raw: Sequence[str]) -> tuple[StudySettin
     return settings, data, command
 
 
+def study_meta(settings: StudySettings, data: Path, command: str) -> StudyMeta:
+    """What the report says about how the study was run: its settings, arms and one seed's pretraining commands."""
+    from minisuperb import read_marker
+
+    conditions = default_conditions()
+    marker = read_marker(data) if data.is_dir() else None
+    first = settings.seeds[0]
+    pretrain_commands = {
+        name: shown(
+            pretrain_argv(
+                conditions[name],
+                first,
+                settings.pretrain_config,
+                pretrain_manifest(settings.pretrain_manifest, data),
+                condition_dir(settings.out, name, first) / "pretrain",
+                settings.steps,
+                data if settings.abx_monitor else None,
+            )
+        )
+        for name in settings.conditions
+        if conditions[name].source == "pretrain"
+    }
+    return StudyMeta(
+        command,
+        list(settings.seeds),
+        list(settings.conditions),
+        {name: c.label for name, c in conditions.items()},
+        {name: c.about for name, c in conditions.items()},
+        repo_relative(data),
+        f"mini-SUPERB synthetic, scale {marker.get('scale')}" if marker else "real corpora or unknown",
+        settings.steps,
+        settings.task_steps,
+        list(settings.er_folds),
+        pretrain_commands,
+        settings.profile,
+        list(settings.tasks),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
@@ -182,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_path = args.out.absolute() / STUDY_JSON
         if not record_path.is_file():
             print(
-                f"results.study: error: {record_path} is missing: no study was run in {args.out.absolute()}",
+                f"experiments.study: error: {record_path} is missing: no study was run in {args.out.absolute()}",
                 file=sys.stderr,
             )
             return 2
@@ -191,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data, command = REPO / record["data"], record["command"]  # relative paths: to the repository root
     else:
         settings, data, command = run_study(args, raw)
-    path = write_report(settings, data, command)
+    path = write_report(study_meta(settings, data, command), settings.out)
     sys.stdout.write(path.read_text(encoding="utf-8"))
     print(f"wrote {path}, {settings.out / 'training_curves.png'}, {settings.out / 'layerwise_curves.png'}")
     return 0
