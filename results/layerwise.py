@@ -9,296 +9,35 @@ R^2 of a ridge map to the input's log-mel frames, and speaker accuracy (mean-poo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from measure.alignments import Utterance, frame_phone_labels, read_alignments
-from measure.audio import load_audio
-from measure.logmel import MEL_BINS, log_mel_frames
+from measure.alignments import Utterance, read_alignments
 
-from .csv_rows import read_rows, write_rows
+from .layerwise_features import (
+    KEYWORDS,
+    KS_TRAIN_DIR,
+    Features,
+    extract_features,
+    keyword_utterances,
+    pick_round_robin,
+    plan_frame_picks,
+    speaker_split,
+)
+from .layerwise_probes import probe_accuracy, ridge_r2
+from .layerwise_probes import r2_score as r2_score  # re-exported for importers of results.layerwise
+from .layerwise_report import CSV_COLUMNS as CSV_COLUMNS  # re-exported for importers of results.layerwise
+from .layerwise_report import PROBES, format_table, plot_layerwise, write_csv
+from .layerwise_report import read_csv as read_csv  # re-exported for importers of results.layerwise
 
 log = logging.getLogger("layerwise")
 
 LIBRI_TRAIN_SPLITS = ("train-clean-100",)
 LIBRI_TEST_SPLITS = ("dev-clean", "test-clean")  # speakers disjoint from train-clean-100
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # SUPERB KS's 10 words
-KS_TRAIN_DIR, KS_TEST_DIR = "speech_commands_v0.01", "speech_commands_test_set_v0.01"
-PROBES = {  # probe -> metric, in CSV and plot order
-    "phone": "frame_accuracy",
-    "keyword": "accuracy",
-    "logmel": "r2",
-    "speaker": "accuracy",
-}
-CSV_COLUMNS = ("layer", "probe", "metric", "value", "n_train", "n_test")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Probes: pure functions on feature matrices.
-
-
-def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """z-score every matrix with the train rows' per-column mean/std (constant columns keep std 1)."""
-    mean = train.mean(0, keepdim=True)
-    std = train.std(0, keepdim=True, unbiased=False)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))
-    return [(x - mean) / std for x in (train, *others)]
-
-
-def label_ids(train_labels: Sequence[str], test_labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Class ids from the train labels; a test label never seen in training gets -1 (always counted wrong)."""
-    classes = {label: i for i, label in enumerate(sorted(set(train_labels)))}
-    y_train = torch.tensor([classes[label] for label in train_labels], dtype=torch.long)
-    y_test = torch.tensor([classes.get(label, -1) for label in test_labels], dtype=torch.long)
-    return y_train, y_test, len(classes)
-
-
-@contextlib.contextmanager
-def cpu_threads_for(x: torch.Tensor, num_classes: int):
-    """One intra-op thread for small CPU fits: L-BFGS makes many tiny matmuls, and on a busy machine OpenMP
-    threads waiting for each other made a 5k x 128 phone probe 20x slower (12 s vs 0.6 s, measured)."""
-    small = x.device.type == "cpu" and x.numel() * num_classes < 50_000_000
-    saved = torch.get_num_threads()
-    if small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-def fit_logistic_probe(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3, max_iter: int = 100
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression, full-batch L-BFGS from zeros (deterministic): mean cross-entropy +
-    l2 * ||W||^2. x (N, D) standardised, y (N,) in [0, num_classes) -> W (D, C), b (C,)."""
-    W = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
-    b = torch.zeros(num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [W, b],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-    )
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ W + b, y) + l2 * W.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return W.detach(), b.detach()
-
-
-def probe_accuracy(
-    x_train: torch.Tensor,
-    train_labels: Sequence[str],
-    x_test: torch.Tensor,
-    test_labels: Sequence[str],
-    l2: float = 1e-3,
-    max_iter: int = 100,
-) -> float:
-    """Test accuracy of a linear classifier trained on (x_train, train_labels); features standardised on train."""
-    y_train, y_test, num_classes = label_ids(train_labels, test_labels)
-    if num_classes < 2:
-        raise ValueError(f"a probe needs at least 2 classes in its training labels, found {num_classes}")
-    x_train, x_test = standardize(x_train.float(), x_test.float())  # float32: L-BFGS is several times faster
-    with cpu_threads_for(x_train, num_classes):
-        W, b = fit_logistic_probe(x_train, y_train.to(x_train.device), num_classes, l2, max_iter)
-    predicted = (x_test @ W + b).argmax(1).cpu()
-    return float((predicted == y_test).double().mean())
-
-
-def fit_ridge(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form ridge with intercept on standardised x: W = (X^T X + ridge * N * I)^-1 X^T (y - mean)."""
-    y_mean = y.mean(0, keepdim=True)
-    gram = x.T @ x + ridge * x.shape[0] * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    W = torch.linalg.solve(gram, x.T @ (y - y_mean))
-    return W, y_mean[0]
-
-
-def r2_score(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
-    """Coefficient of determination per output column, averaged over columns with variance (uniform average)."""
-    ss_res = (y_true - y_pred).pow(2).sum(0)
-    ss_tot = (y_true - y_true.mean(0, keepdim=True)).pow(2).sum(0)
-    keep = ss_tot > 1e-12
-    if not bool(keep.any()):
-        raise ValueError("R^2 is undefined: every target column is constant on the test rows")
-    return float((1.0 - ss_res[keep] / ss_tot[keep]).mean())
-
-
-def ridge_r2(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, ridge: float = 1e-3
-) -> float:
-    """Held-out R^2 of a ridge map from features to targets (features standardised on train)."""
-    x_train, x_test = standardize(x_train.double(), x_test.double())
-    W, b = fit_ridge(x_train, y_train.double(), ridge)
-    return r2_score(y_test.double(), x_test @ W + b)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Labels and targets per frame.
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Corpus reading.
-
-
-def keyword_utterances(data: Path) -> tuple[list[Utterance], list[Utterance]] | None:
-    """Speech Commands v0.01 clips of the 10 keywords: train = the train folder minus testing_list.txt (its
-    validation clips included), test = the separate test set (other speakers). None when the corpus is absent."""
-    train_root, test_root = data / KS_TRAIN_DIR, data / KS_TEST_DIR
-    if not train_root.is_dir():
-        return None
-    testing_list = train_root / "testing_list.txt"
-    held_out = set(testing_list.read_text().split()) if testing_list.is_file() else set()
-
-    def clips(root: Path, keep) -> list[Utterance]:
-        return [
-            Utterance(path, path.name.split("_nohash_")[0], word)
-            for word in KEYWORDS
-            for path in sorted((root / word).glob("*.wav"))
-            if keep(f"{word}/{path.name}")
-        ]
-
-    train = clips(train_root, lambda rel: rel not in held_out)
-    test = clips(test_root, lambda rel: True) if test_root.is_dir() else clips(train_root, lambda rel: rel in held_out)
-    if not train or not test:
-        log.info("keyword probe: %s has no usable train/test clips of the 10 keywords", train_root)
-        return None
-    return train, test
-
-
-def pick_round_robin(utterances: Sequence[Utterance], limit: int | None, generator: torch.Generator) -> list[Utterance]:
-    """At most `limit` utterances, taken in turn from each speaker (group) in a seeded order, so a cap keeps
-    every speaker; the original order is kept in the result."""
-    if limit is None or limit >= len(utterances):
-        return list(utterances)
-    groups: dict[str, list[int]] = {}
-    for i in torch.randperm(len(utterances), generator=generator).tolist():
-        u = utterances[i]
-        groups.setdefault(u.label or u.speaker, []).append(i)
-    order, queues = [], list(groups.values())
-    while len(order) < limit:
-        for queue in queues:
-            if queue and len(order) < limit:
-                order.append(queue.pop(0))
-    return [utterances[i] for i in sorted(order)]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Feature extraction.
-
-
-@dataclass
-class Features:
-    """Per layer: frames (N, D) at the picked frames and pooled (U, D) per utterance; phone labels and log-mel
-    targets of the picked frames."""
-
-    frames: list[torch.Tensor]
-    pooled: list[torch.Tensor]
-    phone_labels: list[str]
-    log_mels: torch.Tensor
-
-
-def plan_frame_picks(
-    utterances: Sequence[Utterance], frames_per_utt: Sequence[int], max_frames: int | None, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """Per utterance, the sorted frame indices to keep: all frames, or a seeded uniform subset of max_frames."""
-    total = sum(frames_per_utt)
-    if max_frames is None or total <= max_frames:
-        return [torch.arange(n) for n in frames_per_utt]
-    chosen = torch.randperm(total, generator=generator)[:max_frames].sort().values
-    offsets = torch.tensor([0, *frames_per_utt]).cumsum(0)
-    return [chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i] for i in range(len(utterances))]
-
-
-@torch.inference_mode()
-def extract_features(
-    encoder,
-    utterances: Sequence[Utterance],
-    frame_picks: Sequence[torch.Tensor] | None,
-    device: torch.device,
-    batch_size: int = 4,
-) -> Features:
-    """Run the encoder on each utterance (batched; padding does not change the outputs) and keep the picked
-    frames (with labels and log-mel targets when `frame_picks` is given) and the mean over all valid frames."""
-    from upstream_ehmam.model import normalize_waveforms
-
-    cfg = encoder.config
-    n_states = cfg.num_layers + 1
-    frames: list[list[torch.Tensor]] = [[] for _ in range(n_states)]
-    pooled: list[list[torch.Tensor]] = [[] for _ in range(n_states)]
-    labels: list[str] = []
-    mels: list[torch.Tensor] = []
-    for start in range(0, len(utterances), batch_size):
-        batch = utterances[start : start + batch_size]
-        wavs = [load_audio(u.path) for u in batch]
-        for u, w in zip(batch, wavs):
-            if u.num_samples and w.shape[0] != u.num_samples:
-                raise ValueError(f"{u.path}: {w.shape[0]} samples, but its alignment says num_samples={u.num_samples}")
-        padded, lengths = normalize_waveforms(wavs)  # (B, S), (B,)
-        # as the s3prl expert does: normalise, then zero-pad short clips to one receptive field
-        padded = F.pad(padded, (0, max(0, cfg.receptive_field - padded.shape[1])))
-        lengths = lengths.clamp(min=cfg.receptive_field)
-        hidden, frame_lengths = encoder.extract_features(padded.to(device), lengths.to(device))  # [L+1] x (B, T, D)
-        for b, u in enumerate(batch):
-            T = int(frame_lengths[b])
-            for layer, h in enumerate(hidden):
-                pooled[layer].append(h[b, :T].mean(0).float().cpu())
-            if frame_picks is None:
-                continue
-            picks = frame_picks[start + b]
-            for layer, h in enumerate(hidden):
-                frames[layer].append(h[b, picks.to(device)].float().cpu())
-            all_labels = frame_phone_labels(u.phones, u.starts, T, cfg.downsample_rate, cfg.receptive_field)
-            labels += [all_labels[t] for t in picks.tolist()]
-            mels.append(
-                log_mel_frames(padded[b, : lengths[b]].cpu(), T, window=cfg.receptive_field, hop=cfg.downsample_rate)[
-                    picks
-                ]
-            )
-    dim = cfg.embed_dim
-    return Features(
-        frames=[torch.cat(f) if f else torch.zeros(0, dim) for f in frames],
-        pooled=[torch.stack(p) if p else torch.zeros(0, dim) for p in pooled],
-        phone_labels=labels,
-        log_mels=torch.cat(mels) if mels else torch.zeros(0, MEL_BINS),
-    )
-
-
-def speaker_split(utterances: Sequence[Utterance], generator: torch.Generator) -> tuple[list[int], list[int]]:
-    """Closed-set speaker ID: per speaker with >= 2 utterances, a seeded half (rounded down) goes to test."""
-    by_speaker: dict[str, list[int]] = {}
-    for i, u in enumerate(utterances):
-        by_speaker.setdefault(u.speaker, []).append(i)
-    train, test = [], []
-    for speaker in sorted(by_speaker):
-        indices = by_speaker[speaker]
-        if len(indices) < 2:
-            continue
-        shuffled = [indices[j] for j in torch.randperm(len(indices), generator=generator).tolist()]
-        n_test = len(indices) // 2
-        test += shuffled[:n_test]
-        train += shuffled[n_test:]
-    return sorted(train), sorted(test)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The whole analysis.
 
 
 def resolve_device(name: str) -> torch.device:
@@ -497,61 +236,6 @@ def _majority_accuracy(train_labels: Sequence[str], test_labels: Sequence[str]) 
         return float("nan")
     majority = max(set(train_labels), key=list(train_labels).count)
     return sum(label == majority for label in test_labels) / len(test_labels)
-
-
-def write_csv(rows: Sequence[dict], path: Path) -> None:
-    write_rows(rows, path, CSV_COLUMNS, {"value": ".6f"})
-
-
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a layerwise.csv with typed layer / value / n_train / n_test."""
-    return read_rows(
-        path, CSV_COLUMNS, {"layer": int, "value": float, "n_train": int, "n_test": int}, "a layerwise.csv"
-    )
-
-
-def plot_layerwise(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:
-    """One line per probe and curve set (curve set name as a prefix); layers on x, values on a 0-1 scale
-    (accuracies as fractions, R^2 as is, so a negative R^2 shows below 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    lowest = 0.0
-    for name, rows in curves.items():
-        for probe, metric in PROBES.items():
-            mine = sorted((r for r in rows if r["probe"] == probe), key=lambda r: r["layer"])
-            if not mine:
-                continue
-            values = [r["value"] for r in mine]
-            lowest = min(lowest, min(v for v in values if math.isfinite(v)) if any(map(math.isfinite, values)) else 0)
-            ax.plot(
-                [r["layer"] for r in mine], values, marker="o", label=f"{name + ': ' if name else ''}{probe} ({metric})"
-            )
-    ax.set_xlabel("layer (0 = transformer input, i = output of block i)")
-    ax.set_ylabel("accuracy / R^2")
-    ax.set_ylim(max(lowest - 0.05, -1.0), 1.0)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def format_table(rows: Sequence[dict]) -> str:
-    """Markdown: one line per layer, one column per probe."""
-    probes = [p for p in PROBES if any(r["probe"] == p for r in rows)]
-    layers = sorted({r["layer"] for r in rows})
-    value = {(r["layer"], r["probe"]): r["value"] for r in rows}
-    lines = ["| layer | " + " | ".join(f"{p} {PROBES[p]}" for p in probes) + " |", "|---:|" + "---:|" * len(probes)]
-    for layer in layers:
-        cells = [f"{value[(layer, p)]:.3f}" if (layer, p) in value else "" for p in probes]
-        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,8 @@
-"""SUPERB task names, our configs and data-root layout, and the rewrite of a user's command line
-into s3prl's (`plan_argv`). Pure Python: nothing here imports s3prl."""
+"""The rewrite of a user's command line into s3prl's (`plan_argv`): our options (--data-root, --workers, --fold,
+--profile, --cache-features), our task configs and the resource files passed with them, the default experiment
+name, and the task of an `-e` checkpoint. The `-o` strings, the data-root layout and the profiles it applies are
+in superb/config_overrides.py, superb/data_root.py and superb/profiles.py. Pure Python: nothing here imports
+s3prl."""
 
 from __future__ import annotations
 
@@ -11,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import yaml
-
+from superb.config_overrides import PathValue, format_override_value, join_overrides, parse_overrides, read_yaml
+from superb.data_root import DATA_ROOT_ENV, checked_data_paths
+from superb.data_root import data_paths as data_paths  # re-exported for importers of superb.tasks
+from superb.profiles import PROFILE_DIR, profile_overrides
+from superb.profiles import available_profiles as available_profiles  # re-exported for importers of superb.tasks
 from superb.registry import (
     BY_CTC_CORPUS,
     BY_DOWNSTREAM,
@@ -26,11 +32,7 @@ from superb.registry import (
     run_name,
 )
 
-DATA_ROOT_ENV = "SUPERB_DATA"
-SYNTHETIC_HINT = "`python -m minisuperb --out {root}` makes a synthetic one"
-LEXICON_FILE = "librispeech-lexicon.txt"
 DEFAULT_CACHE_GIB = 4.0  # --cache-features without a size
-
 
 # our vocabulary/dictionary files, passed as absolute paths so the CWD does not matter
 RESOURCE_FILES = {
@@ -38,164 +40,6 @@ RESOURCE_FILES = {
     "sf": {"text.vocab_file": CONFIG_DIR / "vocab" / "character.txt"},
     "asr": {"datarc.dict_path": CONFIG_DIR / "asr" / "char.dict"},
 }
-PathValue = Path | list[Path]
-
-
-def data_paths(task: Task, root: Path) -> dict[str, PathValue]:
-    """Override keys (below `config.downstream_expert.`) -> paths, for corpora in canonical folders."""
-    root = Path(root).absolute()
-    libri = root / "LibriSpeech"
-    return {
-        "pr": {"corpus.path": libri, "corpus.lexicon": [libri / LEXICON_FILE]},
-        "asr": {"datarc.libri_root": libri, "datarc.bucket_file": libri / "len_for_bucket"},
-        "ks": {
-            "datarc.speech_commands_root": root / "speech_commands_v0.01",
-            "datarc.speech_commands_test_root": root / "speech_commands_test_set_v0.01",
-        },
-        "ic": {"datarc.file_path": root / "fluent_speech_commands_dataset"},
-        "sid": {"datarc.file_path": root / "VoxCeleb1", "datarc.meta_data": root / "VoxCeleb1" / "iden_split.txt"},
-        "er": {
-            "datarc.root": root / "IEMOCAP_full_release",
-            "datarc.meta_data": root / "IEMOCAP_full_release" / "meta_data",
-        },
-        "sf": {"corpus.path": root / "SNIPS", "text.slots_file": root / "SNIPS" / "slots.txt"},
-    }[task.name]
-
-
-# files a user must supply inside a corpus folder, per task: key -> what to do when missing
-REQUIRED_FILES = {
-    "pr": {
-        "corpus.lexicon": "download librispeech-lexicon.txt from OpenSLR 11 (https://www.openslr.org/11/) "
-        "into the LibriSpeech folder"
-    },
-    "sid": {"datarc.meta_data": "put VoxCeleb1's identification split file iden_split.txt into the VoxCeleb1 folder"},
-    "sf": {"text.slots_file": "the SNIPS folder needs slots.txt (one slot name per line, 'O' first)"},
-}
-
-
-# --- override strings ---------------------------------------------------------------------------
-
-
-def format_override_value(value: PathValue | str | int) -> str:
-    """A value s3prl's `-o` parser reads back exactly: quoted strings and lists, bare integers."""
-    if isinstance(value, list):
-        text = "[" + ", ".join(format_override_value(item) for item in value) + "]"
-    elif isinstance(value, int):
-        text = str(value)
-    else:
-        text = repr(str(value))
-    if "=" in text or ",," in text:
-        raise ValueError(f"{value}: s3prl's -o cannot carry a value containing '=' or ',,'; rename or move it")
-    return text
-
-
-def parse_overrides(texts: Sequence[str]) -> list[tuple[str, str]]:
-    """`-o "config.a=1,,args.b='x'"` strings -> [(key, value text)], in order."""
-    entries = []
-    for text in texts:
-        if text.strip().lower() == "none":
-            continue
-        for option in text.split(",,"):
-            if not option.strip():
-                continue
-            if option.count("=") != 1:
-                raise ValueError(f"-o entry {option.strip()!r}: expected exactly one '=' (key=value)")
-            key, value = option.split("=")
-            entries.append((key.strip(), value.strip()))
-    return entries
-
-
-def join_overrides(ours: Mapping[str, str], users: Sequence[tuple[str, str]]) -> str | None:
-    """Ours first, minus the keys the user sets; the user's entries last, so theirs win."""
-    user_keys = {key for key, _ in users}
-    entries = [(k, v) for k, v in ours.items() if k not in user_keys] + list(users)
-    return ",,".join(f"{key}={value}" for key, value in entries) or None
-
-
-# --- profiles: named sets of overrides per task (downstream_configs/profiles/<name>.yaml) ------------
-
-PROFILE_DIR = CONFIG_DIR / "profiles"
-PROFILE_SECTIONS = ("runner", "optimizer", "downstream_expert", "specaug")
-# Keys a profile may add although the official config lacks them: the optional parts of s3prl's heads
-# (e.g. UtteranceLevel's pre_net) and further keyword arguments of the torch optimizer (weight_decay).
-# Everything else must exist in the official config, so a typo is an error.
-PROFILE_NEW_KEY_PREFIXES = (
-    "downstream_expert.modelrc.UtteranceLevel.",
-    "downstream_expert.model.FrameLevel.",
-    "optimizer.",
-)
-
-
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-def _flatten(mapping: Mapping, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in mapping.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
-def _profile_value(value: object, where: str) -> str:
-    """A value s3prl's -o reads back (it eval()s the text): Python literals, strings quoted."""
-    if isinstance(value, (bool, int, float)) or value is None:
-        text = repr(value)
-    elif isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, list):
-        text = "[" + ", ".join(_profile_value(v, where) for v in value) + "]"
-    elif isinstance(value, Mapping):
-        text = "{}"
-    else:
-        raise ValueError(f"{where}: unsupported value {value!r} ({type(value).__name__})")
-    if "=" in text or ",," in text:
-        raise ValueError(f"{where}: s3prl's -o cannot carry a value containing '=' or ',,': {text}")
-    return text
-
-
-def profile_overrides(name: str, task: Task) -> dict[str, str]:
-    """`config.<key>` -> value text for `task` from profile `name`, checked against our official config."""
-    path = PROFILE_DIR / f"{name}.yaml"
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
-        raise ValueError(
-            f"--profile {name!r}: no such profile; "
-            f"choose from {', '.join(available_profiles()) or 'none'} ({PROFILE_DIR})"
-        )
-    try:
-        profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: unreadable YAML ({error})") from None
-    if not isinstance(profile, dict):
-        raise ValueError(f"{path}: expected a mapping of task names to settings, found {type(profile).__name__}")
-    # top-level keys starting with "_" only hold YAML anchors shared by several tasks
-    unknown = sorted(k for k in set(profile) - set(TASKS) if not str(k).startswith("_"))
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown task(s) {', '.join(map(str, unknown))}; tasks are {', '.join(TASKS)} "
-            f"(keys starting with '_' may hold shared YAML anchors)"
-        )
-    section = profile.get(task.name)
-    if not isinstance(section, dict) or not section:
-        raise ValueError(f"{path}: profile {name!r} has no settings for task {task.name!r}")
-    official = _flatten(_read_yaml(task.config))
-    official_prefixes = {k.rsplit(".", i)[0] for k in official for i in range(k.count(".") + 1)}
-    overrides = {}
-    for key, value in _flatten(section).items():
-        where = f"{path}: {task.name}.{key}"
-        if key.split(".")[0] not in PROFILE_SECTIONS:
-            raise ValueError(f"{where}: a profile sets only {', '.join(PROFILE_SECTIONS)} keys")
-        if key not in official and key not in official_prefixes and not key.startswith(PROFILE_NEW_KEY_PREFIXES):
-            raise ValueError(f"{where}: {task.config.name} has no key {key!r} (a typo?)")
-        overrides[f"config.{key}"] = _profile_value(value, where)
-    return overrides
-
-
-# --- the command line ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -419,7 +263,7 @@ def _task_overrides(
     if config_is_ours:
         for key, path in RESOURCE_FILES.get(task.name, {}).items():
             overrides[f"{EXPERT}.{key}"] = format_override_value(path)
-    paths = _checked_data_paths(task, ours.data_root, user_keys, needs_all=config_is_ours)
+    paths = checked_data_paths(task, ours.data_root, user_keys, needs_all=config_is_ours)
     if paths and derive:
         paths, notes = derive(task, paths)
     for key, path in paths.items():
@@ -450,51 +294,9 @@ def _task_of(downstream: str | None, config: str | None) -> Task | None:
     if downstream == "ctc":
         if config is None:
             raise ValueError("-d ctc needs a config: use -d pr or -d sf (our configs), or pass -c")
-        corpus = (_read_yaml(Path(config)).get("downstream_expert") or {}).get("corpus") or {}
+        corpus = (read_yaml(Path(config)).get("downstream_expert") or {}).get("corpus") or {}
         return BY_CTC_CORPUS.get(str(corpus.get("name", "")).lower())
     return None
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file is missing")
-    with path.open() as file:
-        return yaml.safe_load(file) or {}
-
-
-def _checked_data_paths(task: Task, root: Path | None, user_keys: set[str], needs_all: bool) -> dict[str, PathValue]:
-    """The task's data-root paths the user did not override, after checking that they exist."""
-    if root is None:
-        if needs_all:
-            missing = [k for k in data_paths(task, Path("/")) if f"{EXPERT}.{k}" not in user_keys]
-            if missing:
-                raise ValueError(
-                    f"{task.name}: no data root: pass --data-root DIR or set ${DATA_ROOT_ENV} (each corpus in its "
-                    f"canonical folder under DIR; {SYNTHETIC_HINT.format(root='DIR')}), "
-                    f"or give {', '.join(EXPERT + '.' + k for k in missing)} with -o"
-                )
-        return {}
-    root = Path(root).absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: data root is missing ({SYNTHETIC_HINT.format(root=root)})")
-    paths = {k: v for k, v in data_paths(task, root).items() if f"{EXPERT}.{k}" not in user_keys}
-    for corpus_dir in task.corpus_dirs:
-        folder = root / corpus_dir
-        uses = [k for k, v in paths.items() if any(Path(p).is_relative_to(folder) for p in _as_list(v))]
-        if uses and not folder.is_dir():
-            raise FileNotFoundError(
-                f"{task.name}: corpus folder {corpus_dir}/ is missing under the data root {root} "
-                f"(expected {folder}); put the corpus there, or {SYNTHETIC_HINT.format(root=root)}"
-            )
-    for key, hint in REQUIRED_FILES.get(task.name, {}).items():
-        for path in _as_list(paths.get(key, [])):
-            if not path.is_file():
-                raise FileNotFoundError(f"{task.name}: {path} is missing: {hint}")
-    return paths
-
-
-def _as_list(value: PathValue) -> list[Path]:
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _resolve_fold(
@@ -524,7 +326,7 @@ def _config_fold(task: Task | None, config: str | None) -> int | None:
     if task is None or task.name != "er" or config is None:
         return None
     fold = str(
-        (_read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0])
+        (read_yaml(Path(config)).get("downstream_expert") or {}).get("datarc", {}).get("test_fold", ER_FOLD_NAMES[0])
     )
     return er_fold_number(fold)
 

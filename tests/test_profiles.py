@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from superb import tasks
+from superb import profiles, tasks
 from superb.registry import TASKS
 from superb.tasks import parse_overrides, plan_argv
 
@@ -29,7 +29,7 @@ def overrides(argv) -> dict[str, str]:
 def profile_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "profiles"
     folder.mkdir()
-    monkeypatch.setattr(tasks, "PROFILE_DIR", folder)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", folder)  # where profile_overrides reads it
     return folder
 
 
