@@ -40,6 +40,7 @@ from bench.common import (
     write_json,
 )
 from bench.train_step import EHMAMStep, load_bench_config
+from trainkit.cli import add_overrides_flag
 from upstream_ehmam.frontend import SAMPLE_RATE
 
 HEADER = "## Profile of one training step"
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clones", type=int, default=None, help="clone_batch M (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="profiled steps (after the timed ones)")
     parser.add_argument("--top", type=int, default=None, help="ops to list")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    add_overrides_flag(parser, "model.num_layers=4")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     precision, autocast_dtype = resolve_precision(args.precision, device)
 
-    parts, ops, info = run_profile(sizes, device, autocast_dtype, args.seed, args.set)
+    parts, ops, info = run_profile(sizes, device, autocast_dtype, args.seed, args.overrides)
     print(f"{HEADER}\n")
     print(
         f"Device {device_name(device)} ({device.type}), {threads} threads, {precision}, config {sizes.config}, "

@@ -3,6 +3,7 @@ experiment's folder."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -10,6 +11,26 @@ from experiments.stages import Stage, timed
 from results.paths import shown
 
 log = logging.getLogger("experiments")
+
+
+def add_corpus_flags(parser: argparse.ArgumentParser) -> None:
+    """--data (a corpus root), else a mini-SUPERB of --scale and --corpus-seed generated under --out."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
+        "default: generate a mini-SUPERB (--scale, --corpus-seed) under OUT/minisuperb",
+    )
+    # small: 500 pretraining utterances (1.7 h) and 8 dev-clean speakers, enough for the recipe to learn and for
+    # its phone ABX to be measured; demo: the test sets the cpu profile's intervals need
+    parser.add_argument(
+        "--scale",
+        choices=("ci", "demo", "small"),
+        default="demo",
+        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)",
+    )
+    parser.add_argument("--corpus-seed", type=int, default=0, help="mini-SUPERB seed")
 
 
 def prepare_corpus(data: Path | None, out: Path, scale: str, seed: int) -> tuple[Path, Stage | None]:

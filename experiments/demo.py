@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from experiments.corpus import prepare_corpus
+from experiments.corpus import add_corpus_flags, prepare_corpus
 from experiments.downstream import DownstreamPool, DownstreamRun, plan_downstream, slowest_first
 from experiments.options import (
     BASELINES,
@@ -61,22 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=f"python -m {PROG}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything the demo writes")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="corpus root (mini-SUPERB or real corpora in their canonical folders); "
-        "default: generate a mini-SUPERB (--scale) under OUT/minisuperb",
-    )
-    # small: 500 pretraining utterances (1.7 h) and 8 dev-clean speakers, enough for the recipe to learn and for
-    # its phone ABX to be measured; demo: the test sets the cpu profile's intervals need
-    parser.add_argument(
-        "--scale",
-        choices=("ci", "demo", "small"),
-        default="demo",
-        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="mini-SUPERB seed")
+    add_corpus_flags(parser)
     parser.add_argument(
         "--ckpt",
         type=Path,
@@ -125,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=min(os.cpu_count() or 1, 4),
         help="downstream runs at a time, one thread each (default: CPU count, at most 4)",
     )
-    refuse_old_spellings(parser, "--checkpoint")
+    refuse_old_spellings(parser, "--checkpoint", "--seed")
     return parser
 
 
@@ -199,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     stages: list[Stage] = []
 
-    data, corpus_stage = prepare_corpus(args.data, args.out, args.scale, args.seed)
+    data, corpus_stage = prepare_corpus(args.data, args.out, args.scale, args.corpus_seed)
     stages += [corpus_stage] if corpus_stage else []
     import torch
 

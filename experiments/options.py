@@ -4,6 +4,7 @@ baselines, seeds): each refuses a bad value with a message that names the flag."
 from __future__ import annotations
 
 import argparse
+from typing import Sequence
 
 from superb.registry import ER_FOLDS, TASK_NAMES
 from trainkit.cli import comma_list
@@ -16,14 +17,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def names_from(flag: str, text: str, known: Sequence[str], also: str = "") -> list[str]:
+    """The comma list `text` of names out of `known`, once each in the order given; an unknown name or an empty
+    list is refused with a message naming `flag` and the choices (`also`: a further accepted word)."""
+    names = comma_list(text)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        choices = ",".join(known) + (f" or {also}" if also else "")
+        raise argparse.ArgumentTypeError(f"{flag}: unknown {unknown or 'empty list'}; choose from {choices}")
+    return list(dict.fromkeys(names))
+
+
 def parse_tasks(text: str) -> list[str]:
-    tasks = [t.lower() for t in comma_list(text)]
-    unknown = [t for t in tasks if t not in TASK_NAMES]
-    if unknown or not tasks:
-        raise argparse.ArgumentTypeError(
-            f"--tasks: unknown {unknown or 'empty list'}; choose from {','.join(TASK_NAMES)}"
-        )
-    return sorted(set(tasks), key=TASK_NAMES.index)
+    return sorted(names_from("--tasks", text.lower(), TASK_NAMES), key=TASK_NAMES.index)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -78,15 +84,9 @@ BASELINES = ("fbank", "random")
 
 
 def parse_baselines(text: str) -> list[str]:
-    names = [t.lower() for t in comma_list(text)]
-    if names == ["none"]:
+    if comma_list(text.lower()) == ["none"]:
         return []
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"--baselines: unknown {unknown or 'empty list'}; choose from {','.join(BASELINES)} or none"
-        )
-    return sorted(set(names), key=BASELINES.index)
+    return sorted(names_from("--baselines", text.lower(), BASELINES, also="none"), key=BASELINES.index)
 
 
 def parse_seeds(text: str) -> list[int]:

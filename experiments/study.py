@@ -19,15 +19,23 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from experiments.corpus import prepare_corpus
-from experiments.options import parse_folds, parse_profile, parse_seeds, parse_task_steps, parse_tasks, positive_int
+from experiments.corpus import add_corpus_flags, prepare_corpus
+from experiments.options import (
+    names_from,
+    parse_folds,
+    parse_profile,
+    parse_seeds,
+    parse_task_steps,
+    parse_tasks,
+    positive_int,
+)
 from experiments.pretraining import pretrain_manifest
 from experiments.study_arms import StudySettings, default_conditions, pretrain_argv, run_study_arms
 from results.paths import REPO, repo_relative, shown
 from results.study_collect import condition_dir
 from results.study_report import StudyMeta, write_report
 from superb.registry import ER_FOLDS, TASK_NAMES
-from trainkit.cli import comma_list, refuse_old_spellings
+from trainkit.cli import refuse_old_spellings
 
 log = logging.getLogger("study")
 
@@ -35,14 +43,7 @@ STUDY_JSON = "study.json"
 
 
 def parse_conditions(text: str) -> list[str]:
-    known = list(default_conditions())
-    names = comma_list(text)
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"--conditions: unknown {unknown or 'empty list'}; choose from {','.join(known)}"
-        )
-    return list(dict.fromkeys(names))
+    return names_from("--conditions", text, list(default_conditions()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,19 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m experiments.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("results/study"))
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="corpus root (mini-SUPERB or real corpora); default: generate mini-SUPERB under OUT",
-    )
-    parser.add_argument(
-        "--scale",
-        choices=("ci", "demo", "small"),
-        default="demo",
-        help="mini-SUPERB scale to generate (default demo: what the cpu profile learns on)",
-    )
-    parser.add_argument("--corpus-seed", type=int, default=0, help="mini-SUPERB seed (the corpus is shared)")
+    add_corpus_flags(parser)
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated study seeds")
     parser.add_argument("--steps", type=positive_int, default=1000, help="pretraining updates per arm")
     parser.add_argument(

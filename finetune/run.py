@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from trainkit.cli import refuse_old_spellings
+from trainkit.cli import add_overrides_flag, refuse_old_spellings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML config, e.g. finetune/base_10m.yaml")
     parser.add_argument("--ckpt", help="encoder to fine-tune (sets model.init): checkpoint, export or random:FILE")
     parser.add_argument("--weights", choices=("student", "teacher"), help="sets model.weights")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=100",
-    )
+    add_overrides_flag(parser, "optim.max_steps=100")
     parser.add_argument("--resume", action="store_true", help="require run.out_dir/last.pt and continue from it")
     refuse_old_spellings(parser, "--init")
     args = parser.parse_args(argv)

@@ -13,18 +13,13 @@ import argparse
 import logging
 import sys
 
+from trainkit.cli import add_overrides_flag
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config, e.g. pretrain/ehmam.yaml or pretrain/tiny.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (YAML syntax), repeatable, e.g. --set optim.max_steps=1000",
-    )
+    add_overrides_flag(parser, "optim.max_steps=1000")
     parser.add_argument(
         "--resume",
         action="store_true",

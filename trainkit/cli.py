@@ -13,6 +13,7 @@ RENAMED_FLAGS = {
     "--probe-utterances": "--max-utterances",
     "--files": "--max-utterances",
     "--data": "--manifest-dir",
+    "--seed": "--corpus-seed",
 }
 
 
@@ -25,6 +26,19 @@ def refuse_old_spellings(parser: argparse.ArgumentParser, *old: str) -> None:
     """Make each of `old` (keys of RENAMED_FLAGS) an error that names its replacement; hidden from --help."""
     for flag in old:
         parser.add_argument(flag, action=_Renamed, nargs="?", help=argparse.SUPPRESS)
+
+
+def add_overrides_flag(parser: argparse.ArgumentParser, example: str) -> None:
+    """`--set SECTION.KEY=VALUE` (repeatable, into args.overrides): a config value for this run, in YAML syntax;
+    `example` is shown in the help."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=f"override one config value (YAML syntax), repeatable, e.g. --set {example}",
+    )
 
 
 def comma_list(text: str) -> list[str]:
