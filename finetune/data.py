@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pretrain.data import load_usable_audio
 from pretrain.manifest import read_manifest
+from trainkit.runtime import init_loader_worker
 from upstream_ehmam.model import normalize_waveform
 
 from .letters import encode, letters_to_words
@@ -182,10 +183,6 @@ def _as_is(batch: dict) -> dict:
     return batch
 
 
-def _one_thread(worker_id: int) -> None:
-    torch.set_num_threads(1)  # workers x intra-op threads would oversubscribe the cores
-
-
 def make_loader(dataset: BatchDataset, sampler, num_workers: int) -> DataLoader:
     """Batches as the dataset forms them (batch_size=None: the sampler yields whole-batch indices)."""
     return DataLoader(
@@ -194,5 +191,5 @@ def make_loader(dataset: BatchDataset, sampler, num_workers: int) -> DataLoader:
         batch_size=None,
         collate_fn=_as_is,
         num_workers=num_workers,
-        worker_init_fn=_one_thread if num_workers > 0 else None,
+        worker_init_fn=init_loader_worker if num_workers > 0 else None,
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pretrain.manifest import read_manifest, soundfile_reason
+from trainkit.runtime import init_loader_worker
 from upstream_ehmam.frontend import SAMPLE_RATE
 from upstream_ehmam.model import normalize_waveform
 
@@ -267,14 +267,6 @@ def collate_batch(items: list[AudioItem]) -> dict:
         # a list travels from loader workers to the main process, which logs and counts it (BadAudioLog)
         "bad_audio": [entry for item in items for entry in item.bad_audio],
     }
-
-
-def init_loader_worker(worker_id: int) -> None:
-    # N workers x default intra-op threads oversubscribe the cores (docs/design.md "Performance", fairseq #3342)
-    torch.set_num_threads(1)
-    # Ctrl-C reaches the whole process group: the main process finishes its update and checkpoints, which may
-    # still need batches, so workers leave SIGINT to it (they exit with the main process as usual).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_loader(

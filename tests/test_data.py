@@ -20,10 +20,10 @@ from pretrain.data import (
     build_loader,
     check_audio,
     collate_batch,
-    init_loader_worker,
 )
 from pretrain.manifest import write_manifest
 from trainkit.faults import BadAudioLog
+from trainkit.runtime import init_loader_worker
 
 MIN, MAX, BUDGET = 1_000, 8_000, 40_000
 

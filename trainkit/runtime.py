@@ -95,3 +95,12 @@ class StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+
+def init_loader_worker(worker_id: int) -> None:
+    """A DataLoader worker of either trainer: one intra-op thread, SIGINT left to the main process."""
+    # N workers x default intra-op threads oversubscribe the cores (docs/design.md "Performance", fairseq #3342)
+    torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group: the main process finishes its update and checkpoints, which may
+    # still need batches, so workers leave SIGINT to it (they exit with the main process as usual).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
