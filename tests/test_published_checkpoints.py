@@ -316,3 +316,56 @@ def test_expert_options_on_a_fairseq_file(tmp_path, fairseq_file, reference):
     assert load_checkpoint(tmp_path / "no_ema.pt")["kind"] == "ehmam-encoder"
     with pytest.raises(ValueError, match=r"no_ema\.pt: no teacher weights \(the fairseq file has no model\['_ema'\]\)"):
         UpstreamExpert(str(tmp_path / "no_ema.pt"), model_config="teacher")
+
+
+D2V2_SMALL_RUN = [
+    "model.conv_layers=[[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], [32, 2, 2]]",
+    "model.embed_dim=96",
+    "model.num_layers=2",
+    "model.num_heads=12",
+    "model.ffn_dim=384",
+    "model.pos_conv_depth=5",
+    "heads.decoder_dim=32",
+    "heads.depth=2",
+    "loss.top_k_layers=2",
+]
+
+
+def test_pretraining_starts_from_a_fairseq_file(harmonic_manifest, tmp_path, caplog, one_torch_thread):
+    """run.init_from: the student, the `_ema` teacher and the decoder come from the file, the predictor (which a
+    data2vec 2.0 file lacks) is fresh, the optimiser and schedules start at update 0; the result converts back to
+    fairseq's layout. A file of another architecture is refused by the key that differs."""
+    from pretrain.checkpointing import initialise_from
+    from pretrain.train import train
+
+    config = load_config(TINY, [f"data.manifest={harmonic_manifest}", *D2V2_SMALL_RUN])
+    model = EHMAMPretrainModel(config)
+    notes = initialise_from(CHECKPOINT, model)
+    assert "freshly initialised: heads.predictor, heads.teacher_predictor" in notes[-1]
+    ckpt = load_checkpoint(CHECKPOINT)
+    assert_same_tensors(model.encoder.state_dict(), ckpt["encoder"])
+    assert_same_tensors(model.teacher.context.state_dict(), ckpt["teacher_context"])
+    assert_same_tensors(model.decoder.state_dict(), ckpt["heads"]["decoder"])
+
+    run = [
+        f"data.manifest={harmonic_manifest}",
+        f"run.out_dir={tmp_path / 'run'}",
+        f"run.init_from={CHECKPOINT}",
+        "optim.max_steps=2",
+        "optim.warmup_steps=1",
+        "run.save_every=2",
+        "data.max_samples=32000",
+        "data.max_batch_samples=64000",
+        "run.device=cpu",
+        *D2V2_SMALL_RUN,
+    ]
+    with caplog.at_level("INFO", logger="pretrain"):
+        run_dir = train(load_config(TINY, run))
+    assert f"run.init_from: weights from {CHECKPOINT}" in caplog.text
+    written = load_checkpoint(run_dir / "last.pt")
+    assert written["train_state"]["update"] == 2
+    assert convert([str(run_dir / "last.pt"), "--out", str(tmp_path / "fairseq.pt"), "--to", "fairseq"]) == 0
+
+    other = load_config(TINY, [f"data.manifest={harmonic_manifest}", *D2V2_SMALL_RUN, "model.num_layers=3"])
+    with pytest.raises(ValueError, match=r"run\.init_from .*checkpoint\.pt: has model\.num_layers=2, but the config"):
+        initialise_from(CHECKPOINT, EHMAMPretrainModel(other))
