@@ -64,9 +64,11 @@ def read_checkpoint_file(path: str | os.PathLike) -> object:
     if not path.is_file():
         raise ValueError(f"{path}: not a regular file; expected a checkpoint file")
     stand_ins = [(ForeignValue, name) for name in FOREIGN_GLOBALS]
+    # Memory-mapped where the format allows: tensors nobody reads (a trainer's optimiser state) are never loaded.
+    mmap = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(stand_ins):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except _LOAD_ERRORS as err:
         text = str(err)
         if isinstance(err, pickle.UnpicklingError):  # the specific cause inside torch's long weights_only message
