@@ -90,8 +90,8 @@ def _stored_model_cfg(ckpt: dict, source: str) -> dict | None:
         config, layout = read_fairseq_model_config(stored, source)
     except ValueError:
         return None
-    same_heads = layout.heads == _heads_section(ckpt) or "heads" not in ckpt
-    return stored if config.to_dict() == ckpt["model_config"] and same_heads else None
+    heads = _heads_section(ckpt) if ckpt.get("heads") else None
+    return stored if config.to_dict() == ckpt["model_config"] and layout.heads == heads else None
 
 
 def to_fairseq(ckpt: dict, source: str) -> dict:
