@@ -4,6 +4,7 @@ and every setting the encoder cannot compute is refused by name before a weight 
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import re
@@ -369,3 +370,53 @@ def test_pretraining_starts_from_a_fairseq_file(harmonic_manifest, tmp_path, cap
     other = load_config(TINY, [f"data.manifest={harmonic_manifest}", *D2V2_SMALL_RUN, "model.num_layers=3"])
     with pytest.raises(ValueError, match=r"run\.init_from .*checkpoint\.pt: has model\.num_layers=2, but the config"):
         initialise_from(CHECKPOINT, EHMAMPretrainModel(other))
+
+
+def base_cfg(depth: int, prenet_depth: int, with_predictor: bool) -> dict:
+    """cfg.model of the released Base models (data2vec 2.0 base_libri; the EH-MAM release)."""
+    audio = {
+        "type": "AUDIO",
+        "prenet_depth": prenet_depth,
+        "prenet_layerdrop": 0.05,
+        "prenet_dropout": 0.1,
+        "use_alibi_encoder": True,
+        "learned_alibi_scale": True,
+        "learned_alibi_scale_per_head": True,
+        "num_alibi_heads": 12,
+        "decoder": {"decoder_dim": 384, "decoder_groups": 16, "decoder_kernel": 7, "decoder_layers": 4},
+        "conv_pos_width": 95,
+        "conv_pos_groups": 16,
+        "conv_pos_depth": 5,
+    }
+    model = {"_name": "data2vec_multi", "depth": depth, "norm_eps": 1e-5, "layerdrop": 0.05, "ema_encoder_only": False}
+    model.update({"supported_modality": "AUDIO", "modalities": {"audio": audio}})
+    if with_predictor:
+        model["learning_loss"] = 1.0
+    return model
+
+
+@pytest.mark.parametrize("keys, depth, prenet_depth", [("data2vec2_base.txt", 12, 0), ("ehmam_release_base.txt", 8, 4)])
+def test_the_key_lists_of_the_released_base_files_map_completely(keys, depth, prenet_depth):
+    """Every key of a real Base file (names and shapes listed in tests/data/base_state_dict_keys) is taken, none is
+    missing, and the parts have the parameter counts of docs/design.md: encoder 93,163,532, decoder 619,776, the
+    release's predictor 620,544, the teacher 88,561,932 plus the predictor's EMA copy."""
+    from upstream_ehmam.fairseq_config import read_fairseq_model_config
+    from upstream_ehmam.fairseq_state import read_fairseq_state
+
+    state: dict = {}
+    for line in (REPO / "tests" / "data" / "base_state_dict_keys" / keys).read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        name, shape = line.split("\t")
+        target = state.setdefault("_ema", {}) if name.startswith("_ema.") else state
+        target[name.removeprefix("_ema.")] = torch.empty(ast.literal_eval(shape), device="meta")
+    release = prenet_depth > 0
+    config, layout = read_fairseq_model_config(base_cfg(depth, prenet_depth, release), keys)
+    weights = read_fairseq_state(state, config, layout.prenet_depth, layout.heads, keys)
+
+    def count(part: dict | None) -> int:
+        return sum(t.numel() for t in part.values()) if part else 0
+
+    assert config.num_layers == 12 and count(weights.encoder) == 93_163_532 and count(weights.decoder) == 619_776
+    assert count(weights.teacher_context) == 88_561_932
+    assert count(weights.predictor) == count(weights.teacher_predictor) == (620_544 if release else 0)
