@@ -1,9 +1,10 @@
 """Fine-tune an EH-MAM encoder with CTC on letters:
 `python -m finetune.run --config finetune/base_10m.yaml --ckpt runs/base/last.pt --set data.manifest_dir=DIR`.
 
-`--ckpt` takes a pretraining checkpoint (`--weights teacher` for the EMA teacher's), an exported encoder, or
-`random:FILE` (an untrained encoder shaped like FILE's: a checkpoint or a pretraining YAML). A rerun of the same
-command continues the run in run.out_dir exactly; `torchrun --nproc_per_node N -m finetune.run ...` runs N processes
+`--ckpt` takes a pretraining checkpoint (`--weights teacher` for the EMA teacher's), an exported encoder, a fairseq
+data2vec 2.0 / EH-MAM release file (docs/published_checkpoints.md), or `random:FILE` (an untrained encoder shaped
+like FILE's: a checkpoint or a pretraining YAML). A rerun of the same command continues the run in run.out_dir
+exactly; `torchrun --nproc_per_node N -m finetune.run ...` runs N processes
 with the same global batch. Exit status 2 on a bad config, bad data, a bad checkpoint, or a run stopped by a check.
 """
 

@@ -144,3 +144,44 @@ def restore_training_checkpoint(
     except TypeError as err:
         raise ValueError(f"{path}: train_state is not a valid loop state: {err}") from None
     return state, ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}
+
+
+def initialise_from(path: Path, model: EHMAMPretrainModel) -> list[str]:
+    """run.init_from: the weights of any checkpoint the project reads (its own, or a fairseq data2vec 2.0 / EH-MAM
+    release file) into a new run; everything is checked before the model is touched. Without teacher weights the
+    teacher starts as a copy of the student, as a new run does; parts the file lacks keep their fresh
+    initialisation. Returns what was loaded and what was not, for the log."""
+    ckpt = load_checkpoint(path)
+    configured = model.config.model.to_dict()
+    for key in ARCHITECTURE_KEYS:
+        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, configured[key]))
+        if saved != configured[key]:
+            raise ValueError(
+                f"run.init_from {path}: has model.{key}={saved!r}, but the config says "
+                f"model.{key}={configured[key]!r}; the run must have the checkpoint's architecture"
+            )
+    heads = ckpt.get("heads") if isinstance(ckpt.get("heads"), dict) else {}
+    student_context = {k[len("context.") :]: v for k, v in ckpt["encoder"].items() if k.startswith("context.")}
+    found = {
+        "encoder": ckpt["encoder"],
+        "teacher_context": ckpt.get("teacher_context") or student_context,
+        "heads.decoder": heads.get("decoder"),
+        "heads.predictor": heads.get("predictor"),
+        "heads.teacher_predictor": heads.get("teacher_predictor") or heads.get("predictor"),
+    }
+    modules = checkpointed_modules(model)
+    states = {key: found[key] for key in modules if found[key] is not None}
+    for key, state in states.items():
+        check_state_dict(modules[key].state_dict(), state, f"run.init_from {path}", key)
+    for key, state in states.items():
+        modules[key].load_state_dict(state, strict=True)
+    notes = [f"weights from {path}: {', '.join(states)}"]
+    if "teacher_context" not in ckpt:
+        notes.append("the file has no teacher: the teacher starts as a copy of the student")
+    fresh = [key for key in modules if key not in states]
+    if fresh:
+        notes.append(f"not in the file, freshly initialised: {', '.join(fresh)}")
+    unused = [f"heads.{name}" for name in heads if f"heads.{name}" not in modules]
+    if unused:
+        notes.append(f"in the file but not part of this run's model, left out: {', '.join(unused)}")
+    return notes

@@ -183,6 +183,9 @@ class RunConfig:
     min_prediction_std: float = 0.01
     max_nonfinite_skips: int = checked(20, at_least(1))  # NaN/inf updates in a row before the run stops
     compile_blocks: bool = False  # torch.compile each transformer block, dynamic shapes
+    # a checkpoint whose weights start a new run (this project's, or a fairseq data2vec 2.0 / EH-MAM release file):
+    # weights only, with a fresh optimiser and schedules; ignored once the run directory holds last.pt
+    init_from: str = ""
     # phone ABX of every student layer on a held-out aligned set (off while eval_data is empty)
     eval_data: str = ""  # corpus root with LibriSpeech/alignments/<split>.jsonl, e.g. a mini-SUPERB
     eval_splits: list = checked(

@@ -21,7 +21,7 @@ from trainkit.logs import METRICS_FILE, open_run_logs, report_config_changes, tr
 from trainkit.runtime import Runtime, StopSignal, TrainingAborted, init_runtime, process_group_lifetime
 from upstream_ehmam.frontend import SAMPLE_RATE
 
-from .checkpointing import TrainState, restore_training_checkpoint, save_training_checkpoint
+from .checkpointing import TrainState, initialise_from, restore_training_checkpoint, save_training_checkpoint
 from .config import PretrainConfig
 from .data import build_loader
 from .ehmam import EHMAMPretrainModel
@@ -106,6 +106,9 @@ def train(config: PretrainConfig, resume: bool = False, dry_run: bool = False) -
         )
     elif resume:
         raise FileNotFoundError(f"--resume: no {LAST} in {out_dir}")
+    elif config.run.init_from:
+        for note in initialise_from(Path(config.run.init_from), model):
+            log.info("run.init_from: %s", note)
     if runtime.world_size > 1:  # every rank must continue from the same update: run.out_dir is shared by all nodes
         span = torch.tensor(
             [state.update, -state.update],

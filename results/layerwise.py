@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m results.layerwise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ckpt", type=Path, required=True, help="EH-MAM pretraining checkpoint or encoder export")
+    parser.add_argument(
+        "--ckpt", type=Path, required=True, help="pretraining checkpoint, encoder export or fairseq data2vec 2.0 file"
+    )
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
     parser.add_argument(
         "--data",

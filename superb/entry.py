@@ -32,6 +32,7 @@ def task_from_checkpoint(past_exp: str):
 def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
+    from .argv_checks import check_argv
     from .compat import apply_compat
     from .derived import ensure_derived_paths
     from .hub import register_upstreams
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         our_parser().print_help()
         print("\ns3prl's own options follow.\n")
     try:
+        check_argv(argv)
         plan = plan_argv(
             argv,
             os.environ,

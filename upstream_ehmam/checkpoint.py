@@ -1,10 +1,10 @@
 """Checkpoint format (one versioned dict, weights_only-loadable), atomic saving, and encoder building/export.
-Read here: format_version, kind, model_config, encoder, teacher_context; the pretrainer's other keys are ignored."""
+Read here: format_version, kind, model_config, encoder, teacher_context; the pretrainer's other keys are ignored.
+fairseq data2vec 2.0 and EH-MAM release files load too (fairseq_checkpoint.py)."""
 
 from __future__ import annotations
 
 import os
-import pickle
 import secrets
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import torch
 
 from .config import EncoderConfig
 from .model import EHMAMEncoder, check_frontend, frontend_of_state
+from .safe_load import read_checkpoint_file
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -19,19 +20,6 @@ KIND_PRETRAIN = "ehmam-pretrain"
 KIND_ENCODER = "ehmam-encoder"
 KINDS = (KIND_PRETRAIN, KIND_ENCODER)
 WEIGHTS = ("student", "teacher")
-
-# What torch.load raises for truncated, corrupt or refused (non-weights-only) files.
-_LOAD_ERRORS = (
-    RuntimeError,
-    EOFError,
-    pickle.UnpicklingError,
-    KeyError,
-    ValueError,
-    OSError,
-    AttributeError,
-    ImportError,
-    IndexError,
-)
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
@@ -59,28 +47,13 @@ def save_atomic(obj: object, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """torch.load(weights_only=True) on CPU, then check format_version, kind and the required keys."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a regular file; expected a checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except _LOAD_ERRORS as err:
-        text = str(err)
-        if isinstance(err, pickle.UnpicklingError):  # the specific cause inside torch's long weights_only message
-            if "WeightsUnpickler error:" in text:
-                text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
-            reason = " ".join(text.split()) or type(err).__name__
-        else:
-            reason = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
-        if "Unsupported global" in reason:
-            raise ValueError(
-                f"{path}: holds pickled Python objects that torch.load(weights_only=True) refuses; an "
-                f"EH-MAM checkpoint holds only tensors and plain containers ({reason})"
-            ) from err
-        raise ValueError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {reason}") from err
+    """The checkpoint dict of `path`, read without running code (safe_load), then checked: the project's format, or a
+    fairseq data2vec 2.0 / EH-MAM release file (recognised by its content) converted to it in memory."""
+    from .fairseq_checkpoint import from_fairseq, is_fairseq_checkpoint  # that module builds on this one
+
+    ckpt = read_checkpoint_file(path)
+    if is_fairseq_checkpoint(ckpt):
+        ckpt = from_fairseq(ckpt, str(path))
     validate_checkpoint(ckpt, str(path))
     return ckpt
 
@@ -142,7 +115,12 @@ def build_encoder(checkpoint: dict, weights: str = "student", source: str = "<ch
     if weights == "teacher":
         teacher = checkpoint.get("teacher_context")
         if teacher is None:
-            raise ValueError(f"{source}: no teacher weights (key 'teacher_context'); use weights='student'")
+            where = (
+                "the fairseq file has no model['_ema']"
+                if "fairseq_cfg_model" in checkpoint
+                else "no key 'teacher_context'"
+            )
+            raise ValueError(f"{source}: no teacher weights ({where}); use the student's (weights='student')")
         check_state_dict(model.context.state_dict(), teacher, source, "teacher_context")
         state = {
             **{k: v for k, v in state.items() if not k.startswith("context.")},

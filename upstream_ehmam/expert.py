@@ -83,7 +83,7 @@ class UpstreamExpert(nn.Module):
         if ckpt is None:
             raise ValueError(
                 "the ehmam upstream needs a checkpoint: pass -k <checkpoint.pt> "
-                "(an ehmam-pretrain or ehmam-encoder file)"
+                "(an ehmam-pretrain or ehmam-encoder file, or a fairseq data2vec 2.0 / EH-MAM release file)"
             )
         options = _read_options(model_config)
         for key, value in kwargs.items():  # s3prl's extra_conf: num_layers only, and not against -g's

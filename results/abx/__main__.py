@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=comma_list,
         action="extend",
         default=[],
-        help="EH-MAM pretraining checkpoints or encoder exports, comma-separated (or repeated)",
+        help="pretraining checkpoints, encoder exports or fairseq data2vec 2.0 files, comma-separated (or repeated)",
     )
     parser.add_argument("--weights", choices=("student", "teacher"), default="student")
     parser.add_argument("--data", type=Path, help="corpus root holding LibriSpeech/alignments/<split>.jsonl")
