@@ -90,20 +90,12 @@ def run_layerwise(
         len(test_utts),
         len({u.speaker for u in test_utts}),
     )
-    train = extract_features(
-        encoder,
-        train_utts,
-        plan_frame_picks(train_utts, n_frames(train_utts), max_frames, generator),
-        torch_device,
-        batch_size,
-    )
-    test = extract_features(
-        encoder,
-        test_utts,
-        plan_frame_picks(test_utts, n_frames(test_utts), max_frames, generator),
-        torch_device,
-        batch_size,
-    )
+
+    def features(utts):
+        picks = plan_frame_picks(utts, n_frames(utts), max_frames, generator)
+        return extract_features(encoder, utts, picks, torch_device, batch_size)
+
+    train, test = features(train_utts), features(test_utts)  # in this order: both draw from `generator`
     rows: list[dict] = []
     n_layers = cfg.num_layers + 1
     log.info(
