@@ -1,7 +1,8 @@
 """Runtime fixes for s3prl 0.4.18's downstream runner (docs/design.md "s3prl compatibility layer"), applied after
 `superb.compat.apply_compat()`: graft the missing ctc corpus package, stop the ctc loader from
 mutating its config, move the SID file-list cache out of site-packages, and turn a train loader
-with zero batches (which makes the runner loop forever) into an error."""
+with zero batches (which makes the runner loop forever) into an error; on a CPU, run the ASR/SF heads' recurrent
+layer with torch's fused kernel (superb/fused_rnn.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .cache import dataset_cache_dir, ensure_generated, file_digest
+from .fused_rnn import fuse_cpu_rnns
 
 log = logging.getLogger("superb.runner_fixes")
 
@@ -24,6 +26,7 @@ def apply_runner_fixes() -> None:
     fix_ctc_num_workers()
     relocate_sid_cache()
     guard_runner()
+    fuse_cpu_rnns()
 
 
 def graft_ctc_corpus() -> None:
