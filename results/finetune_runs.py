@@ -1,11 +1,11 @@
 """Tables of fine-tuning runs with 95 % intervals: every run folder under a root, its settings, its training cost,
-its model selection and its test scores (WER and letter error rate, Viterbi and with the LM when decoded so).
+its last validation and its test scores (WER and letter error rate, Viterbi and with the LM when decoded so).
 
-A run folder is what `python -m finetune.run` writes (config.yaml, metrics.jsonl) plus what `python -m finetune.decode`
-writes under decode/ (<split>.ref, <split>.viterbi.hyp, <split>.lm.hyp). `cpu_seconds` (user + system seconds of the
-fine-tuning process, e.g. from `/usr/bin/time -f '%U %S' -o RUN/cpu_seconds`) is shown when present: unlike wall
-time it does not count pauses or other processes. Intervals are the percentile bootstrap over test utterances
-(results/intervals.py), resampling (edits, reference length) pairs.
+A run folder is what `python -m finetune.run` writes (config.yaml, metrics.jsonl) plus what `python -m
+finetune.decode` writes under decode/ (<split>.ref, <split>.viterbi.hyp, <split>.lm.hyp). `cpu_seconds` (user +
+system seconds of the fine-tuning process, e.g. from `/usr/bin/time -f '%U %S' -o RUN/cpu_seconds`) is shown when
+present: unlike wall time it does not count pauses or other processes. Intervals are the percentile bootstrap over
+test utterances (results/intervals.py), resampling (edits, reference length) pairs.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class FinetuneRun:
     seed: int
     settings: dict
     cpu_minutes: float | None
-    best_dev: tuple[float, int] | None  # (WER, update) of the best validation
+    last_dev: tuple[float, float, int] | None  # (WER, LER, update) of the last validation
     scores: dict = field(default_factory=dict)  # decoding -> {"wer": Score, "ler": Score}
 
 
@@ -86,7 +86,7 @@ def settings_against(config: dict, reference: dict) -> dict:
     return {k: v for k, v in mine.items() if k not in IGNORED_KEYS and theirs.get(k) != v}
 
 
-def _best_dev(run_dir: Path) -> tuple[float, int] | None:
+def _last_dev(run_dir: Path) -> tuple[float, float, int] | None:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -94,8 +94,8 @@ def _best_dev(run_dir: Path) -> tuple[float, int] | None:
     valid = [r for r in records if "valid_subset" in r and math.isfinite(r.get("wer", math.nan))]
     if not valid:
         return None
-    best = min(valid, key=lambda r: (r["wer"], r["step"]))
-    return best["wer"], best["step"]
+    last = max(valid, key=lambda r: r["step"])
+    return last["wer"], last.get("ler", math.nan), last["step"]
 
 
 def _cpu_minutes(run_dir: Path) -> float | None:
@@ -129,7 +129,7 @@ def read_run(run_dir: Path, split: str, reference: dict) -> FinetuneRun:
         seed=int(config["run"]["seed"]),
         settings=settings_against(config, reference),
         cpu_minutes=_cpu_minutes(run_dir),
-        best_dev=_best_dev(run_dir),
+        last_dev=_last_dev(run_dir),
         scores=scores,
     )
 
@@ -152,7 +152,7 @@ HEADER = [
     "seed",
     "settings against the preset",
     "CPU min",
-    "best dev WER (update)",
+    "dev WER / LER (update)",
     "WER Viterbi",
     "LER Viterbi",
     "WER 3-gram LM",
@@ -169,7 +169,7 @@ def rows(runs: list[FinetuneRun]) -> list[list[str]]:
             str(run.seed),
             _settings_cell(run.settings),
             "–" if run.cpu_minutes is None else f"{run.cpu_minutes:.1f}",
-            "–" if run.best_dev is None else f"{run.best_dev[0]:.1f} ({run.best_dev[1]})",
+            "–" if run.last_dev is None else f"{run.last_dev[0]:.1f} / {run.last_dev[1]:.1f} ({run.last_dev[2]})",
         ]
         for decoding in DECODINGS:
             score = run.scores.get(decoding)

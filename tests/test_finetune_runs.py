@@ -21,8 +21,10 @@ def _run(folder: Path, init: str, seed: int, overrides: list[str], hyps: list[st
     folder.mkdir(parents=True)
     config = load_config(PRESET, [f"model.init={init!r}", f"run.seed={seed}", *overrides]).to_dict()
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    validations = [{"step": 200, "valid_subset": "dev-other", "wer": 90.0}, {"step": 400, "wer": 80.0}]
-    validations[1]["valid_subset"] = "dev-other"
+    validations = [
+        {"step": 400, "valid_subset": "dev-other", "wer": 80.0, "ler": 50.0},
+        {"step": 600, "valid_subset": "dev-other", "wer": 90.0, "ler": 55.0},
+    ]
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [{"step": 1, "loss": 3.0}, *validations]))
     (folder / "decode").mkdir()
     (folder / "decode" / "test-clean.ref").write_text("".join(r + "\n" for r in refs))
@@ -52,7 +54,7 @@ def test_a_run_folder_gives_its_settings_cost_selection_and_scores(tmp_path):
     found = read_run(run, "test-clean", load_config(PRESET).to_dict())
     assert found.settings == {"optim.lr": 0.002}
     assert found.encoder == "random init (seed0/ehmam/pretrain)"
-    assert (found.seed, found.cpu_minutes, found.best_dev) == (1, 2.0, (80.0, 400))
+    assert (found.seed, found.cpu_minutes, found.last_dev) == (1, 2.0, (90.0, 55.0, 600))
     assert found.scores["viterbi"]["wer"].value == pytest.approx(100 * 6 / 8)
     assert "lm" not in found.scores
     assert encoder_label("/a/b/c/last.pt") == "a/b/c" and encoder_label("export.pt") == "export.pt"
