@@ -34,6 +34,8 @@ class ModelConfig:
     # shaped like FILE's model (a checkpoint or a pretraining YAML)
     weights: str = "student"  # student | teacher (pretraining checkpoints hold both)
     freeze_updates: int = 10_000  # updates during which only the CTC head trains (the encoder runs under no_grad)
+    num_layers: int = 0  # keep only the first num_layers blocks (drop the top ones); 0 keeps them all
+    reset_top: int = 0  # re-initialise the top reset_top of the kept blocks (a fresh init from run.seed)
     dropout: float = 0.0  # the recipe turns every dropout off but the FFN activation's
     attention_dropout: float = 0.0
     activation_dropout: float = 0.1
@@ -43,6 +45,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.weights in WEIGHTS, "model.weights", f"must be one of {', '.join(WEIGHTS)}", self.weights)
         _require(self.freeze_updates >= 0, "model.freeze_updates", "must be >= 0", self.freeze_updates)
+        for key in ("num_layers", "reset_top"):
+            _require(getattr(self, key) >= 0, f"model.{key}", "must be >= 0", getattr(self, key))
         for key in ("dropout", "attention_dropout", "activation_dropout", "prenet_dropout", "layerdrop"):
             _require(0.0 <= getattr(self, key) < 1.0, f"model.{key}", "must be in [0, 1)", getattr(self, key))
 

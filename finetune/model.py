@@ -2,7 +2,8 @@
 
 `encoder_for_finetuning(config.model, seed)` builds the encoder from a pretraining checkpoint (student or teacher
 weights), an exported encoder, or a random init (`random:FILE`, FILE a checkpoint or a pretraining YAML that gives
-the architecture), with the fine-tuning dropouts and layerdrop.
+the architecture), with the fine-tuning dropouts and layerdrop, then drops the blocks above `model.num_layers` and
+re-initialises the top `model.reset_top` (keep_and_reset_blocks).
 """
 
 from __future__ import annotations
@@ -109,6 +110,33 @@ def encoder_for_finetuning(model: ModelConfig, seed: int) -> EHMAMEncoder:
             "model.init: no encoder given; pass --ckpt CHECKPOINT (a pretraining checkpoint or an "
             "exported encoder) or --ckpt random:FILE"
         )
+    encoder = _initial_encoder(model, seed)
+    keep_and_reset_blocks(encoder, model.num_layers, model.reset_top, seed, model.init)
+    return encoder
+
+
+def keep_and_reset_blocks(encoder: EHMAMEncoder, num_layers: int, reset_top: int, seed: int, source: str) -> None:
+    """Drop the blocks above `num_layers` (0 keeps all), then give the top `reset_top` kept blocks the weights a
+    fresh init of the kept architecture from `seed` gives them (random_init_encoder), so a reset block starts where
+    the random-init run's does; everything below stays bit-identical to `source`."""
+    depth = len(encoder.context.blocks)
+    if num_layers > depth:
+        raise ValueError(f"model.num_layers: {num_layers} exceeds the depth of {source} ({depth} blocks)")
+    if num_layers:
+        encoder.truncate_layers(num_layers)
+    kept = len(encoder.context.blocks)
+    if reset_top > kept:
+        raise ValueError(
+            f"model.reset_top: {reset_top} exceeds the depth of the encoder ({kept} blocks of {source} kept)"
+        )
+    if reset_top == 0:
+        return
+    fresh = random_init_encoder(encoder.config, seed)
+    for index in range(kept - reset_top, kept):
+        encoder.context.blocks[index].load_state_dict(fresh.context.blocks[index].state_dict())
+
+
+def _initial_encoder(model: ModelConfig, seed: int) -> EHMAMEncoder:
     regularisation = {key: getattr(model, key) for key in REGULARISATION_KEYS}
     if model.init.startswith(RANDOM_PREFIX):
         source = Path(model.init[len(RANDOM_PREFIX) :])

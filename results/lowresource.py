@@ -1,10 +1,15 @@
 """The low-resource ASR table: our fine-tuned runs beside the published Base results (LibriSpeech 960 h pretraining).
 
 Run: python -m results.lowresource --runs runs --out results/lowresource [--run 10m=DIR ...] [--label NAME]
+         [--table NAME=ROOT ... --preset finetune/tiny_cpu_search.yaml --split test-clean]
 
 A run is a fine-tuning folder whose `decode/wer.json` was written by `python -m finetune.decode`; `--runs DIR` finds
 `DIR/finetune_<split>` (the base_<split>.yaml default out_dir), `--run SPLIT=DIR` names one. A split without a decoded
 run shows as "missing". Writes lowresource.md and lowresource.csv.
+
+`--table NAME=ROOT` writes NAME.md and NAME.csv: every fine-tuning run folder under ROOT with the settings that differ
+from --preset, its CPU minutes, best dev WER, and test WER and letter error rate with 95 % intervals
+(results/finetune_runs.py); the CPU schedule search, its seeds, and the reset/drop study are such tables.
 """
 
 from __future__ import annotations
@@ -91,13 +96,42 @@ def write_table(folders: dict[str, Path], label: str, out: Path) -> str:
     return "\n".join(md)
 
 
+def write_run_tables(tables: list[str], preset: str, split: str, out: Path) -> None:
+    """NAME.md / NAME.csv in `out` for each NAME=ROOT."""
+    from finetune.config import load_config
+
+    from .finetune_runs import HEADER, markdown, read_runs, rows
+
+    if not tables:
+        return
+    reference = load_config(preset).to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    for item in tables:
+        name, _, root = item.partition("=")
+        if not name or not root or "/" in name:
+            raise ValueError(f"--table {item!r}: expected NAME=ROOT with NAME a file name (no folder)")
+        runs = read_runs(Path(root), split, reference)
+        with open(out / f"{name}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([HEADER] + rows(runs))
+        (out / f"{name}.md").write_text(markdown(runs, f"Fine-tuning runs: {name} (against {preset})", split))
+        print(f"{out / name}.md: {len(runs)} runs")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, help="folder holding finetune_<split> run folders")
     parser.add_argument("--run", action="append", default=[], metavar="SPLIT=DIR", help="one split's run folder")
     parser.add_argument("--label", default=DEFAULT_LABEL)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--table", action="append", default=[], metavar="NAME=ROOT", help="a table of run folders")
+    parser.add_argument("--preset", default="finetune/tiny_cpu.yaml", help="--table's settings are against this")
+    parser.add_argument("--split", default="test-clean", help="--table's test split")
     args = parser.parse_args(argv)
+    try:
+        write_run_tables(args.table, args.preset, args.split, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     folders = run_folders(args.runs) if args.runs else {}
     for item in args.run:
         split, _, folder = item.partition("=")
