@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from results.search_curves import read_records
+from trainkit.logs import METRICS_FILE
 
 CONDITIONS = ("within", "across")
 CSV_NAME, FIGURE_NAME, SUMMARY_NAME = "abx_evolution.csv", "abx_evolution.png", "abx_evolution.md"
@@ -48,7 +49,7 @@ def read_evolution(run_dir: Path, name: str | None = None) -> Evolution:
     """The ABX records of run_dir/metrics.jsonl, one per update (the last one written wins, as a resumed run
     re-logs the updates it replays)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         raise FileNotFoundError(f"{run_dir / 'metrics.jsonl'}: not found; RUN_DIR must be a pretraining run folder")
     _, records = read_records(run_dir)
     by_step = {}

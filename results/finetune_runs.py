@@ -19,6 +19,7 @@ import editdistance
 import yaml
 
 from results.intervals import bootstrap_ratio
+from trainkit.logs import METRICS_FILE
 
 IGNORED_KEYS = ("model.init", "run.out_dir", "data.manifest_dir", "run.seed")
 DECODINGS = ("viterbi", "lm")
@@ -87,7 +88,7 @@ def settings_against(config: dict, reference: dict) -> dict:
 
 
 def _last_dev(run_dir: Path) -> tuple[float, float, int] | None:
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
         return None
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
