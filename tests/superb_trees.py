@@ -1,11 +1,16 @@
-"""Tiny hand-made corpus trees (noise audio, real layouts) for the superb/ tests; not a test module."""
+"""Tiny hand-made corpus trees (noise audio, real layouts) for the superb/ tests, and the run_downstream.py
+script as those tests call it; not a test module."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile
+
+REPO = Path(__file__).resolve().parent.parent
 
 SAMPLE_RATE = 16000
 LEXICON = {  # stress-marked CMU phones, all in downstream_configs/vocab/phoneme.txt
@@ -103,3 +108,18 @@ def make_iemocap(root: Path, sessions: int = 2) -> dict[str, list[tuple[str, str
         (label_dir / "Categorical").mkdir(exist_ok=True)  # the real subfolders hold other ratings
         (label_dir / "Categorical" / f"{dialog}_e1_cat.txt").write_text(f"{dialog}_F000 :Anger; ()\n")
     return kept
+
+
+def run_downstream_script(cwd: Path, env: dict, *args: str) -> str:
+    """`python run_downstream.py ARGS` in its own process, as a user runs it; asserts it exits 0 and returns its
+    stdout and stderr together."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run_downstream.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout + done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from superb_trees import make_librispeech
+from superb_trees import make_librispeech, run_downstream_script
 
 from superb.argv_checks import check_argv
 from superb.entry import main
@@ -140,17 +140,8 @@ def test_fairseq_file_through_s3prls_runner(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "SUPERB_DATA": str(data), "OMP_NUM_THREADS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
 
-    def run(*args):
-        done = subprocess.run(
-            [sys.executable, str(REPO / "run_downstream.py"), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout + done.stderr
+    def run(*args: str) -> str:
+        return run_downstream_script(tmp_path, env, *args)
 
     expdir = tmp_path / "exp"
     common = ["-u", "ehmam", "-k", str(FAIRSEQ_FILE), "-d", "pr", "--workers", "0", "-o", SMOKE]

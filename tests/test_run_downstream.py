@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
-from superb_trees import make_iemocap, make_librispeech
+from superb_trees import make_iemocap, make_librispeech, run_downstream_script
 
 from superb import tasks
 from superb.registry import CONFIG_DIR, EXPERT, TASKS
@@ -394,17 +393,8 @@ def test_real_runner_pr_smoke_train_then_evaluate(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "SUPERB_DATA": str(data)}
     env.pop("CUDA_VISIBLE_DEVICES", None)
 
-    def run(*args):
-        done = subprocess.run(
-            [sys.executable, str(REPO / "run_downstream.py"), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout + done.stderr
+    def run(*args: str) -> str:
+        return run_downstream_script(tmp_path, env, *args)
 
     train = run("-m", "train", "-u", "fbank", "-d", "pr", "--workers", "0", "-p", str(expdir), "-o", SMOKE)
     assert "s3prl argv:" in train and "dev per:" in train

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from superb_trees import run_downstream_script
 
 from experiments.downstream import short_run_override
 from superb.registry import TASK_NAMES
@@ -158,16 +159,7 @@ def test_asr_as_a_user_types_it(demo, minisuperb_ci, tmp_path):
     expdir = tmp_path / "asr"
 
     def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(REPO / "run_downstream.py"), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-        return done.stdout + done.stderr
+        return run_downstream_script(tmp_path, env, *args)
 
     run(
         "-m",
