@@ -12,14 +12,13 @@ from typing import Sequence
 
 from superb.hub import HUBCONF_MODULE
 from superb.registry import TASKS
+from superb.tasks import s3prl_subset_parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("-u", "--upstream")
+    """The s3prl flags run_downstream.py reads, and -k, which only these checks need."""
+    parser = s3prl_subset_parser()
     parser.add_argument("-k", "--upstream_ckpt")
-    parser.add_argument("-d", "--downstream")
-    parser.add_argument("-e", "--past_exp")
     return parser
 
 

@@ -118,7 +118,7 @@ def split_our_options(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[
     return OurOptions(data_root, known.workers, known.fold, known.profile, known.cache_features_gib), rest
 
 
-def _s3prl_subset_parser() -> argparse.ArgumentParser:
+def s3prl_subset_parser() -> argparse.ArgumentParser:
     """The s3prl flags this rewrite reads or changes; all others pass through untouched."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for flags, dest in (
@@ -171,7 +171,7 @@ def plan_argv(
     `-e` checkpoint. Both default to doing nothing, which keeps this function pure.
     """
     ours, rest = split_our_options(argv, environ)
-    s3, passthrough = _s3prl_subset_parser().parse_known_args(rest)
+    s3, passthrough = s3prl_subset_parser().parse_known_args(rest)
     user_overrides = parse_overrides(s3.override)
     notes: list[str] = []
 
