@@ -96,6 +96,17 @@ def save_training_checkpoint(
     return path
 
 
+def architecture_mismatch(saved_config: dict, model: EHMAMPretrainModel) -> tuple[str, object, object] | None:
+    """The first ARCHITECTURE_KEYS entry (key, saved, configured) in which a checkpoint's model_config differs from
+    the model's config, or None; dropout rates may change between runs, shapes may not."""
+    configured = model.config.model.to_dict()
+    for key in ARCHITECTURE_KEYS:
+        saved = saved_config.get(key, SAVED_DEFAULTS.get(key, configured[key]))
+        if saved != configured[key]:
+            return key, saved, configured[key]
+    return None
+
+
 def restore_training_checkpoint(
     path: Path, model: EHMAMPretrainModel, optimizer: torch.optim.Optimizer
 ) -> tuple[TrainState, dict]:
@@ -110,14 +121,13 @@ def restore_training_checkpoint(
     for key in ("heads", "optimizer", "train_state", "rng"):
         if key not in ckpt:
             raise ValueError(f"{path}: missing key '{key}' needed to resume training")
-    configured = model.config.model.to_dict()
-    for key in ARCHITECTURE_KEYS:  # dropout rates may change between runs; shapes may not
-        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, configured[key]))
-        if saved != configured[key]:
-            raise ValueError(
-                f"{path}: was trained with model.{key}={saved!r}, but the config says "
-                f"model.{key}={configured[key]!r}; resume needs the same architecture"
-            )
+    mismatch = architecture_mismatch(ckpt["model_config"], model)
+    if mismatch:
+        key, saved, configured = mismatch
+        raise ValueError(
+            f"{path}: was trained with model.{key}={saved!r}, but the config says "
+            f"model.{key}={configured!r}; resume needs the same architecture"
+        )
     heads = ckpt["heads"] if isinstance(ckpt["heads"], dict) else {}
     modules = checkpointed_modules(model)
     states = {key: heads.get(key[len("heads.") :]) if key.startswith("heads.") else ckpt[key] for key in modules}
@@ -152,14 +162,13 @@ def initialise_from(path: Path, model: EHMAMPretrainModel) -> list[str]:
     teacher starts as a copy of the student, as a new run does; parts the file lacks keep their fresh
     initialisation. Returns what was loaded and what was not, for the log."""
     ckpt = load_checkpoint(path)
-    configured = model.config.model.to_dict()
-    for key in ARCHITECTURE_KEYS:
-        saved = ckpt["model_config"].get(key, SAVED_DEFAULTS.get(key, configured[key]))
-        if saved != configured[key]:
-            raise ValueError(
-                f"run.init_from {path}: has model.{key}={saved!r}, but the config says "
-                f"model.{key}={configured[key]!r}; the run must have the checkpoint's architecture"
-            )
+    mismatch = architecture_mismatch(ckpt["model_config"], model)
+    if mismatch:
+        key, saved, configured = mismatch
+        raise ValueError(
+            f"run.init_from {path}: has model.{key}={saved!r}, but the config says "
+            f"model.{key}={configured!r}; the run must have the checkpoint's architecture"
+        )
     heads = ckpt.get("heads") if isinstance(ckpt.get("heads"), dict) else {}
     student_context = {k[len("context.") :]: v for k, v in ckpt["encoder"].items() if k.startswith("context.")}
     found = {
