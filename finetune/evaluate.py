@@ -15,25 +15,31 @@ from .model import CTCModel, greedy_indices
 log = logging.getLogger("finetune.evaluate")
 
 
-def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
-    """{"wer": 100 x word edits / reference words, "errors", "words", "sentences", "ler": 100 x letter edits /
-    reference letters}. Letters are the CTC units: the characters of the words joined by single spaces, so a
-    missing word boundary counts as one edit. Far below a WER of 100, LER still separates models that get
-    almost no word right."""
+def utterance_edits(hypotheses: list[str], references: list[str]) -> dict[str, list[int]]:
+    """Per utterance: "word_edits", "words" (of the reference), "letter_edits", "letters". Letters are the CTC
+    units: the characters of the words joined by single spaces, so a missing word boundary counts as one edit."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
-    words = sum(len(r.split()) for r in references)
-    letter_errors = sum(
-        editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in zip(hypotheses, references)
-    )
-    letters = sum(len(" ".join(r.split())) for r in references)
+    pairs = list(zip(hypotheses, references))
     return {
-        "wer": 100.0 * errors / max(words, 1),
-        "errors": errors,
-        "words": words,
+        "word_edits": [editdistance.eval(h.split(), r.split()) for h, r in pairs],
+        "words": [len(r.split()) for r in references],
+        "letter_edits": [editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in pairs],
+        "letters": [len(" ".join(r.split())) for r in references],
+    }
+
+
+def word_error_rate(hypotheses: list[str], references: list[str]) -> dict:
+    """{"wer": 100 x word edits / reference words, "errors", "words", "sentences", "ler": 100 x letter edits /
+    reference letters} (utterance_edits, summed). Far below a WER of 100, LER still separates models that get
+    almost no word right."""
+    counts = {key: sum(values) for key, values in utterance_edits(hypotheses, references).items()}
+    return {
+        "wer": 100.0 * counts["word_edits"] / max(counts["words"], 1),
+        "errors": counts["word_edits"],
+        "words": counts["words"],
         "sentences": len(references),
-        "ler": 100.0 * letter_errors / max(letters, 1),
+        "ler": 100.0 * counts["letter_edits"] / max(counts["letters"], 1),
     }
 
 

@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import editdistance
 import yaml
 
+from finetune.evaluate import utterance_edits
 from results.intervals import bootstrap_ratio
 from trainkit.logs import METRICS_FILE
 
@@ -49,17 +49,12 @@ class FinetuneRun:
 
 
 def error_rates(hypotheses: list[str], references: list[str]) -> dict[str, Score]:
-    """WER and letter error rate as finetune.evaluate.word_error_rate counts them, with bootstrap intervals."""
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    word_edits = [editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references)]
-    words = [len(r.split()) for r in references]
-    letter_edits = [editdistance.eval(" ".join(h.split()), " ".join(r.split())) for h, r in zip(hypotheses, references)]
-    letters = [len(" ".join(r.split())) for r in references]
+    """WER and letter error rate as finetune.evaluate counts them (utterance_edits), with bootstrap intervals."""
+    counts = utterance_edits(hypotheses, references)
     out = {}
-    for key, edits, lengths in (("wer", word_edits, words), ("ler", letter_edits, letters)):
-        low, high = bootstrap_ratio(edits, lengths)
-        out[key] = Score(100.0 * sum(edits) / max(sum(lengths), 1), low, high)
+    for key, edits, lengths in (("wer", "word_edits", "words"), ("ler", "letter_edits", "letters")):
+        low, high = bootstrap_ratio(counts[edits], counts[lengths])
+        out[key] = Score(100.0 * sum(counts[edits]) / max(sum(counts[lengths]), 1), low, high)
     return out
 
 
