@@ -99,13 +99,14 @@ def _draw(
     n_speakers = sum(n for n, _ in sizes.values())
     taken = taken or Draw()
     taken_ids = {int(s) for s in taken.genders}
+    taken_chapters = taken.chapters
     speaker_ids = [
         int(i) for i in rng.choice([i for i in range(10, 10000) if i not in taken_ids], size=n_speakers, replace=False)
     ]
     chapter_ids = iter(
         int(i)
         for i in rng.choice(
-            [i for i in range(1000, 330000) if i not in taken.chapters], size=2 * n_speakers, replace=False
+            [i for i in range(1000, 330000) if i not in taken_chapters], size=2 * n_speakers, replace=False
         )
     )
     speakers = sample_speakers(
