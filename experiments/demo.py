@@ -5,12 +5,13 @@
 
 Each stage is the command a user would type (they are printed): `python -m minisuperb`, `python pretrain/run.py`,
 `python -m results.abx`, `python run_downstream.py -m train --profile cpu --cache-features` then `-m evaluate` per
-task and upstream, and `python -m results.tabulate`. Beside the pretrained checkpoint the same tasks run on `-u fbank`
-and on a randomly initialised encoder of the checkpoint's architecture (--baselines), so the table shows what
-pretraining adds. The downstream runs go to --jobs worker processes of one thread each (s3prl is imported once per
-worker); FBANK's runs start while the checkpoint pretrains. A task that fails is reported and shows as
-missing/unfinished in the table, the others still run. A rerun reuses a complete corpus and a finished pretraining
-under --out and redoes the downstream runs.
+task and upstream, and `python -m results.tabulate`. Beside the pretrained checkpoint the same tasks run
+on a randomly initialised encoder of the checkpoint's architecture, so the table shows what pretraining adds, and
+with `--baselines fbank,random` also on s3prl's `-u fbank`. The downstream runs go to --jobs worker processes of
+one thread each (s3prl is imported once per worker); the baselines' runs need no trained weights, so they start
+while the checkpoint pretrains. A task that fails is reported and shows as missing/unfinished in the table, the
+others still run. A rerun reuses a complete corpus and a finished pretraining under --out and redoes the downstream
+runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Sequence
 from experiments.corpus import add_corpus_flags, prepare_corpus
 from experiments.downstream import DownstreamPool, DownstreamRun, plan_downstream, slowest_first
 from experiments.options import (
-    BASELINES,
     parse_baselines,
     parse_folds,
     parse_profile,
@@ -40,6 +40,7 @@ from experiments.pretraining import (
     pretrain_manifest,
     pretraining_argv,
     random_init_like_checkpoint,
+    random_init_like_config,
     run_pretraining,
 )
 from experiments.report_stages import abx_stage, tabulate_stage
@@ -100,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baselines",
         type=parse_baselines,
-        default=list(BASELINES),
-        help="SUPERB rows beside the checkpoint: fbank (s3prl's -u fbank), random (an untrained "
-        "encoder of the checkpoint's architecture), fbank,random (default), or none",
+        default=["random"],  # FBANK's seven tasks were a third of the demo's CPU time
+        help="SUPERB rows beside the checkpoint: random (default: an untrained encoder of the checkpoint's "
+        "architecture), fbank (s3prl's -u fbank: its seven tasks add about a third to the demo's time), "
+        "fbank,random, or none",
     )
     parser.add_argument(
         "--jobs",
@@ -128,35 +130,51 @@ def plan_fbank_runs(args: argparse.Namespace) -> list[DownstreamRun]:
     )
 
 
-def plan_checkpoint_runs(args: argparse.Namespace, checkpoint: Path) -> tuple[list[DownstreamRun], list[Stage]]:
-    """The checkpoint's runs (OUT/downstream/<task>), then the random-init encoder's (OUT/downstream/random_init/
-    <task>; the encoder is exported here)."""
-    root = args.out / "downstream"
-    runs = plan_downstream(args.tasks, args.er_folds, root, profile=args.profile)
-    stages = []
-    if "random" in args.baselines:
-        random_init = args.out / "random_init.pt"
-        command = f"experiments.pretraining.random_init_like_checkpoint({str(checkpoint)!r}, {str(random_init)!r})"
-        stage = timed(Stage("random init", command), lambda: random_init_like_checkpoint(checkpoint, random_init))
-        stages.append(stage)
-        if stage.ok:
-            runs += plan_downstream(
-                args.tasks,
-                args.er_folds,
-                root / "random_init",
-                profile=args.profile,
-                upstream_argv=("-u", "ehmam", "-k", str(random_init)),
-                prefix="random init ",
-            )
-    return runs, stages
+def plan_random_init_runs(args: argparse.Namespace) -> tuple[list[DownstreamRun], list[Stage]]:
+    """The random-init encoder's runs (OUT/downstream/random_init/<task>). The encoder is exported here, before any
+    pretraining, from the architecture of --ckpt or else of --pretrain-config, the one the checkpoint will record
+    (`check_random_init_architecture` checks that once it exists)."""
+    if "random" not in args.baselines:
+        return [], []
+    random_init = args.out / "random_init.pt"
+    if args.ckpt is not None:
+        source = args.ckpt
+        command = f"experiments.pretraining.random_init_like_checkpoint({str(source)!r}, {str(random_init)!r})"
+        stage = timed(Stage("random init", command), lambda: random_init_like_checkpoint(source, random_init))
+    else:
+        source = args.pretrain_config
+        command = f"experiments.pretraining.random_init_like_config({str(source)!r}, {str(random_init)!r}, 0)"
+        stage = timed(Stage("random init", command), lambda: random_init_like_config(source, random_init, 0))
+    if not stage.ok:
+        return [], [stage]
+    runs = plan_downstream(
+        args.tasks,
+        args.er_folds,
+        args.out / "downstream" / "random_init",
+        profile=args.profile,
+        upstream_argv=("-u", "ehmam", "-k", str(random_init)),
+        prefix="random init ",
+    )
+    return runs, [stage]
+
+
+def check_random_init_architecture(random_init: Path, checkpoint: Path) -> None:
+    """The random-init row is only a baseline of the checkpoint's own architecture."""
+    from upstream_ehmam.checkpoint import load_checkpoint
+
+    exported, trained = (load_checkpoint(p)["model_config"] for p in (random_init, checkpoint))
+    if exported != trained:
+        differing = sorted(k for k in exported.keys() | trained.keys() if exported.get(k) != trained.get(k))
+        raise SystemExit(
+            f"{PROG}: error: {checkpoint} records another architecture than --pretrain-config gave the random-init "
+            f"row ({random_init}): model_config {', '.join(differing)} differ; rerun with a new --out"
+        )
 
 
 def pretrain(args: argparse.Namespace, data: Path) -> tuple[Path, Stage | None]:
     """Pretrain `--pretrain-config` for `--pretrain-steps` updates; returns the checkpoint (last.pt)."""
     if args.ckpt is not None:
-        if not args.ckpt.is_file():
-            raise SystemExit(f"{PROG}: error: --ckpt {args.ckpt} is not a file")
-        return args.ckpt.absolute(), None
+        return args.ckpt, None
     manifest = pretrain_manifest(args.pretrain_manifest, data)
     if not manifest.is_file():
         raise SystemExit(
@@ -180,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args.out = args.out.absolute()
+    if args.ckpt is not None:
+        if not args.ckpt.is_file():
+            raise SystemExit(f"{PROG}: error: --ckpt {args.ckpt} is not a file")
+        args.ckpt = args.ckpt.absolute()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     stages: list[Stage] = []
@@ -191,21 +213,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)  # this process's ABX and exports run beside the downstream workers
     if args.profile is None and args.task_steps is None:
         args.task_steps = parse_task_steps("60")
-    # FBANK needs no checkpoint: its runs start while the checkpoint pretrains
+    # the baselines need no trained weights: their runs start while the checkpoint pretrains
     pool = DownstreamPool(args.jobs)
-    fbank_runs = plan_fbank_runs(args)
-    pool.submit(slowest_first(fbank_runs), None, data, args.task_steps)
+    random_runs, random_stages = plan_random_init_runs(args)
+    stages += random_stages
+    baseline_runs = random_runs + plan_fbank_runs(args)
+    pool.submit(slowest_first(baseline_runs), None, data, args.task_steps)
 
     checkpoint, pretrain_stage = pretrain(args, data)
     stages += [pretrain_stage] if pretrain_stage else []
+    if random_runs:
+        check_random_init_architecture(args.out / "random_init.pt", checkpoint)
     abx = abx_stage(args.out / "abx", data, [checkpoint], ["fbank"], random_init=True)  # seconds: always all rows
     stages.append(abx)
 
-    checkpoint_runs, random_stages = plan_checkpoint_runs(args, checkpoint)
-    stages += random_stages
+    checkpoint_runs = plan_downstream(args.tasks, args.er_folds, args.out / "downstream", profile=args.profile)
     pool.submit(slowest_first(checkpoint_runs), checkpoint, data, args.task_steps)
     pool.finish()
-    runs = checkpoint_runs + fbank_runs
+    runs = checkpoint_runs + baseline_runs
     stages += [stage for run in runs for stage in run.stages]
 
     from minisuperb import read_marker

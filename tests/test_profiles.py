@@ -180,23 +180,26 @@ def test_fbank_beats_chance_on_ks_under_the_cpu_profile(tmp_path, monkeypatch):
 
 
 def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path):
-    """`experiments.demo` (defaults: --profile cpu --baselines fbank,random): the baselines are fbank and random init
-    (an untrained encoder of the checkpoint's architecture), each task once per upstream (ER once per fold), all
-    tabulated from one root, every frozen upstream's features cached."""
+    """`experiments.demo` (defaults: --profile cpu --baselines random; fbank on request): the baselines are fbank and
+    random init (an untrained encoder of the checkpoint's architecture, exported before any pretraining), each task
+    once per upstream (ER once per fold), all tabulated from one root, every frozen upstream's features cached."""
     import torch
 
     from experiments import demo
-    from experiments.downstream import slowest_first
+    from experiments.downstream import plan_downstream, slowest_first
     from experiments.pretraining import random_init_like_config
 
     checkpoint = random_init_like_config(demo.REPO / "pretrain" / "tiny.yaml", tmp_path / "trained.pt", seed=1)
     defaults = demo.build_parser().parse_args([])
-    assert defaults.profile == "cpu" and defaults.baselines == ["fbank", "random"] and defaults.task_steps is None
+    assert defaults.profile == "cpu" and defaults.baselines == ["random"] and defaults.task_steps is None
     assert defaults.scale == "demo"
-    args = demo.build_parser().parse_args(["--out", str(tmp_path / "out"), "--tasks", "ks,er", "--er-folds", "2"])
-    fbank = demo.plan_fbank_runs(args)
-    runs, stages = demo.plan_checkpoint_runs(args, checkpoint)
-    runs += fbank
+    args = demo.build_parser().parse_args(
+        ["--out", str(tmp_path / "out"), "--tasks", "ks,er", "--er-folds", "2", "--baselines", "fbank,random"]
+    )
+    args.ckpt = checkpoint
+    random_runs, stages = demo.plan_random_init_runs(args)
+    runs = plan_downstream(args.tasks, args.er_folds, args.out / "downstream", profile=args.profile)
+    runs += random_runs + demo.plan_fbank_runs(args)
     assert [s.ok for s in stages] == [True]
     assert [(r.label, r.expdir.relative_to(tmp_path / "out")) for r in runs] == [
         ("ks", Path("downstream/ks")),
@@ -207,13 +210,14 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
         ("fbank er_fold2", Path("downstream/fbank/er_fold2")),
     ]
     assert [r.task for r in slowest_first(runs)] == ["ks", "ks", "ks", "er", "er", "er"]
-    argv = runs[4].train_argv(checkpoint, tmp_path, None)
+    argv = runs[4].train_argv(None, tmp_path, None)
     assert argv[:3] == ["-m", "train", "-u"] and argv[3] == "fbank" and "--profile" in argv and "-o" not in argv
     assert "--cache-features" in argv
-    random_argv = runs[3].train_argv(checkpoint, tmp_path, 40)
+    random_argv = runs[3].train_argv(None, tmp_path, 40)
     assert random_argv[random_argv.index("-k") + 1] == str(tmp_path / "out" / "random_init.pt")
     assert random_argv[-2:] == ["--fold", "2"]
     assert "config.runner.total_steps=40" in random_argv[random_argv.index("-o") + 1]
+    demo.check_random_init_architecture(tmp_path / "out" / "random_init.pt", checkpoint)
 
     trained = torch.load(checkpoint, weights_only=True)
     untrained = torch.load(tmp_path / "out" / "random_init.pt", weights_only=True)
@@ -226,3 +230,28 @@ def test_demo_plans_checkpoint_fbank_and_random_init_under_the_profile(tmp_path)
     with pytest.raises(SystemExit):
         demo.build_parser().parse_args(["--profile", "gpu"])
     assert demo.build_parser().parse_args(["--profile", "none", "--baselines", "none"]).baselines == []
+
+
+def test_demo_exports_the_random_init_from_the_pretraining_config_before_pretraining(tmp_path):
+    """Without --ckpt the random-init row's encoder comes from --pretrain-config (its runs start beside pretraining):
+    the same bytes as the random init of the checkpoint that config trains; a checkpoint of another architecture
+    stops the demo with both model_config keys named."""
+    from experiments import demo
+    from experiments.pretraining import random_init_like_checkpoint, random_init_like_config
+
+    config = demo.REPO / "pretrain" / "tiny_mel.yaml"
+    args = demo.build_parser().parse_args(
+        ["--out", str(tmp_path / "out"), "--tasks", "ks", "--pretrain-config", str(config)]
+    )
+    args.out.mkdir()
+    runs, stages = demo.plan_random_init_runs(args)
+    assert [s.ok for s in stages] == [True] and [r.label for r in runs] == ["random init ks"]
+    trained = random_init_like_config(config, tmp_path / "trained.pt", seed=3)  # stands for the pretrained checkpoint
+    exported = args.out / "random_init.pt"
+    assert exported.read_bytes() == random_init_like_checkpoint(trained, tmp_path / "like.pt").read_bytes()
+    demo.check_random_init_architecture(exported, trained)
+
+    other = random_init_like_config(demo.REPO / "pretrain" / "tiny.yaml", tmp_path / "other.pt", seed=0)
+    with pytest.raises(SystemExit, match="frontend"):
+        demo.check_random_init_architecture(exported, other)
+    assert demo.build_parser().parse_args(["--baselines", "none"]).baselines == []
