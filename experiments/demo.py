@@ -220,10 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline_runs = random_runs + plan_fbank_runs(args)
     pool.submit(slowest_first(baseline_runs), None, data, args.task_steps)
 
-    checkpoint, pretrain_stage = pretrain(args, data)
+    try:
+        checkpoint, pretrain_stage = pretrain(args, data)
+        if random_runs:
+            check_random_init_architecture(args.out / "random_init.pt", checkpoint)
+    except SystemExit:
+        pool.cancel()  # the baselines' runs would be tabulated beside no checkpoint
+        raise
     stages += [pretrain_stage] if pretrain_stage else []
-    if random_runs:
-        check_random_init_architecture(args.out / "random_init.pt", checkpoint)
     abx = abx_stage(args.out / "abx", data, [checkpoint], ["fbank"], random_init=True)  # seconds: always all rows
     stages.append(abx)
 

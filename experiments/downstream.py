@@ -223,3 +223,14 @@ class DownstreamPool:
                 run.stages.append(Stage(f"{run.label} train", "", ok=False, detail=f"{type(error).__name__}: {error}"))
         self._pending.clear()
         self._executor.shutdown()
+
+    def cancel(self) -> None:
+        """Drop the runs not yet started and stop the workers now: the experiment is stopping (its pretraining
+        failed), and at exit the executor would otherwise wait for every submitted run."""
+        # Python 3.14's ProcessPoolExecutor.terminate_workers does this; before it, the worker processes are only
+        # reachable through the executor's `_processes`, which shutdown empties
+        workers = list((getattr(self._executor, "_processes", None) or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        self._pending.clear()

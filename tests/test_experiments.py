@@ -83,3 +83,44 @@ def test_random_init_of_a_checkpoint_has_its_architecture(tmp_path):
     a, b, c = (load_checkpoint(Path(p))["encoder"] for p in (from_config, like, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_downstream_pool_cancel_stops_the_running_run_and_drops_the_queued_ones():
+    """When an experiment stops (its pretraining failed), `DownstreamPool.cancel` ends the worker now instead of
+    leaving the exit to wait for every submitted run."""
+    import time
+
+    from experiments.downstream import DownstreamPool
+
+    pool = DownstreamPool(1)
+    runs = [pool._executor.submit(time.sleep, 120) for _ in range(5)]  # stand for long downstream runs
+    deadline = time.monotonic() + 60
+    while not pool._executor._processes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = list(pool._executor._processes.values())
+    assert len(workers) == 1
+    start = time.monotonic()
+    pool.cancel()
+    while (workers[0].is_alive() or not all(run.done() for run in runs)) and time.monotonic() - start < 60:
+        time.sleep(0.1)
+    assert not workers[0].is_alive()
+    assert all(run.done() for run in runs)  # none of them sleeps its 120 s
+    assert all(run.cancelled() or run.exception() is not None for run in runs)
+
+
+def test_demo_stops_with_the_pretraining_error_while_baseline_runs_are_queued(tmp_path):
+    """The random init's runs are submitted before pretraining; a missing pretraining manifest still ends the demo
+    at once with the manifest named, the queued runs dropped."""
+    import time
+
+    import pytest
+
+    data = tmp_path / "corpus"
+    data.mkdir()
+    argv = ["--out", str(tmp_path / "out"), "--data", str(data), "--tasks", "sf,asr,pr", "--jobs", "1"]
+    argv += ["--pretrain-manifest", str(tmp_path / "missing.tsv")]
+    start = time.monotonic()
+    with pytest.raises(SystemExit, match="missing.tsv"):
+        demo.main(argv)
+    assert time.monotonic() - start < 60
+    assert (tmp_path / "out" / "random_init.pt").is_file()
