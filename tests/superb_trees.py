@@ -110,7 +110,7 @@ def make_iemocap(root: Path, sessions: int = 2) -> dict[str, list[tuple[str, str
     return kept
 
 
-def run_downstream_script(cwd: Path, env: dict, *args: str) -> str:
+def run_downstream_script(cwd: Path, env: dict, *args: str, timeout: int = 300) -> str:
     """`python run_downstream.py ARGS` in its own process, as a user runs it; asserts it exits 0 and returns its
     stdout and stderr together."""
     done = subprocess.run(
@@ -119,7 +119,7 @@ def run_downstream_script(cwd: Path, env: dict, *args: str) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return done.stdout + done.stderr

@@ -416,39 +416,34 @@ def test_layerwise_probes_run_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_p
 @pytest.mark.slow
 def test_real_runner_trains_ks_on_a_mel_checkpoint(mel_ckpt, minisuperb_ci, tmp_path):
     """`run_downstream.py -m train -u ehmam -k <mel checkpoint> -d ks` through s3prl's own runner."""
+    from superb_trees import run_downstream_script
+
     from experiments.downstream import short_run_override
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("SUPERB_DATA", None)
     expdir = tmp_path / "ks"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "run_downstream.py"),
-            "-m",
-            "train",
-            "-u",
-            "ehmam",
-            "-k",
-            str(mel_ckpt),
-            "-d",
-            "ks",
-            "--data-root",
-            str(minisuperb_ci),
-            "--workers",
-            "0",
-            "-p",
-            str(expdir),
-            "-o",
-            short_run_override("ks", 3),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    run_downstream_script(
+        tmp_path,
+        env,
+        "-m",
+        "train",
+        "-u",
+        "ehmam",
+        "-k",
+        str(mel_ckpt),
+        "-d",
+        "ks",
+        "--data-root",
+        str(minisuperb_ci),
+        "--workers",
+        "0",
+        "-p",
+        str(expdir),
+        "-o",
+        short_run_override("ks", 3),
         timeout=600,
     )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert (expdir / "states-3.ckpt").is_file()
 
 
