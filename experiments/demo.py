@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         checkpoint, pretrain_stage = pretrain(args, data)
-        if random_runs:
+        if random_runs and args.ckpt is None:  # with --ckpt the random init was exported from the checkpoint
             check_random_init_architecture(args.out / "random_init.pt", checkpoint)
     except SystemExit:
         pool.cancel()  # the baselines' runs would be tabulated beside no checkpoint
